@@ -1,0 +1,66 @@
+//! Command-line front end: argument parsing and output formatting only; the work is the
+//! library's.
+
+mod compare;
+mod fit;
+mod score;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "usq", version, about = "Ultrasound image quality from the TinyUSFM foundation model")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// No-reference quality (TinyUSFM-NRQ) of each image; higher is better.
+    Score(score::Args),
+    /// Full-reference distance (TinyUSFM-uLPIPS) of IMG from REF; lower is closer.
+    Compare(compare::Args),
+    /// Fit an NRQ manifold set from folders of clean images, one folder per organ.
+    FitNrq(fit::Args),
+}
+
+/// The model flag shared by every command.
+#[derive(clap::Args)]
+struct ModelArg {
+    /// Contract model (ONNX); default: the shipped model in models/.
+    #[arg(long, value_name = "M")]
+    model: Option<PathBuf>,
+}
+
+impl ModelArg {
+    fn load(&self, batch: usize) -> usq::Result<usq::Encoder> {
+        match &self.model {
+            Some(p) => usq::Encoder::from_path(p, batch),
+            None => usq::defaults::encoder(batch).map_err(|e| e.context("loading the default model")),
+        }
+    }
+}
+
+/// Prints an error with its context chain, as `usq: error: a: b: c`.
+fn report(e: &usq::Error) {
+    eprintln!("usq: error: {e}");
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Score(a) => score::run(a),
+        Command::Compare(a) => compare::run(a),
+        Command::FitNrq(a) => fit::run(a),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,99 @@
+use super::{report, ModelArg};
+use std::path::PathBuf;
+use usq::{Context, GrayFrame, ManifoldSet, ScoreOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Images to score (PNG, JPEG, BMP, TIFF; gray or colour, 8 or 16 bit).
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArg,
+    /// Manifold folder of <Organ>.npz files; default: models/nrq.
+    #[arg(long, value_name = "DIR")]
+    manifold: Option<PathBuf>,
+    /// Score against this organ only (default: all organs, combined by log-mean-exp).
+    #[arg(long, value_name = "NAME")]
+    organ: Option<String>,
+    /// Score at most K patches, a deterministic spatially spread subset of the grid.
+    #[arg(long, value_name = "K")]
+    max_patches: Option<usize>,
+    /// Write a heatmap PNG (with several images, the image's stem is appended).
+    #[arg(long, value_name = "OUT.png")]
+    heatmap: Option<PathBuf>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Images per encoder run.
+    #[arg(long, default_value_t = 4, value_name = "B")]
+    batch: usize,
+}
+
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    path: String,
+    nrq: f64,
+    organ: Option<&'a str>,
+    patches: &'a [usq::quality::PatchScore],
+}
+
+fn heatmap_path(base: &std::path::Path, image: &std::path::Path, many: bool) -> PathBuf {
+    if !many {
+        return base.to_path_buf();
+    }
+    let stem = base.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let img = image.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    base.with_file_name(format!("{stem}-{img}.png"))
+}
+
+pub fn run(a: Args) -> usq::Result<bool> {
+    let manifolds = match &a.manifold {
+        Some(d) => ManifoldSet::load_dir(d)?,
+        None => usq::defaults::manifolds().context("loading the default manifold")?,
+    };
+    manifolds.check_features(usq::encoder::DESCRIPTOR_LEN)?;
+    if let Some(o) = &a.organ {
+        manifolds.organ(o)?;
+    }
+    if a.max_patches == Some(0) {
+        usq::bail!(InvalidArgument, "--max-patches must be at least 1");
+    }
+    let mut encoder = a.model.load(a.batch)?;
+    let opts = ScoreOptions { organ: a.organ.clone(), max_patches: a.max_patches };
+    if !a.json {
+        println!("{:<40} {:>12} {:>12} {:>8} {:>6}", "image", "nrq", "organ", "patches", "worst");
+    }
+    let mut all_ok = true;
+    for path in &a.images {
+        let result = GrayFrame::open(path).and_then(|f| {
+            let r = usq::score(&mut encoder, &manifolds, &f, &opts).with_context(|| format!("scoring {}", path.display()))?;
+            if let Some(base) = &a.heatmap {
+                let out = heatmap_path(base, path, a.images.len() > 1);
+                usq::heatmap::render(&f, &r)
+                    .save(&out)
+                    .map_err(|e| usq::Error::from_source(usq::ErrorKind::Io, &e))
+                    .with_context(|| format!("writing heatmap {}", out.display()))?;
+            }
+            Ok(r)
+        });
+        match result {
+            Ok(r) if a.json => {
+                let line = Line { path: path.display().to_string(), nrq: r.nrq, organ: r.organ.as_deref(), patches: &r.patches };
+                println!("{}", serde_json::to_string(&line).expect("plain data serialises"));
+            }
+            Ok(r) => println!(
+                "{:<40} {:>12.4} {:>12} {:>8} {:>6}",
+                path.display(),
+                r.nrq,
+                r.organ.as_deref().unwrap_or("(all)"),
+                r.patches.len(),
+                r.worst.len()
+            ),
+            Err(e) => {
+                report(&e);
+                all_ok = false;
+            }
+        }
+    }
+    Ok(all_ok)
+}

@@ -1,0 +1,236 @@
+//! The TinyUSFM encoder through tract: loading a contract model, checking the contract,
+//! optimising once for a fixed batch, and running it with a reused state.
+//!
+//! The model contract (models/README.md): ONNX; one input `image` `[N,1,224,224]` f32 of raw
+//! gray 0..255; outputs `block2`, `block4`, `block6`, `block10`, each `[N,197,192]` f32 (the
+//! residual stream after those 0-based blocks, token 0 = cls); metadata `usq.layers` =
+//! "2,4,6,10", `usq.weights` (provenance) and `usq.version` = "1".
+
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::metrics::{EMBED_DIM, TOKENS_WITH_CLS};
+use crate::preprocess::INPUT_SIDE;
+use std::path::Path;
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+/// The contract's output names, in the order features are returned.
+pub const OUTPUT_NAMES: [&str; 4] = ["block2", "block4", "block6", "block10"];
+/// The 0-based blocks those outputs follow (the paper's layers 3, 5, 7, 11).
+pub const LAYER_BLOCKS: [usize; 4] = [2, 4, 6, 10];
+/// Values per image per layer.
+pub const LAYER_LEN: usize = TOKENS_WITH_CLS * EMBED_DIM;
+/// Length of the NRQ patch descriptor: one mean token per layer.
+pub const DESCRIPTOR_LEN: usize = OUTPUT_NAMES.len() * EMBED_DIM;
+const CONTRACT_VERSION: &str = "1";
+const ONNX_FLOAT: i32 = 1;
+
+/// What the model says about itself in its metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// `usq.weights`: where the weights come from.
+    pub weights: String,
+    pub version: String,
+    pub producer: String,
+}
+
+/// The encoder, optimised for a fixed batch. Not `Sync`: one encoder per thread.
+pub struct Encoder {
+    state: TypedSimpleState,
+    batch: usize,
+    info: ModelInfo,
+    /// For each contract output (in [`OUTPUT_NAMES`] order), its position in tract's outputs.
+    output_index: [usize; 4],
+    /// Preallocated input batch, `[batch,1,224,224]`.
+    input: Tensor,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder").field("batch", &self.batch).field("info", &self.info).finish()
+    }
+}
+
+/// Encoder outputs for one image: the four layers, each `[197 * 192]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFeatures {
+    pub layers: [Vec<f32>; 4],
+}
+
+impl ImageFeatures {
+    pub fn layer_slices(&self) -> [&[f32]; 4] {
+        [&self.layers[0], &self.layers[1], &self.layers[2], &self.layers[3]]
+    }
+}
+
+fn model_err(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Model, format!("{e:#}"))
+}
+
+impl Encoder {
+    /// Loads, checks and optimises a contract model for `batch` images per run.
+    pub fn from_path(path: impl AsRef<Path>, batch: usize) -> Result<Encoder> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
+        Encoder::from_bytes(&bytes, batch).with_context(|| format!("loading model {}", path.display()))
+    }
+
+    /// As [`Encoder::from_path`], from the model file's bytes (for embedded models).
+    pub fn from_bytes(bytes: &[u8], batch: usize) -> Result<Encoder> {
+        if batch == 0 {
+            crate::bail!(InvalidArgument, "batch must be at least 1");
+        }
+        let onnx = tract_onnx::onnx();
+        let proto = onnx
+            .proto_model_for_read(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| model_err(e).context("not an ONNX model (protobuf decoding failed)"))?;
+        let (info, output_index) = check_contract(&proto)?;
+        let mut model = onnx.model_for_proto_model(&proto).map_err(|e| model_err(e).context("translating the ONNX graph"))?;
+        model
+            .set_input_fact(0, f32::fact([batch, 1, INPUT_SIDE, INPUT_SIDE]).into())
+            .map_err(model_err)?;
+        let typed = model
+            .into_optimized()
+            .map_err(|e| model_err(e).context(format!("typing and optimising the graph for batch {batch}")))?;
+        for (i, name) in OUTPUT_NAMES.iter().enumerate() {
+            let fact = typed.output_fact(output_index[i]).map_err(model_err)?;
+            let shape = fact.shape.as_concrete().map(|s| s.to_vec());
+            if fact.datum_type != f32::datum_type() || shape.as_deref() != Some(&[batch, TOKENS_WITH_CLS, EMBED_DIM][..]) {
+                crate::bail!(
+                    Model,
+                    "output '{name}' is {:?} {:?}, the contract wants f32 [{batch}, {TOKENS_WITH_CLS}, {EMBED_DIM}]",
+                    fact.datum_type,
+                    fact.shape
+                );
+            }
+        }
+        let plan = typed.into_runnable().map_err(model_err)?;
+        let state = plan.spawn().map_err(model_err)?;
+        let input = Tensor::zero::<f32>(&[batch, 1, INPUT_SIDE, INPUT_SIDE]).map_err(model_err)?;
+        Ok(Encoder { state, batch, info, output_index, input })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Runs up to `batch` images, each `224 * 224` raw gray values (0..255), and returns
+    /// their features in order. A short batch is padded with zeros, whose outputs are dropped.
+    pub fn run(&mut self, images: &[&[f32]]) -> Result<Vec<ImageFeatures>> {
+        let plane = INPUT_SIDE * INPUT_SIDE;
+        if images.is_empty() || images.len() > self.batch {
+            crate::bail!(InvalidArgument, "{} images for an encoder of batch {}", images.len(), self.batch);
+        }
+        {
+            let mut view = self.input.try_as_plain_ram_mut().map_err(model_err)?;
+            let buf = view.as_slice_mut::<f32>().map_err(model_err)?;
+            for (i, img) in images.iter().enumerate() {
+                if img.len() != plane {
+                    crate::bail!(InvalidArgument, "image {i} holds {} values, expected {plane}", img.len());
+                }
+                crate::error::ensure_finite("encoder input", img)?;
+                buf[i * plane..(i + 1) * plane].copy_from_slice(img);
+            }
+            buf[images.len() * plane..].fill(0.0);
+        }
+        let outputs = self
+            .state
+            .run(tvec!(self.input.clone().into_tvalue()))
+            .map_err(|e| Error::new(ErrorKind::Inference, format!("{e:#}")).context("running the encoder"))?;
+        let mut slices = Vec::with_capacity(4);
+        for (k, &o) in self.output_index.iter().enumerate() {
+            let view = outputs[o].try_as_plain_ram().map_err(model_err)?;
+            let all = view.as_slice::<f32>().map_err(model_err)?;
+            crate::error::ensure_finite(OUTPUT_NAMES[k], &all[..images.len() * LAYER_LEN])
+                .map_err(|e| e.context("the encoder produced a non-finite feature"))?;
+            slices.push(all.to_vec());
+        }
+        Ok((0..images.len())
+            .map(|i| ImageFeatures {
+                layers: std::array::from_fn(|k| slices[k][i * LAYER_LEN..(i + 1) * LAYER_LEN].to_vec()),
+            })
+            .collect())
+    }
+
+    /// Runs any number of images in batches.
+    pub fn run_all(&mut self, images: &[&[f32]]) -> Result<Vec<ImageFeatures>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(self.batch) {
+            out.extend(self.run(chunk)?);
+        }
+        Ok(out)
+    }
+}
+
+fn metadata<'a>(proto: &'a pb::ModelProto, key: &str) -> Option<&'a str> {
+    proto.metadata_props.iter().find(|e| e.key == key).map(|e| e.value.as_str())
+}
+
+fn describe_dims(t: &pb::type_proto::Tensor) -> Vec<String> {
+    use pb::tensor_shape_proto::dimension::Value;
+    t.shape
+        .as_ref()
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(Value::DimValue(v)) => v.to_string(),
+                    Some(Value::DimParam(p)) => p.clone(),
+                    None => "?".into(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks everything the contract promises that can be read before building the graph.
+fn check_contract(proto: &pb::ModelProto) -> Result<(ModelInfo, [usize; 4])> {
+    let err = |m: String| Err(Error::new(ErrorKind::Model, m).context("the model breaks the usq model contract"));
+    let Some(graph) = proto.graph.as_ref() else {
+        return err("not an ONNX model: no graph".into());
+    };
+    let initialisers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&pb::ValueInfoProto> = graph.input.iter().filter(|i| !initialisers.contains(i.name.as_str())).collect();
+    if inputs.len() != 1 || inputs[0].name != "image" {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+        return err(format!("expected one input named 'image', found {names:?}"));
+    }
+    let Some(pb::type_proto::Value::TensorType(t)) = inputs[0].r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return err("input 'image' is not a tensor".into());
+    };
+    let dims = describe_dims(t);
+    let side = INPUT_SIDE.to_string();
+    if t.elem_type != ONNX_FLOAT || dims.len() != 4 || dims[1] != "1" || dims[2] != side || dims[3] != side {
+        return err(format!(
+            "input 'image' must be float32 [N,1,{INPUT_SIDE},{INPUT_SIDE}], found element type {} shape {dims:?}",
+            t.elem_type
+        ));
+    }
+    let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
+    let missing: Vec<&str> = OUTPUT_NAMES.iter().copied().filter(|n| !outputs.contains(n)).collect();
+    if !missing.is_empty() || outputs.len() != OUTPUT_NAMES.len() {
+        return err(format!("outputs must be exactly {OUTPUT_NAMES:?}, found {outputs:?} (missing {missing:?})"));
+    }
+    let output_index = std::array::from_fn(|k| outputs.iter().position(|o| *o == OUTPUT_NAMES[k]).unwrap());
+    let layers = LAYER_BLOCKS.map(|b| b.to_string()).join(",");
+    match metadata(proto, "usq.layers") {
+        Some(l) if l.replace(' ', "") == layers => {}
+        other => return err(format!("metadata usq.layers must be \"{layers}\", found {other:?}")),
+    }
+    match metadata(proto, "usq.version") {
+        Some(CONTRACT_VERSION) => {}
+        other => return err(format!("metadata usq.version must be \"{CONTRACT_VERSION}\", found {other:?}")),
+    }
+    let Some(weights) = metadata(proto, "usq.weights").filter(|w| !w.trim().is_empty()) else {
+        return err("metadata usq.weights (the weights' provenance) is missing".into());
+    };
+    let info = ModelInfo {
+        weights: weights.to_string(),
+        version: CONTRACT_VERSION.to_string(),
+        producer: proto.producer_name.clone(),
+    };
+    Ok((info, output_index))
+}

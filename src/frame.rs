@@ -1,0 +1,133 @@
+//! Gray frames: decoding image files into the 8-bit gray plane the metrics read.
+//!
+//! Conversion rules (the same as the reference implementation's):
+//! - 8-bit gray as is; gray+alpha drops alpha;
+//! - 16-bit gray scaled by the full 16-bit range: `round(v * 255 / 65535)`;
+//! - colour (RGB/RGBA, alpha ignored) with OpenCV's fixed-point ITU-R 601 weights,
+//!   `(4899 R + 9617 G + 1868 B + 8192) >> 14`, which is what `cv2.cvtColor(.., RGB2GRAY)`
+//!   computes on 8-bit data (not Rec.709). 16-bit colour is first scaled to 8 bits per channel.
+
+use crate::error::{Context, Error, ErrorKind, Result};
+use std::path::Path;
+
+/// An 8-bit gray image, row-major, no padding between rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrayFrame {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+impl GrayFrame {
+    pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<GrayFrame> {
+        if width == 0 || height == 0 {
+            crate::bail!(Image, "image has zero size ({width}x{height})");
+        }
+        if pixels.len() != width * height {
+            crate::bail!(
+                Image,
+                "pixel buffer holds {} bytes, expected {width}x{height} = {}",
+                pixels.len(),
+                width * height
+            );
+        }
+        Ok(GrayFrame { width, height, pixels })
+    }
+
+    /// Decodes an image file (PNG, JPEG, BMP, TIFF) to gray.
+    pub fn open(path: impl AsRef<Path>) -> Result<GrayFrame> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).with_context(|| format!("reading image {}", path.display()))?;
+        GrayFrame::decode(&bytes).with_context(|| format!("decoding image {}", path.display()))
+    }
+
+    /// Decodes an encoded image held in memory; the format is guessed from its content.
+    pub fn decode(bytes: &[u8]) -> Result<GrayFrame> {
+        if bytes.is_empty() {
+            crate::bail!(Image, "file is empty");
+        }
+        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::from_source(ErrorKind::Image, &e))?;
+        if reader.format().is_none() {
+            crate::bail!(Image, "not a recognised image format (PNG, JPEG, BMP or TIFF)");
+        }
+        let img = reader.decode().map_err(|e| Error::from_source(ErrorKind::Image, &e))?;
+        from_dynamic(img)
+    }
+}
+
+fn from_dynamic(img: image::DynamicImage) -> Result<GrayFrame> {
+    use image::DynamicImage as D;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    if w == 0 || h == 0 {
+        crate::bail!(Image, "image has zero size ({w}x{h})");
+    }
+    let pixels: Vec<u8> = match img {
+        D::ImageLuma8(b) => b.into_raw(),
+        D::ImageLumaA8(b) => b.into_raw().chunks_exact(2).map(|p| p[0]).collect(),
+        D::ImageLuma16(b) => b.into_raw().into_iter().map(u16_to_u8).collect(),
+        D::ImageLumaA16(b) => b.into_raw().chunks_exact(2).map(|p| u16_to_u8(p[0])).collect(),
+        D::ImageRgb8(b) => b.into_raw().chunks_exact(3).map(|p| bt601(p[0], p[1], p[2])).collect(),
+        D::ImageRgba8(b) => b.into_raw().chunks_exact(4).map(|p| bt601(p[0], p[1], p[2])).collect(),
+        D::ImageRgb16(b) => b
+            .into_raw()
+            .chunks_exact(3)
+            .map(|p| bt601(u16_to_u8(p[0]), u16_to_u8(p[1]), u16_to_u8(p[2])))
+            .collect(),
+        D::ImageRgba16(b) => b
+            .into_raw()
+            .chunks_exact(4)
+            .map(|p| bt601(u16_to_u8(p[0]), u16_to_u8(p[1]), u16_to_u8(p[2])))
+            .collect(),
+        other => crate::bail!(
+            Image,
+            "unsupported pixel layout {:?}: expected 8- or 16-bit gray or colour",
+            other.color()
+        ),
+    };
+    GrayFrame::new(w, h, pixels)
+}
+
+/// 16-bit to 8-bit over the full range, rounded to nearest.
+pub fn u16_to_u8(v: u16) -> u8 {
+    ((v as u32 * 255 + 32767) / 65535) as u8
+}
+
+/// OpenCV's 8-bit RGB -> gray: ITU-R 601 weights in 14-bit fixed point, rounded.
+pub fn bt601(r: u8, g: u8, b: u8) -> u8 {
+    ((4899 * r as u32 + 9617 * g as u32 + 1868 * b as u32 + 8192) >> 14) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bt601_matches_opencv_fixed_point() {
+        assert_eq!(bt601(255, 255, 255), 255);
+        assert_eq!(bt601(0, 0, 0), 0);
+        // OpenCV: cvtColor([[255,0,0]], RGB2GRAY) = 76, pure green 150, pure blue 29.
+        assert_eq!(bt601(255, 0, 0), 76);
+        assert_eq!(bt601(0, 255, 0), 150);
+        assert_eq!(bt601(0, 0, 255), 29);
+    }
+
+    #[test]
+    fn sixteen_bit_full_range() {
+        assert_eq!(u16_to_u8(0), 0);
+        assert_eq!(u16_to_u8(65535), 255);
+        assert_eq!(u16_to_u8(257 * 100), 100);
+        assert_eq!(u16_to_u8(257 * 100 + 128), 100);
+        assert_eq!(u16_to_u8(257 * 100 + 129), 101);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(GrayFrame::decode(b"").unwrap_err().kind(), ErrorKind::Image);
+        assert_eq!(GrayFrame::decode(b"not an image at all").unwrap_err().kind(), ErrorKind::Image);
+        // A PNG signature followed by nothing: truncated.
+        let e = GrayFrame::decode(&[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Image);
+    }
+}

@@ -1,0 +1,26 @@
+//! usq: live ultrasound image quality from the TinyUSFM foundation model.
+//!
+//! - [`frame`]: decoding images into 8-bit gray frames;
+//! - [`preprocess`]: OpenCV-exact resampling, padding and the NRQ patch grid;
+//! - [`encoder`]: the TinyUSFM contract model through tract;
+//! - [`metrics`]: the uLPIPS and NRQ maths over features (pure);
+//! - [`manifold`]: organ manifolds (reading, writing, fitting);
+//! - [`quality`]: the metrics end to end;
+//! - [`heatmap`]: a picture of where a frame scores badly;
+//! - [`defaults`]: the shipped model and manifold.
+
+pub mod defaults;
+pub mod encoder;
+pub mod error;
+pub mod frame;
+pub mod heatmap;
+pub mod manifold;
+pub mod metrics;
+pub mod preprocess;
+pub mod quality;
+
+pub use encoder::{Encoder, ImageFeatures, ModelInfo};
+pub use error::{Context, Error, ErrorKind, Result};
+pub use frame::GrayFrame;
+pub use manifold::{ManifoldSet, OrganModel};
+pub use quality::{compare, score, CompareReport, ScoreOptions, ScoreReport};

@@ -1,0 +1,180 @@
+//! The clean-image manifold of TinyUSFM-NRQ: per organ, a PCA projection of patch
+//! descriptors and a diagonal Gaussian mixture over the projection.
+
+pub mod fit;
+mod npz;
+
+use crate::error::{ensure_finite, Context, Result};
+use std::path::Path;
+
+/// One organ's PCA + diagonal GMM, as in the reference `.npz` files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrganModel {
+    pub name: String,
+    /// Descriptor length (768 for the 4-layer TinyUSFM descriptor).
+    pub features: usize,
+    /// PCA dimension `d`.
+    pub dim: usize,
+    /// Mixture components `K`.
+    pub components: usize,
+    pub pca_mean: Vec<f64>,
+    /// `d x features`, row-major.
+    pub pca_components: Vec<f64>,
+    pub gmm_weights: Vec<f64>,
+    /// `K x d`, row-major.
+    pub gmm_means: Vec<f64>,
+    /// `K x d` diagonal variances, row-major.
+    pub gmm_covariances: Vec<f64>,
+    pub log_weights: Vec<f64>,
+    /// Per component, `sum(log(var))` (the reference omits the `d log 2 pi` constant).
+    pub log_det: Vec<f64>,
+}
+
+impl OrganModel {
+    /// Checks shapes and values: consistent sizes, finite numbers, positive variances.
+    pub fn validate(&self) -> Result<()> {
+        let (f, d, k) = (self.features, self.dim, self.components);
+        let sizes = [
+            ("pca_mean", self.pca_mean.len(), f),
+            ("pca_components", self.pca_components.len(), d * f),
+            ("gmm_weights", self.gmm_weights.len(), k),
+            ("gmm_means", self.gmm_means.len(), k * d),
+            ("gmm_covariances", self.gmm_covariances.len(), k * d),
+            ("log_weights", self.log_weights.len(), k),
+            ("log_det", self.log_det.len(), k),
+        ];
+        if d == 0 || k == 0 || f == 0 {
+            crate::bail!(Manifold, "empty manifold (features {f}, dim {d}, components {k})");
+        }
+        for (name, got, want) in sizes {
+            if got != want {
+                crate::bail!(Manifold, "{name} holds {got} values, expected {want} (dim {d}, {k} components, {f} features)");
+            }
+        }
+        for (name, v) in [
+            ("pca_mean", &self.pca_mean),
+            ("pca_components", &self.pca_components),
+            ("gmm_weights", &self.gmm_weights),
+            ("gmm_means", &self.gmm_means),
+            ("gmm_covariances", &self.gmm_covariances),
+            ("log_weights", &self.log_weights),
+            ("log_det", &self.log_det),
+        ] {
+            ensure_finite(name, v).map_err(|e| e.context(format!("organ {}", self.name)))?;
+        }
+        if let Some(i) = self.gmm_covariances.iter().position(|&v| v <= 0.0) {
+            crate::bail!(Manifold, "gmm_covariances[{i}] is not positive");
+        }
+        Ok(())
+    }
+
+    /// Log-likelihood of one descriptor `z` (length `features`):
+    /// `x = (z - mean) P^T`, `logsumexp_k(log w_k - 0.5 (sum((x - mu_k)^2 / var_k) + log_det_k))`.
+    pub fn loglik(&self, z: &[f64], scratch: &mut Vec<f64>) -> f64 {
+        assert_eq!(z.len(), self.features);
+        let (f, d) = (self.features, self.dim);
+        // The scratch buffer holds the projection (d values) then the per-component terms.
+        scratch.clear();
+        scratch.extend((0..d).map(|r| {
+            let row = &self.pca_components[r * f..(r + 1) * f];
+            row.iter().zip(z).zip(&self.pca_mean).map(|((p, zi), m)| p * (zi - m)).sum::<f64>()
+        }));
+        for k in 0..self.components {
+            let x = &scratch[..d];
+            let mu = &self.gmm_means[k * d..(k + 1) * d];
+            let var = &self.gmm_covariances[k * d..(k + 1) * d];
+            let maha: f64 = x.iter().zip(mu).zip(var).map(|((xi, m), v)| (xi - m) * (xi - m) / v).sum();
+            scratch.push(self.log_weights[k] - 0.5 * (maha + self.log_det[k]));
+        }
+        crate::metrics::log_sum_exp(&scratch[d..])
+    }
+}
+
+/// The organs a frame can be scored against: a folder of `<Organ>.npz`, sorted by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManifoldSet {
+    pub organs: Vec<OrganModel>,
+}
+
+impl ManifoldSet {
+    /// Reads every `*.npz` in a folder; the organ name is the file stem.
+    pub fn load_dir(dir: impl AsRef<Path>) -> Result<ManifoldSet> {
+        let dir = dir.as_ref();
+        let ctx = || format!("loading manifold folder {}", dir.display());
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .with_context(ctx)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz")))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(crate::Error::new(crate::ErrorKind::Manifold, "no .npz organ file in the folder")
+                .context(ctx()));
+        }
+        let organs = paths.iter().map(OrganModel::load).collect::<Result<Vec<_>>>().with_context(ctx)?;
+        Ok(ManifoldSet { organs })
+    }
+
+    /// A set from `.npz` files held in memory, as `(organ name, bytes)`.
+    pub fn from_npz_bytes<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Result<ManifoldSet> {
+        let mut organs = files
+            .into_iter()
+            .map(|(name, bytes)| {
+                OrganModel::from_npz(name, std::io::Cursor::new(bytes)).with_context(|| format!("organ {name}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        organs.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ManifoldSet { organs })
+    }
+
+    pub fn organ(&self, name: &str) -> Result<&OrganModel> {
+        self.organs.iter().find(|o| o.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.organs.iter().map(|o| o.name.as_str()).collect();
+            crate::Error::new(
+                crate::ErrorKind::InvalidArgument,
+                format!("unknown organ '{name}'; this manifold has: {}", known.join(", ")),
+            )
+        })
+    }
+
+    /// Fails unless every organ expects descriptors of `features` values.
+    pub fn check_features(&self, features: usize) -> Result<()> {
+        for o in &self.organs {
+            if o.features != features {
+                crate::bail!(
+                    Manifold,
+                    "organ {} expects {}-value descriptors but the model gives {features}",
+                    o.name,
+                    o.features
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-patch log-likelihood: of one organ, or log-mean-exp over all organs.
+    pub fn loglik(&self, organ: Option<&OrganModel>, z: &[f64], scratch: &mut Vec<f64>) -> f64 {
+        match organ {
+            Some(o) => o.loglik(z, scratch),
+            None => {
+                let per: Vec<f64> = self.organs.iter().map(|o| o.loglik(z, scratch)).collect();
+                crate::metrics::log_mean_exp(&per)
+            }
+        }
+    }
+}
+
+impl OrganModel {
+    pub fn load(path: impl AsRef<Path>) -> Result<OrganModel> {
+        let path = path.as_ref();
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        OrganModel::from_npz(&name, file).with_context(|| format!("reading {}", path.display()))
+    }
+
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        self.to_npz(file).with_context(|| format!("writing {}", path.display()))
+    }
+}

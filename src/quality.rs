@@ -1,0 +1,123 @@
+//! The two metrics end to end on gray frames: preprocessing, the encoder, the maths.
+
+use crate::encoder::{Encoder, DESCRIPTOR_LEN, LAYER_BLOCKS};
+use crate::error::{Context, Result};
+use crate::frame::GrayFrame;
+use crate::manifold::ManifoldSet;
+use crate::metrics::{nrq, ulpips};
+use crate::preprocess::{self, PatchOrigin, INPUT_SIDE};
+
+/// One layer's share of a uLPIPS score.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LayerReport {
+    pub block: usize,
+    pub structure: f64,
+    pub gram: f64,
+}
+
+/// TinyUSFM-uLPIPS of an image against its reference (lower = closer).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CompareReport {
+    pub ulpips: f64,
+    pub layers: Vec<LayerReport>,
+}
+
+/// Full-reference comparison of `image` against `reference`.
+pub fn compare(encoder: &mut Encoder, reference: &GrayFrame, image: &GrayFrame) -> Result<CompareReport> {
+    let inputs = [preprocess::ulpips_input(reference), preprocess::ulpips_input(image)];
+    let feats = encoder.run_all(&[&inputs[0], &inputs[1]]).context("encoding the frames")?;
+    let layers: Vec<LayerReport> = LAYER_BLOCKS
+        .iter()
+        .enumerate()
+        .map(|(k, &block)| {
+            let r = ulpips::TokenGrid::from_encoder_output(&feats[0].layers[k]);
+            let i = ulpips::TokenGrid::from_encoder_output(&feats[1].layers[k]);
+            let t = ulpips::layer_terms(&r, &i);
+            LayerReport { block, structure: t.structure, gram: t.gram }
+        })
+        .collect();
+    let terms: Vec<ulpips::LayerTerms> =
+        layers.iter().map(|l| ulpips::LayerTerms { structure: l.structure, gram: l.gram }).collect();
+    let score = ulpips::combine(&terms);
+    crate::error::ensure_finite("uLPIPS", &[score])?;
+    Ok(CompareReport { ulpips: score, layers })
+}
+
+/// Options of a no-reference score.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreOptions {
+    /// Score against this organ only; `None` combines all organs by log-mean-exp.
+    pub organ: Option<String>,
+    /// Score at most this many patches, a spatially spread subset of the grid.
+    pub max_patches: Option<usize>,
+}
+
+/// One scored patch, at its top-left corner in the padded frame.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct PatchScore {
+    pub x: usize,
+    pub y: usize,
+    pub loglik: f64,
+}
+
+/// TinyUSFM-NRQ of a frame (higher = better).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreReport {
+    pub nrq: f64,
+    pub organ: Option<String>,
+    pub patches: Vec<PatchScore>,
+    /// Indices into `patches` of the worst region, worst first.
+    pub worst: Vec<usize>,
+    /// Where the original frame sits in the padded one (non-zero only for frames under 224).
+    pub pad_left: usize,
+    pub pad_top: usize,
+}
+
+/// The patches NRQ reads in a frame (after padding) and the padded frame.
+pub fn nrq_patches(frame: &GrayFrame, max_patches: Option<usize>) -> Result<(GrayFrame, Vec<PatchOrigin>)> {
+    let padded = preprocess::pad_to_input(frame);
+    let grid = preprocess::patch_grid(padded.width, padded.height);
+    let patches = match max_patches {
+        Some(0) => crate::bail!(InvalidArgument, "--max-patches must be at least 1"),
+        Some(k) => preprocess::spread_subset(&grid, padded.width, padded.height, k),
+        None => grid,
+    };
+    Ok((padded, patches))
+}
+
+/// Patch descriptors (768 values each, unit length) of the given patches of a padded frame.
+pub fn patch_descriptors(encoder: &mut Encoder, padded: &GrayFrame, patches: &[PatchOrigin]) -> Result<Vec<Vec<f64>>> {
+    let mut out = Vec::with_capacity(patches.len());
+    let mut bufs = vec![vec![0f32; INPUT_SIDE * INPUT_SIDE]; encoder.batch()];
+    for chunk in patches.chunks(encoder.batch()) {
+        for (buf, &p) in bufs.iter_mut().zip(chunk) {
+            preprocess::crop_patch(padded, p, buf);
+        }
+        let refs: Vec<&[f32]> = bufs[..chunk.len()].iter().map(|b| b.as_slice()).collect();
+        for f in encoder.run(&refs)? {
+            let z = nrq::patch_descriptor(&f.layer_slices());
+            debug_assert_eq!(z.len(), DESCRIPTOR_LEN);
+            out.push(z);
+        }
+    }
+    Ok(out)
+}
+
+/// No-reference score of one frame against a manifold set.
+pub fn score(encoder: &mut Encoder, manifolds: &ManifoldSet, frame: &GrayFrame, opts: &ScoreOptions) -> Result<ScoreReport> {
+    let organ = opts.organ.as_deref().map(|o| manifolds.organ(o)).transpose()?;
+    let (padded, patches) = nrq_patches(frame, opts.max_patches)?;
+    let descriptors = patch_descriptors(encoder, &padded, &patches).context("encoding the patches")?;
+    let mut scratch = Vec::new();
+    let logliks: Vec<f64> = descriptors.iter().map(|z| manifolds.loglik(organ, z, &mut scratch)).collect();
+    crate::error::ensure_finite("patch log-likelihoods", &logliks)?;
+    let (nrq, worst) = nrq::worst_region(&logliks).expect("a frame has at least one patch");
+    Ok(ScoreReport {
+        nrq,
+        organ: organ.map(|o| o.name.clone()),
+        patches: patches.iter().zip(&logliks).map(|(p, &loglik)| PatchScore { x: p.x, y: p.y, loglik }).collect(),
+        worst,
+        pad_left: (padded.width - frame.width) / 2,
+        pad_top: (padded.height - frame.height) / 2,
+    })
+}
