@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Fit the small committed test manifold set tests/fixtures/manifold/{Phantom,Fetal}.npz.
+
+Features: NRQ patch features z (seeded contract model) of the grid patches of simulated B-mode
+images made in memory (not committed). Per organ: PCA (SVD of the centred data) to d dims, then a
+diagonal GMM (K=3) fitted by seeded EM. It only has to be a valid, plausible manifold in the
+published file format; the two organs use different image sets and dims, and the two spellings
+of the dimension key (`dim`, `D`) and both npz writers (plain, compressed).
+
+    python3 models/reference/make_test_manifold.py
+"""
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+import usq_reference as ref  # noqa: E402
+from simulate_bmode import simulate, to_u8  # noqa: E402
+
+OUT = os.path.join(ref.ROOT, "tests", "fixtures", "manifold")
+K, REG, EM_ITERS = 3, 1e-4, 200
+
+# organ -> (dim, dim key, compressed?, images: (width, height, seed, sector))
+ORGANS = {
+    "Phantom": (24, "dim", False, [(640, 480, 100 + i, False) for i in range(8)]
+                + [(448, 336, 110 + i, False) for i in range(4)]),
+    "Fetal": (16, "D", True, [(800, 540, 200 + i, True) for i in range(6)]
+              + [(600, 420, 210 + i, True) for i in range(4)]),
+}
+
+
+def pca(z, d):
+    mean = z.mean(axis=0)
+    _, _, vt = np.linalg.svd(z - mean, full_matrices=False)
+    comps = vt[:d]
+    # sign convention (as sklearn's svd_flip): largest-magnitude loading positive, so refits are stable
+    comps *= np.sign(comps[np.arange(d), np.abs(comps).argmax(axis=1)])[:, None]
+    return mean, comps
+
+
+def diag_gmm(x, k, seed):
+    """Diagonal-covariance EM, initialised from k distinct random points. Variances floored by REG."""
+    rng = np.random.default_rng(seed)
+    n, d = x.shape
+    means = x[rng.choice(n, k, replace=False)].copy()
+    cov = np.tile(x.var(axis=0) + REG, (k, 1))
+    w = np.full(k, 1.0 / k)
+    for _ in range(EM_ITERS):
+        logp = np.log(w) - 0.5 * ((((x[:, None] - means[None]) ** 2) / cov[None]).sum(-1)
+                                  + np.log(cov).sum(-1) + d * np.log(2 * np.pi))
+        resp = np.exp(logp - ref.logsumexp(logp, axis=1)[:, None])
+        nk = resp.sum(axis=0) + 1e-10
+        w = nk / n
+        means = resp.T @ x / nk[:, None]
+        cov = resp.T @ x ** 2 / nk[:, None] - means ** 2 + REG
+    return w, means, cov
+
+
+def main():
+    enc = ref.Encoder()
+    os.makedirs(OUT, exist_ok=True)
+    for seed, (organ, (d, dim_key, compressed, images)) in enumerate(ORGANS.items()):
+        z = np.concatenate([ref.patch_features(enc, to_u8(simulate(w, h, s, sector=sec)))[1]
+                            for w, h, s, sec in images])
+        mean, comps = pca(z, d)
+        w, means, cov = diag_gmm((z - mean) @ comps.T, K, seed)
+        m = dict(pca_mean=mean, pca_components=comps, gmm_weights=w, gmm_means=means, gmm_covariances=cov,
+                 log_weights=np.log(w), log_det=np.log(cov).sum(axis=1))
+        m[dim_key] = np.array(d, np.int64)
+        (np.savez_compressed if compressed else np.savez)(os.path.join(OUT, organ + ".npz"), **m)
+        ll = ref.loglik(ref.load_manifold(os.path.join(OUT, organ + ".npz")), z)
+        print(f"{organ}: {len(z)} patches, d={d}, weights={np.round(w, 3)}, "
+              f"train loglik min/median/max = {ll.min():.1f}/{np.median(ll):.1f}/{ll.max():.1f}")
+
+
+if __name__ == "__main__":
+    main()
