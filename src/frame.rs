@@ -4,8 +4,8 @@
 //! - 8-bit gray as is; gray+alpha drops alpha;
 //! - 16-bit gray scaled by the full 16-bit range: `round(v * 255 / 65535)`;
 //! - colour (RGB/RGBA, alpha ignored) with OpenCV's fixed-point ITU-R 601 weights,
-//!   `(4899 R + 9617 G + 1868 B + 8192) >> 14`, which is what `cv2.cvtColor(.., RGB2GRAY)`
-//!   computes on 8-bit data (not Rec.709). 16-bit colour is first scaled to 8 bits per channel.
+//!   `(9798 R + 19235 G + 3735 B + 16384) >> 15`, which is what `cv2.cvtColor(.., RGB2GRAY)`
+//!   computes on 8-bit data (not Rec.709; measured on OpenCV 4.7 and 5.0). 16-bit colour is first scaled to 8 bits per channel.
 
 use crate::error::{Context, Error, ErrorKind, Result};
 use std::path::Path;
@@ -94,9 +94,9 @@ pub fn u16_to_u8(v: u16) -> u8 {
     ((v as u32 * 255 + 32767) / 65535) as u8
 }
 
-/// OpenCV's 8-bit RGB -> gray: ITU-R 601 weights in 14-bit fixed point, rounded.
+/// OpenCV's 8-bit RGB -> gray: ITU-R 601 weights in 15-bit fixed point, rounded.
 pub fn bt601(r: u8, g: u8, b: u8) -> u8 {
-    ((4899 * r as u32 + 9617 * g as u32 + 1868 * b as u32 + 8192) >> 14) as u8
+    ((9798 * r as u32 + 19235 * g as u32 + 3735 * b as u32 + 16384) >> 15) as u8
 }
 
 #[cfg(test)]
@@ -111,6 +111,8 @@ mod tests {
         assert_eq!(bt601(255, 0, 0), 76);
         assert_eq!(bt601(0, 255, 0), 150);
         assert_eq!(bt601(0, 0, 255), 29);
+        // Where a 14-bit table would round up, OpenCV's 15-bit one gives 28.
+        assert_eq!(bt601(0, 0, 250), 28);
     }
 
     #[test]

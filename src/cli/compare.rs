@@ -29,7 +29,7 @@ struct Line<'a> {
 pub fn run(a: Args) -> usq::Result<bool> {
     let reference = GrayFrame::open(&a.reference)?;
     let image = GrayFrame::open(&a.image)?;
-    let mut encoder = a.model.load(2)?;
+    let mut encoder = a.model.load(1)?;
     let r = usq::compare(&mut encoder, &reference, &image)?;
     if a.json {
         let line = Line {
