@@ -33,7 +33,7 @@ pub struct FitReport {
     pub dim: usize,
     pub em_iterations: usize,
     pub converged: bool,
-    /// Mean per-sample log-likelihood (with the `d log 2 pi` constant, as scikit-learn).
+    /// Mean per-sample log-likelihood of the fitted mixture (as scikit-learn's lower bound).
     pub mean_loglik: f64,
     /// Share of the descriptor variance the kept PCA axes explain.
     pub explained_variance: f64,
@@ -59,7 +59,7 @@ pub fn fit_organ(name: &str, samples: &[f64], features: usize, s: &FitSettings) 
         dim: d,
         components: s.components,
         log_weights: gmm.weights.iter().map(|w| w.ln()).collect(),
-        log_det: (0..s.components).map(|k| gmm.vars[k * d..(k + 1) * d].iter().map(|v| v.ln()).sum()).collect(),
+        log_det: (0..s.components).map(|k| log_det(&gmm.vars[k * d..(k + 1) * d])).collect(),
         pca_mean: pca.mean,
         pca_components: pca.components,
         gmm_weights: gmm.weights,
@@ -76,6 +76,11 @@ pub fn fit_organ(name: &str, samples: &[f64], features: usize, s: &FitSettings) 
         explained_variance: pca.explained,
     };
     Ok((organ, report))
+}
+
+/// The reference files' `log_det`: `sum(log var) + d log(2 pi)`.
+fn log_det(vars: &[f64]) -> f64 {
+    vars.iter().map(|v| v.ln()).sum::<f64>() + vars.len() as f64 * (2.0 * std::f64::consts::PI).ln()
 }
 
 struct Pca {
@@ -192,8 +197,7 @@ impl DiagGmm {
 
     /// Responsibilities in place; returns the mean log-likelihood per sample.
     fn e_step(&self, x: &[f64], n: usize, d: usize, k: usize, resp: &mut [f64]) -> f64 {
-        let log2pi = (2.0 * std::f64::consts::PI).ln();
-        let log_det: Vec<f64> = (0..k).map(|c| self.vars[c * d..(c + 1) * d].iter().map(|v| v.ln()).sum()).collect();
+        let log_det: Vec<f64> = (0..k).map(|c| log_det(&self.vars[c * d..(c + 1) * d])).collect();
         let mut total = 0.0;
         for i in 0..n {
             let xi = &x[i * d..(i + 1) * d];
@@ -202,7 +206,7 @@ impl DiagGmm {
                 let mu = &self.means[c * d..(c + 1) * d];
                 let var = &self.vars[c * d..(c + 1) * d];
                 let maha: f64 = xi.iter().zip(mu).zip(var).map(|((a, m), v)| (a - m) * (a - m) / v).sum();
-                row[c] = self.weights[c].ln() - 0.5 * (d as f64 * log2pi + maha + log_det[c]);
+                row[c] = self.weights[c].ln() - 0.5 * (maha + log_det[c]);
             }
             let lse = crate::metrics::log_sum_exp(row);
             row.iter_mut().for_each(|v| *v = (*v - lse).exp());
@@ -318,8 +322,8 @@ mod tests {
         let inlier = organ.loglik(&x[..6], &mut scratch);
         let outlier = organ.loglik(&[0.0, 2.0, 2.0, 0.0, 0.0, 0.0], &mut scratch);
         assert!(inlier > outlier + 10.0, "{inlier} vs {outlier}");
-        // log_det is the sum of log variances, as the reference stores it.
-        let ld: f64 = organ.gmm_covariances[..3].iter().map(|v| v.ln()).sum();
+        // log_det includes the 2 pi constant, as the published files store it.
+        let ld: f64 = organ.gmm_covariances[..3].iter().map(|v| v.ln()).sum::<f64>() + 3.0 * (2.0 * std::f64::consts::PI).ln();
         assert!((organ.log_det[0] - ld).abs() < 1e-12);
     }
 

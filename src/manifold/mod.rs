@@ -26,7 +26,8 @@ pub struct OrganModel {
     /// `K x d` diagonal variances, row-major.
     pub gmm_covariances: Vec<f64>,
     pub log_weights: Vec<f64>,
-    /// Per component, `sum(log(var))` (the reference omits the `d log 2 pi` constant).
+    /// Per component, `sum(log(var)) + d log(2 pi)`: with it, `loglik` is the mixture's true
+    /// log-density (measured on the published organ files).
     pub log_det: Vec<f64>,
 }
 

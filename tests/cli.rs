@@ -1,0 +1,221 @@
+//! The `usq` binary as a user runs it: outputs, and a clear message with a non-zero exit
+//! (never a panic) for each kind of bad input.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const LINEAR: &str = "tests/fixtures/sim_linear_640x480.png";
+const SMALL: &str = "tests/fixtures/sim_small_200x150.png";
+
+fn usq(args: &[&str]) -> Output {
+    Command::new(usq_bin()).args(args).current_dir(repo()).output().expect("usq runs")
+}
+
+fn with_model<'a>(args: &[&'a str], model: &'a str) -> Vec<&'a str> {
+    let mut v = args.to_vec();
+    v.extend(["--model", model]);
+    v
+}
+
+fn model() -> String {
+    seeded_model().display().to_string()
+}
+
+/// Runs, expects failure with `needle` in stderr and no panic.
+fn fails_with(args: &[&str], needle: &str) {
+    let out = usq(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail; stdout: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(err.contains(needle), "{args:?}: expected '{needle}' in stderr: {err}");
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn score_json_has_the_documented_shape() {
+    let m = model();
+    let out = usq(&with_model(&["score", LINEAR, SMALL, "--manifold", "tests/fixtures/manifold", "--json"], &m));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 2);
+    let l = &lines[0];
+    assert_eq!(l["path"], LINEAR);
+    assert!(l["nrq"].as_f64().unwrap().is_finite());
+    assert!(l["organ"].is_null());
+    let patches = l["patches"].as_array().unwrap();
+    assert_eq!(patches.len(), 20);
+    for p in patches {
+        assert!(p["x"].is_u64() && p["y"].is_u64() && p["loglik"].is_f64(), "{p}");
+    }
+    assert_eq!(lines[1]["patches"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn score_with_organ_and_max_patches() {
+    let m = model();
+    let out = usq(&with_model(
+        &["score", LINEAR, "--manifold", "tests/fixtures/manifold", "--organ", "Phantom", "--max-patches", "5", "--json"],
+        &m,
+    ));
+    let l = &json_lines(&out)[0];
+    assert_eq!(l["organ"], "Phantom");
+    assert_eq!(l["patches"].as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn score_table_and_heatmap() {
+    let m = model();
+    let dir = tempfile::tempdir().unwrap();
+    let heat = dir.path().join("heat.png");
+    let out = usq(&with_model(
+        &["score", LINEAR, "--manifold", "tests/fixtures/manifold", "--heatmap", heat.to_str().unwrap()],
+        &m,
+    ));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().next().unwrap().contains("nrq"), "{text}");
+    assert!(text.contains(LINEAR), "{text}");
+    let img = image::open(&heat).unwrap();
+    assert_eq!((img.width(), img.height()), (640, 480 + 14));
+}
+
+#[test]
+fn compare_json_has_the_documented_shape() {
+    let m = model();
+    let out = usq(&with_model(&["compare", LINEAR, "tests/fixtures/sim_linear_640x480_noise.png", "--json"], &m));
+    let l = &json_lines(&out)[0];
+    assert_eq!(l["ref"], LINEAR);
+    assert_eq!(l["img"], "tests/fixtures/sim_linear_640x480_noise.png");
+    assert!(l["ulpips"].as_f64().unwrap() > 0.0);
+    let blocks: Vec<u64> = l["layers"].as_array().unwrap().iter().map(|x| x["block"].as_u64().unwrap()).collect();
+    assert_eq!(blocks, vec![2, 4, 6, 10]);
+    let out = usq(&with_model(&["compare", LINEAR, LINEAR], &m));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("uLPIPS     0.000000"));
+}
+
+#[test]
+fn the_shipped_defaults_need_no_flags() {
+    let out = usq(&["score", SMALL, "--json"]);
+    let l = &json_lines(&out)[0];
+    assert!(l["nrq"].as_f64().unwrap().is_finite());
+}
+
+/// A PNG whose header declares a 0x0 image (valid signature and CRC).
+fn zero_size_png(path: &Path) {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xffff_ffffu32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend([0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0]);
+    let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13];
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    std::fs::write(path, png).unwrap();
+}
+
+#[test]
+fn bad_images() {
+    let m = model();
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    let full = std::fs::read(at(LINEAR)).unwrap();
+    std::fs::write(d("truncated.png"), &full[..full.len() / 3]).unwrap();
+    std::fs::write(d("corrupt.png"), b"\x89PNG\r\n\x1a\n this is not a png body").unwrap();
+    std::fs::write(d("empty.png"), b"").unwrap();
+    zero_size_png(&dir.path().join("zero.png"));
+    let manifold = ["--manifold", "tests/fixtures/manifold"];
+    for (file, needle) in [
+        (d("missing.png"), "missing.png"),
+        (d("truncated.png"), "truncated.png"),
+        (d("corrupt.png"), "corrupt.png"),
+        (d("empty.png"), "empty"),
+        (d("zero.png"), "zero.png"),
+    ] {
+        let mut args = vec!["score", file.as_str()];
+        args.extend(manifold);
+        fails_with(&with_model(&args, &m), needle);
+        fails_with(&with_model(&["compare", LINEAR, &file], &m), needle);
+    }
+    // One bad image among good ones: the good ones are still scored, the exit is non-zero.
+    let out = usq(&with_model(&["score", LINEAR, &d("missing.png"), SMALL, "--json", "--manifold", "tests/fixtures/manifold"], &m));
+    assert!(!out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+}
+
+#[test]
+fn bad_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("model.onnx");
+    std::fs::write(&text, "not a model").unwrap();
+    fails_with(&["compare", LINEAR, LINEAR, "--model", text.to_str().unwrap()], "not an ONNX model");
+    fails_with(&["compare", LINEAR, LINEAR, "--model", "no/such/model.onnx"], "no/such/model.onnx");
+    // An ONNX file that is not a contract model: any fixture-free one will do, so strip the
+    // seeded model's metadata.
+    use prost::Message;
+    let mut p = tract_onnx::pb::ModelProto::decode(std::fs::read(seeded_model()).unwrap().as_slice()).unwrap();
+    p.metadata_props.clear();
+    let bare = dir.path().join("bare.onnx");
+    std::fs::write(&bare, p.encode_to_vec()).unwrap();
+    fails_with(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--model", bare.to_str().unwrap()], "usq.layers");
+}
+
+#[test]
+fn bad_manifolds_and_arguments() {
+    let m = model();
+    let empty = tempfile::tempdir().unwrap();
+    fails_with(&with_model(&["score", SMALL, "--manifold", empty.path().to_str().unwrap()], &m), "no .npz");
+    fails_with(&with_model(&["score", SMALL, "--manifold", "no/such/dir"], &m), "no/such/dir");
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(broken.path().join("Liver.npz"), b"PK\x03\x04garbage").unwrap();
+    fails_with(&with_model(&["score", SMALL, "--manifold", broken.path().to_str().unwrap()], &m), "Liver.npz");
+    fails_with(&with_model(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--organ", "Spleen"], &m), "unknown organ 'Spleen'");
+    fails_with(&with_model(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--max-patches", "0"], &m), "at least 1");
+    // A manifold with a NaN: refused when loaded.
+    let nan = tempfile::tempdir().unwrap();
+    let mut o = usq::OrganModel::load(at("tests/fixtures/manifold/Fetal.npz")).unwrap();
+    o.gmm_means[3] = f64::NAN;
+    // `save` writes what it is given; loading validates.
+    o.save(nan.path().join("Fetal.npz")).unwrap();
+    fails_with(&with_model(&["score", SMALL, "--manifold", nan.path().to_str().unwrap()], &m), "non-finite");
+}
+
+#[test]
+fn fit_nrq_then_score_with_the_result() {
+    let m = model();
+    let root = tempfile::tempdir().unwrap();
+    let organ = root.path().join("Phantom");
+    std::fs::create_dir(&organ).unwrap();
+    for f in [LINEAR, "tests/fixtures/sim_sector_800x540.png", "tests/fixtures/sim_tall_180x400.png"] {
+        std::fs::copy(at(f), organ.join(Path::new(f).file_name().unwrap())).unwrap();
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = usq(&with_model(
+        &["fit-nrq", root.path().to_str().unwrap(), "--out", out_dir.path().to_str().unwrap(), "--pca-dim", "6"],
+        &m,
+    ));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let set = usq::ManifoldSet::load_dir(out_dir.path()).unwrap();
+    assert_eq!(set.organs[0].name, "Phantom");
+    assert_eq!(set.organs[0].dim, 6);
+    let scored = usq(&with_model(&["score", SMALL, "--manifold", out_dir.path().to_str().unwrap(), "--json"], &m));
+    assert!(json_lines(&scored)[0]["nrq"].as_f64().unwrap().is_finite());
+
+    // A corrupt image in an organ folder stops the fit and names the file.
+    std::fs::write(organ.join("broken.png"), b"nope").unwrap();
+    fails_with(&with_model(&["fit-nrq", root.path().to_str().unwrap(), "--out", out_dir.path().to_str().unwrap()], &m), "broken.png");
+    let empty = tempfile::tempdir().unwrap();
+    fails_with(&with_model(&["fit-nrq", empty.path().to_str().unwrap(), "--out", out_dir.path().to_str().unwrap()], &m), "no organ sub-folders");
+}

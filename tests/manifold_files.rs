@@ -1,0 +1,123 @@
+//! Reading and writing manifold files: the published organ files (reference format, `D`
+//! for the dimension, Fortran-ordered components), the project's own, and broken ones.
+
+mod common;
+
+use common::*;
+use ndarray::{arr0, Array1, Array2};
+use ndarray_npy::NpzWriter;
+use usq::{ErrorKind, ManifoldSet, OrganModel};
+
+#[test]
+fn reads_the_published_organ_files() {
+    let Some(dir) = resolve("../shared/data/us-metrics-nrq") else {
+        return skip("../shared/data/us-metrics-nrq is absent");
+    };
+    let set = ManifoldSet::load_dir(&dir).unwrap();
+    let names: Vec<&str> = set.organs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names.len(), 11, "{names:?}");
+    assert!(names.contains(&"Liver") && names.contains(&"Neck_Nerve"));
+    for o in &set.organs {
+        assert_eq!((o.features, o.dim, o.components), (768, 128, 4), "{}", o.name);
+        // The stored log_det is sum(log var) + d log(2 pi): the full Gaussian normaliser.
+        let ld: f64 = o.gmm_covariances[..128].iter().map(|v| v.ln()).sum::<f64>() + 128.0 * (2.0 * std::f64::consts::PI).ln();
+        assert!((o.log_det[0] - ld).abs() < 1e-6 * ld.abs().max(1.0), "{}: {} vs {ld}", o.name, o.log_det[0]);
+    }
+    set.check_features(usq::encoder::DESCRIPTOR_LEN).unwrap();
+}
+
+#[test]
+fn reads_both_dimension_spellings() {
+    let set = ManifoldSet::load_dir(at("tests/fixtures/manifold")).unwrap();
+    let dims: Vec<(String, usize)> = set.organs.iter().map(|o| (o.name.clone(), o.dim)).collect();
+    assert_eq!(dims, vec![("Fetal".into(), 16), ("Phantom".into(), 24)]);
+}
+
+#[test]
+fn save_then_load_round_trips() {
+    let set = ManifoldSet::load_dir(at("tests/fixtures/manifold")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for o in &set.organs {
+        o.save(dir.path().join(format!("{}.npz", o.name))).unwrap();
+    }
+    assert_eq!(ManifoldSet::load_dir(dir.path()).unwrap(), set);
+}
+
+/// Writes an organ file with the given arrays left out or replaced.
+fn write_organ(path: &std::path::Path, drop: &[&str], nan_in_means: bool, features: usize) {
+    let (d, k) = (3usize, 2usize);
+    let mut npz = NpzWriter::new(std::fs::File::create(path).unwrap());
+    let mut means = Array2::<f64>::zeros((k, d));
+    if nan_in_means {
+        means[[1, 2]] = f64::NAN;
+    }
+    let arrays: Vec<(&str, Box<dyn Fn(&mut NpzWriter<std::fs::File>)>)> = vec![
+        ("pca_mean", Box::new(move |w| w.add_array("pca_mean", &Array1::<f64>::zeros(features)).unwrap())),
+        ("pca_components", Box::new(move |w| w.add_array("pca_components", &Array2::<f64>::eye(features).slice_move(ndarray::s![..d, ..])).unwrap())),
+        ("gmm_weights", Box::new(move |w| w.add_array("gmm_weights", &Array1::from_elem(k, 0.5)).unwrap())),
+        ("gmm_means", Box::new(move |w| w.add_array("gmm_means", &means).unwrap())),
+        ("gmm_covariances", Box::new(move |w| w.add_array("gmm_covariances", &Array2::<f64>::ones((k, d))).unwrap())),
+        ("log_weights", Box::new(move |w| w.add_array("log_weights", &Array1::from_elem(k, 0.5f64.ln())).unwrap())),
+        ("log_det", Box::new(move |w| w.add_array("log_det", &Array1::<f64>::zeros(k)).unwrap())),
+        ("dim", Box::new(move |w| w.add_array("dim", &arr0(d as i64)).unwrap())),
+    ];
+    for (name, add) in &arrays {
+        if !drop.contains(name) {
+            add(&mut npz);
+        }
+    }
+    npz.finish().unwrap();
+}
+
+#[test]
+fn loglik_of_a_hand_made_organ() {
+    // PCA = first 3 axes, two unit-variance components at 0 with weights 1/2, log_det 0:
+    // loglik = log(2 * 0.5 * exp(-0.5 |x|^2)) = -0.5 |x|^2.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("Toy.npz");
+    write_organ(&p, &[], false, 768);
+    let o = OrganModel::load(&p).unwrap();
+    let mut z = vec![0f64; 768];
+    z[0] = 0.6;
+    z[1] = 0.8;
+    z[700] = 5.0; // outside the PCA subspace: ignored
+    let ll = o.loglik(&z, &mut Vec::new());
+    assert!((ll + 0.5).abs() < 1e-12, "{ll}");
+}
+
+#[test]
+fn broken_files_are_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("Bad.npz");
+    write_organ(&p, &["gmm_means"], false, 768);
+    let e = OrganModel::load(&p).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Manifold);
+    assert!(e.to_string().contains("missing key 'gmm_means'"), "{e}");
+
+    write_organ(&p, &["dim"], false, 768);
+    assert!(OrganModel::load(&p).unwrap_err().to_string().contains("'dim' (or 'D')"));
+
+    write_organ(&p, &[], true, 768);
+    let e = OrganModel::load(&p).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonFinite, "{e}");
+
+    write_organ(&p, &[], false, 100);
+    let set = ManifoldSet { organs: vec![OrganModel::load(&p).unwrap()] };
+    let e = set.check_features(768).unwrap_err();
+    assert!(e.to_string().contains("100-value descriptors"), "{e}");
+
+    std::fs::write(&p, b"PK\x03\x04 not really a zip").unwrap();
+    assert_eq!(OrganModel::load(&p).unwrap_err().kind(), ErrorKind::Manifold);
+
+    let empty = tempfile::tempdir().unwrap();
+    let e = ManifoldSet::load_dir(empty.path()).unwrap_err();
+    assert!(e.to_string().contains("no .npz"), "{e}");
+}
+
+#[test]
+fn unknown_organ_names_the_known_ones() {
+    let set = ManifoldSet::load_dir(at("tests/fixtures/manifold")).unwrap();
+    let e = set.organ("Spleen").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.to_string().contains("Fetal, Phantom"), "{e}");
+}

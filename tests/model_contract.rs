@@ -1,0 +1,125 @@
+//! The runtime refuses models that break the contract, each with a reason, and never runs
+//! one whose weights give non-finite features. Broken models are made by editing the seeded
+//! contract model's protobuf.
+
+mod common;
+
+use common::*;
+use prost::Message;
+use tract_onnx::pb;
+use usq::{Encoder, ErrorKind, GrayFrame};
+
+fn seeded_proto() -> pb::ModelProto {
+    pb::ModelProto::decode(std::fs::read(seeded_model()).unwrap().as_slice()).unwrap()
+}
+
+fn load(proto: &pb::ModelProto) -> usq::Result<Encoder> {
+    Encoder::from_bytes(&proto.encode_to_vec(), 1)
+}
+
+fn refused(proto: &pb::ModelProto, needle: &str) {
+    let e = load(proto).expect_err("a broken model must be refused");
+    assert_eq!(e.kind(), ErrorKind::Model, "{e}");
+    assert!(e.to_string().contains(needle), "expected '{needle}' in: {e}");
+}
+
+fn graph(p: &mut pb::ModelProto) -> &mut pb::GraphProto {
+    p.graph.as_mut().unwrap()
+}
+
+#[test]
+fn the_seeded_model_is_accepted_and_describes_itself() {
+    let enc = Encoder::from_path(seeded_model(), 3).unwrap();
+    assert_eq!(enc.batch(), 3);
+    assert!(enc.info().weights.starts_with("seeded-random"), "{:?}", enc.info());
+}
+
+#[test]
+fn not_onnx() {
+    for bytes in [&b"this is a text file, not a model"[..], &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a][..], &[][..]] {
+        let e = Encoder::from_bytes(bytes, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Model, "{e}");
+        assert!(e.to_string().contains("not an ONNX model"), "{e}");
+    }
+    let e = Encoder::from_path(at("tests/fixtures/sim_small_200x150.png"), 1).unwrap_err();
+    assert!(e.to_string().contains("sim_small_200x150.png"), "the path is in the message: {e}");
+}
+
+#[test]
+fn wrong_input() {
+    let mut p = seeded_proto();
+    graph(&mut p).input[0].name = "pixels".into();
+    refused(&p, "one input named 'image'");
+
+    let mut p = seeded_proto();
+    let Some(pb::type_proto::Value::TensorType(t)) = graph(&mut p).input[0].r#type.as_mut().unwrap().value.as_mut() else {
+        panic!()
+    };
+    t.shape.as_mut().unwrap().dim[1].value = Some(pb::tensor_shape_proto::dimension::Value::DimValue(3));
+    refused(&p, "[N,1,224,224]");
+}
+
+#[test]
+fn missing_or_extra_outputs() {
+    let mut p = seeded_proto();
+    graph(&mut p).output.retain(|o| o.name != "block10");
+    refused(&p, "missing [\"block10\"]");
+
+    let mut p = seeded_proto();
+    let mut extra = graph(&mut p).output[0].clone();
+    extra.name = "patch".into();
+    graph(&mut p).output.push(extra);
+    refused(&p, "outputs must be exactly");
+}
+
+#[test]
+fn wrong_output_shape() {
+    // Rewire `block10` to the patch embedding's output, [N,192,14,14].
+    let mut p = seeded_proto();
+    let g = graph(&mut p);
+    for n in g.node.iter_mut() {
+        for name in n.input.iter_mut().chain(n.output.iter_mut()) {
+            if name == "block10" {
+                *name = "block10_orig".into();
+            } else if name == "patch" {
+                *name = "block10".into();
+            }
+        }
+    }
+    for o in g.output.iter_mut().filter(|o| o.name == "block10") {
+        o.r#type = None;
+    }
+    refused(&p, "block10");
+}
+
+#[test]
+fn metadata_is_required() {
+    let mut p = seeded_proto();
+    p.metadata_props.retain(|e| e.key != "usq.weights");
+    refused(&p, "usq.weights");
+
+    let mut p = seeded_proto();
+    p.metadata_props.iter_mut().filter(|e| e.key == "usq.layers").for_each(|e| e.value = "3,5,7,11".into());
+    refused(&p, "usq.layers");
+
+    let mut p = seeded_proto();
+    p.metadata_props.iter_mut().filter(|e| e.key == "usq.version").for_each(|e| e.value = "2".into());
+    refused(&p, "usq.version");
+}
+
+#[test]
+fn non_finite_weights_never_give_a_score() {
+    let mut p = seeded_proto();
+    let w = graph(&mut p).initializer.iter_mut().find(|t| t.name == "patch_b").unwrap();
+    w.raw_data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut enc = load(&p).expect("the contract itself holds");
+    let f = GrayFrame::open(at("tests/fixtures/sim_small_200x150.png")).unwrap();
+    let e = usq::compare(&mut enc, &f, &f).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NonFinite, "{e}");
+}
+
+#[test]
+fn zero_batch_is_refused() {
+    let e = Encoder::from_path(seeded_model(), 0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
