@@ -84,17 +84,18 @@ impl Encoder {
             .proto_model_for_read(&mut std::io::Cursor::new(bytes))
             .map_err(|e| model_err(e).context("not an ONNX model (protobuf decoding failed)"))?;
         let (info, output_index) = check_contract(&proto)?;
-        let mut model = onnx.model_for_proto_model(&proto).map_err(|e| model_err(e).context("translating the ONNX graph"))?;
-        model
-            .set_input_fact(0, f32::fact([batch, 1, INPUT_SIDE, INPUT_SIDE]).into())
-            .map_err(model_err)?;
+        let mut model =
+            onnx.model_for_proto_model(&proto).map_err(|e| model_err(e).context("translating the ONNX graph"))?;
+        model.set_input_fact(0, f32::fact([batch, 1, INPUT_SIDE, INPUT_SIDE]).into()).map_err(model_err)?;
         let typed = model
             .into_optimized()
             .map_err(|e| model_err(e).context(format!("typing and optimising the graph for batch {batch}")))?;
         for (i, name) in OUTPUT_NAMES.iter().enumerate() {
             let fact = typed.output_fact(output_index[i]).map_err(model_err)?;
             let shape = fact.shape.as_concrete().map(|s| s.to_vec());
-            if fact.datum_type != f32::datum_type() || shape.as_deref() != Some(&[batch, TOKENS_WITH_CLS, EMBED_DIM][..]) {
+            if fact.datum_type != f32::datum_type()
+                || shape.as_deref() != Some(&[batch, TOKENS_WITH_CLS, EMBED_DIM][..])
+            {
                 crate::bail!(
                     Model,
                     "output '{name}' is {:?} {:?}, the contract wants f32 [{batch}, {TOKENS_WITH_CLS}, {EMBED_DIM}]",
@@ -193,7 +194,8 @@ fn check_contract(proto: &pb::ModelProto) -> Result<(ModelInfo, [usize; 4])> {
         return err("not an ONNX model: no graph".into());
     };
     let initialisers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs: Vec<&pb::ValueInfoProto> = graph.input.iter().filter(|i| !initialisers.contains(i.name.as_str())).collect();
+    let inputs: Vec<&pb::ValueInfoProto> =
+        graph.input.iter().filter(|i| !initialisers.contains(i.name.as_str())).collect();
     if inputs.len() != 1 || inputs[0].name != "image" {
         let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
         return err(format!("expected one input named 'image', found {names:?}"));

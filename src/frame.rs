@@ -70,21 +70,15 @@ fn from_dynamic(img: image::DynamicImage) -> Result<GrayFrame> {
         D::ImageLumaA16(b) => b.into_raw().chunks_exact(2).map(|p| u16_to_u8(p[0])).collect(),
         D::ImageRgb8(b) => b.into_raw().chunks_exact(3).map(|p| bt601(p[0], p[1], p[2])).collect(),
         D::ImageRgba8(b) => b.into_raw().chunks_exact(4).map(|p| bt601(p[0], p[1], p[2])).collect(),
-        D::ImageRgb16(b) => b
-            .into_raw()
-            .chunks_exact(3)
-            .map(|p| bt601(u16_to_u8(p[0]), u16_to_u8(p[1]), u16_to_u8(p[2])))
-            .collect(),
-        D::ImageRgba16(b) => b
-            .into_raw()
-            .chunks_exact(4)
-            .map(|p| bt601(u16_to_u8(p[0]), u16_to_u8(p[1]), u16_to_u8(p[2])))
-            .collect(),
-        other => crate::bail!(
-            Image,
-            "unsupported pixel layout {:?}: expected 8- or 16-bit gray or colour",
-            other.color()
-        ),
+        D::ImageRgb16(b) => {
+            b.into_raw().chunks_exact(3).map(|p| bt601(u16_to_u8(p[0]), u16_to_u8(p[1]), u16_to_u8(p[2]))).collect()
+        }
+        D::ImageRgba16(b) => {
+            b.into_raw().chunks_exact(4).map(|p| bt601(u16_to_u8(p[0]), u16_to_u8(p[1]), u16_to_u8(p[2]))).collect()
+        }
+        other => {
+            crate::bail!(Image, "unsupported pixel layout {:?}: expected 8- or 16-bit gray or colour", other.color())
+        }
     };
     GrayFrame::new(w, h, pixels)
 }

@@ -23,4 +23,4 @@ pub use encoder::{Encoder, ImageFeatures, ModelInfo};
 pub use error::{Context, Error, ErrorKind, Result};
 pub use frame::GrayFrame;
 pub use manifold::{ManifoldSet, OrganModel};
-pub use quality::{compare, score, CompareReport, ScoreOptions, ScoreReport};
+pub use quality::{CompareReport, ScoreOptions, ScoreReport, compare, score};

@@ -155,9 +155,7 @@ fn resize_area_upscale(
     // Horizontal pass for every source row, then a vertical blend of two rows.
     let hrow = |y: usize| -> Vec<f32> {
         let row = &src[y * sw..(y + 1) * sw];
-        xc.iter()
-            .map(|&(s, f)| if s + 1 < sw { row[s] * (1.0 - f) + row[s + 1] * f } else { row[s] })
-            .collect()
+        xc.iter().map(|&(s, f)| if s + 1 < sw { row[s] * (1.0 - f) + row[s + 1] * f } else { row[s] }).collect()
     };
     let rows: Vec<Vec<f32>> = (0..sh).map(hrow).collect();
     let mut out = vec![0f32; dw * dh];

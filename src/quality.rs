@@ -1,11 +1,11 @@
 //! The two metrics end to end on gray frames: preprocessing, the encoder, the maths.
 
-use crate::encoder::{Encoder, DESCRIPTOR_LEN, LAYER_BLOCKS};
+use crate::encoder::{DESCRIPTOR_LEN, Encoder, LAYER_BLOCKS};
 use crate::error::{Context, Result};
 use crate::frame::GrayFrame;
 use crate::manifold::ManifoldSet;
 use crate::metrics::{nrq, ulpips};
-use crate::preprocess::{self, PatchOrigin, INPUT_SIDE};
+use crate::preprocess::{self, INPUT_SIDE, PatchOrigin};
 
 /// One layer's share of a uLPIPS score.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -110,7 +110,12 @@ pub fn patch_descriptors(encoder: &mut Encoder, padded: &GrayFrame, patches: &[P
 }
 
 /// No-reference score of one frame against a manifold set.
-pub fn score(encoder: &mut Encoder, manifolds: &ManifoldSet, frame: &GrayFrame, opts: &ScoreOptions) -> Result<ScoreReport> {
+pub fn score(
+    encoder: &mut Encoder,
+    manifolds: &ManifoldSet,
+    frame: &GrayFrame,
+    opts: &ScoreOptions,
+) -> Result<ScoreReport> {
     let organ = opts.organ.as_deref().map(|o| manifolds.organ(o)).transpose()?;
     let (padded, patches) = nrq_patches(frame, opts.max_patches)?;
     let descriptors = patch_descriptors(encoder, &padded, &patches).context("encoding the patches")?;

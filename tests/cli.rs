@@ -60,7 +60,17 @@ fn score_json_has_the_documented_shape() {
 fn score_with_organ_and_max_patches() {
     let m = model();
     let out = usq(&with_model(
-        &["score", LINEAR, "--manifold", "tests/fixtures/manifold", "--organ", "Phantom", "--max-patches", "5", "--json"],
+        &[
+            "score",
+            LINEAR,
+            "--manifold",
+            "tests/fixtures/manifold",
+            "--organ",
+            "Phantom",
+            "--max-patches",
+            "5",
+            "--json",
+        ],
         &m,
     ));
     let l = &json_lines(&out)[0];
@@ -150,7 +160,10 @@ fn bad_images() {
         fails_with(&with_model(&["compare", LINEAR, &file], &m), needle);
     }
     // One bad image among good ones: the good ones are still scored, the exit is non-zero.
-    let out = usq(&with_model(&["score", LINEAR, &d("missing.png"), SMALL, "--json", "--manifold", "tests/fixtures/manifold"], &m));
+    let out = usq(&with_model(
+        &["score", LINEAR, &d("missing.png"), SMALL, "--json", "--manifold", "tests/fixtures/manifold"],
+        &m,
+    ));
     assert!(!out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
 }
@@ -169,7 +182,10 @@ fn bad_models() {
     p.metadata_props.clear();
     let bare = dir.path().join("bare.onnx");
     std::fs::write(&bare, p.encode_to_vec()).unwrap();
-    fails_with(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--model", bare.to_str().unwrap()], "usq.layers");
+    fails_with(
+        &["score", SMALL, "--manifold", "tests/fixtures/manifold", "--model", bare.to_str().unwrap()],
+        "usq.layers",
+    );
 }
 
 #[test]
@@ -181,8 +197,14 @@ fn bad_manifolds_and_arguments() {
     let broken = tempfile::tempdir().unwrap();
     std::fs::write(broken.path().join("Liver.npz"), b"PK\x03\x04garbage").unwrap();
     fails_with(&with_model(&["score", SMALL, "--manifold", broken.path().to_str().unwrap()], &m), "Liver.npz");
-    fails_with(&with_model(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--organ", "Spleen"], &m), "unknown organ 'Spleen'");
-    fails_with(&with_model(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--max-patches", "0"], &m), "at least 1");
+    fails_with(
+        &with_model(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--organ", "Spleen"], &m),
+        "unknown organ 'Spleen'",
+    );
+    fails_with(
+        &with_model(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--max-patches", "0"], &m),
+        "at least 1",
+    );
     // A manifold with a NaN: refused when loaded.
     let nan = tempfile::tempdir().unwrap();
     let mut o = usq::OrganModel::load(at("tests/fixtures/manifold/Fetal.npz")).unwrap();
@@ -215,7 +237,13 @@ fn fit_nrq_then_score_with_the_result() {
 
     // A corrupt image in an organ folder stops the fit and names the file.
     std::fs::write(organ.join("broken.png"), b"nope").unwrap();
-    fails_with(&with_model(&["fit-nrq", root.path().to_str().unwrap(), "--out", out_dir.path().to_str().unwrap()], &m), "broken.png");
+    fails_with(
+        &with_model(&["fit-nrq", root.path().to_str().unwrap(), "--out", out_dir.path().to_str().unwrap()], &m),
+        "broken.png",
+    );
     let empty = tempfile::tempdir().unwrap();
-    fails_with(&with_model(&["fit-nrq", empty.path().to_str().unwrap(), "--out", out_dir.path().to_str().unwrap()], &m), "no organ sub-folders");
+    fails_with(
+        &with_model(&["fit-nrq", empty.path().to_str().unwrap(), "--out", out_dir.path().to_str().unwrap()], &m),
+        "no organ sub-folders",
+    );
 }

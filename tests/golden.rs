@@ -16,7 +16,11 @@ fn decoding_matches_the_reference() {
     for d in golden()["decode"].as_array().unwrap() {
         let path = d["path"].as_str().unwrap();
         let frame = GrayFrame::open(at(path)).unwrap();
-        assert_eq!((frame.width as u64, frame.height as u64), (d["width"].as_u64().unwrap(), d["height"].as_u64().unwrap()), "{path}");
+        assert_eq!(
+            (frame.width as u64, frame.height as u64),
+            (d["width"].as_u64().unwrap(), d["height"].as_u64().unwrap()),
+            "{path}"
+        );
         let sum: u64 = frame.pixels.iter().map(|&p| p as u64).sum();
         match d["gray_sha256"].as_str() {
             Some(sha) => {
@@ -76,14 +80,29 @@ fn check_nrq(records: &[serde_json::Value], enc: &mut Encoder) -> usize {
         let rep = usq::score(enc, &set, &GrayFrame::open(image).unwrap(), &opts).unwrap();
         let want = f(&g["nrq"]);
         // The bar is 0.01 absolute; parity is far tighter than that.
-        assert!((rep.nrq - want).abs() < 1e-3 * want.abs().max(1.0), "{path} organ {:?}: {} vs {want}", g["organ"], rep.nrq);
+        assert!(
+            (rep.nrq - want).abs() < 1e-3 * want.abs().max(1.0),
+            "{path} organ {:?}: {} vs {want}",
+            g["organ"],
+            rep.nrq
+        );
         assert_eq!(rep.worst.len() as u64, g["k"].as_u64().unwrap(), "{path}: k");
         let patches = g["patches"].as_array().unwrap();
         assert_eq!(rep.patches.len(), patches.len(), "{path}: patch count");
         for (p, w) in rep.patches.iter().zip(patches) {
-            assert_eq!((p.x as u64, p.y as u64), (w["x"].as_u64().unwrap(), w["y"].as_u64().unwrap()), "{path}: patch order");
+            assert_eq!(
+                (p.x as u64, p.y as u64),
+                (w["x"].as_u64().unwrap(), w["y"].as_u64().unwrap()),
+                "{path}: patch order"
+            );
             let wl = f(&w["loglik"]);
-            assert!((p.loglik - wl).abs() < 1e-3 * wl.abs().max(1.0), "{path} patch ({}, {}): {} vs {wl}", p.x, p.y, p.loglik);
+            assert!(
+                (p.loglik - wl).abs() < 1e-3 * wl.abs().max(1.0),
+                "{path} patch ({}, {}): {} vs {wl}",
+                p.x,
+                p.y,
+                p.loglik
+            );
         }
         checked += 1;
     }
@@ -111,7 +130,8 @@ fn patch_descriptor_matches_the_reference() {
     let mut enc = Encoder::from_path(seeded_model(), 1).unwrap();
     for g in golden()["patch_features"].as_array().unwrap() {
         let frame = GrayFrame::open(at(g["path"].as_str().unwrap())).unwrap();
-        let at = usq::preprocess::PatchOrigin { x: g["x"].as_u64().unwrap() as usize, y: g["y"].as_u64().unwrap() as usize };
+        let at =
+            usq::preprocess::PatchOrigin { x: g["x"].as_u64().unwrap() as usize, y: g["y"].as_u64().unwrap() as usize };
         let z = &usq::quality::patch_descriptors(&mut enc, &frame, &[at]).unwrap()[0];
         let want: Vec<f64> = g["z"].as_array().unwrap().iter().map(f).collect();
         assert_eq!(z.len(), want.len());

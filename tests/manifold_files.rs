@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ndarray::{arr0, Array1, Array2};
+use ndarray::{Array1, Array2, arr0};
 use ndarray_npy::NpzWriter;
 use usq::{ErrorKind, ManifoldSet, OrganModel};
 
@@ -20,7 +20,8 @@ fn reads_the_published_organ_files() {
     for o in &set.organs {
         assert_eq!((o.features, o.dim, o.components), (768, 128, 4), "{}", o.name);
         // The stored log_det is sum(log var) + d log(2 pi): the full Gaussian normaliser.
-        let ld: f64 = o.gmm_covariances[..128].iter().map(|v| v.ln()).sum::<f64>() + 128.0 * (2.0 * std::f64::consts::PI).ln();
+        let ld: f64 =
+            o.gmm_covariances[..128].iter().map(|v| v.ln()).sum::<f64>() + 128.0 * (2.0 * std::f64::consts::PI).ln();
         assert!((o.log_det[0] - ld).abs() < 1e-6 * ld.abs().max(1.0), "{}: {} vs {ld}", o.name, o.log_det[0]);
     }
     set.check_features(usq::encoder::DESCRIPTOR_LEN).unwrap();
@@ -53,7 +54,12 @@ fn write_organ(path: &std::path::Path, drop: &[&str], nan_in_means: bool, featur
     }
     let arrays: Vec<(&str, Box<dyn Fn(&mut NpzWriter<std::fs::File>)>)> = vec![
         ("pca_mean", Box::new(move |w| w.add_array("pca_mean", &Array1::<f64>::zeros(features)).unwrap())),
-        ("pca_components", Box::new(move |w| w.add_array("pca_components", &Array2::<f64>::eye(features).slice_move(ndarray::s![..d, ..])).unwrap())),
+        (
+            "pca_components",
+            Box::new(move |w| {
+                w.add_array("pca_components", &Array2::<f64>::eye(features).slice_move(ndarray::s![..d, ..])).unwrap()
+            }),
+        ),
         ("gmm_weights", Box::new(move |w| w.add_array("gmm_weights", &Array1::from_elem(k, 0.5)).unwrap())),
         ("gmm_means", Box::new(move |w| w.add_array("gmm_means", &means).unwrap())),
         ("gmm_covariances", Box::new(move |w| w.add_array("gmm_covariances", &Array2::<f64>::ones((k, d))).unwrap())),

@@ -36,7 +36,9 @@ fn the_seeded_model_is_accepted_and_describes_itself() {
 
 #[test]
 fn not_onnx() {
-    for bytes in [&b"this is a text file, not a model"[..], &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a][..], &[][..]] {
+    for bytes in
+        [&b"this is a text file, not a model"[..], &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a][..], &[][..]]
+    {
         let e = Encoder::from_bytes(bytes, 1).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Model, "{e}");
         assert!(e.to_string().contains("not an ONNX model"), "{e}");
@@ -52,7 +54,8 @@ fn wrong_input() {
     refused(&p, "one input named 'image'");
 
     let mut p = seeded_proto();
-    let Some(pb::type_proto::Value::TensorType(t)) = graph(&mut p).input[0].r#type.as_mut().unwrap().value.as_mut() else {
+    let Some(pb::type_proto::Value::TensorType(t)) = graph(&mut p).input[0].r#type.as_mut().unwrap().value.as_mut()
+    else {
         panic!()
     };
     t.shape.as_mut().unwrap().dim[1].value = Some(pb::tensor_shape_proto::dimension::Value::DimValue(3));

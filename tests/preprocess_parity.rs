@@ -5,8 +5,8 @@ mod common;
 
 use common::at;
 use ndarray::{Array2, Ix2};
-use usq::preprocess::{pad_to_input, resize_area, INPUT_SIDE};
 use usq::GrayFrame;
+use usq::preprocess::{INPUT_SIDE, pad_to_input, resize_area};
 
 #[test]
 fn inter_area_matches_opencv() {
@@ -25,7 +25,8 @@ fn inter_area_matches_opencv() {
 #[test]
 fn reflect101_padding_matches_opencv() {
     let frame = GrayFrame::open(at("tests/golden/inter_area/reflect_150x100_in.png")).unwrap();
-    let want: ndarray::Array<u8, Ix2> = ndarray_npy::read_npy(at("tests/golden/inter_area/reflect_150x100_out.npy")).unwrap();
+    let want: ndarray::Array<u8, Ix2> =
+        ndarray_npy::read_npy(at("tests/golden/inter_area/reflect_150x100_out.npy")).unwrap();
     let got = pad_to_input(&frame);
     assert_eq!((got.height, got.width), want.dim());
     assert!(got.pixels.iter().eq(want.iter()), "padding differs from cv2.copyMakeBorder");

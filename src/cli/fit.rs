@@ -1,6 +1,6 @@
 use super::ModelArg;
 use std::path::{Path, PathBuf};
-use usq::manifold::fit::{fit_organ, FitSettings};
+use usq::manifold::fit::{FitSettings, fit_organ};
 use usq::{Context, GrayFrame};
 
 #[derive(clap::Args)]
@@ -56,7 +56,9 @@ pub fn run(a: Args) -> usq::Result<bool> {
         let organ = dir.file_name().unwrap().to_string_lossy().into_owned();
         let images: Vec<PathBuf> = sorted_entries(&dir)?
             .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().to_str().unwrap_or(""))))
+            .filter(|p| {
+                p.extension().is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().to_str().unwrap_or("")))
+            })
             .collect();
         if images.is_empty() {
             usq::bail!(InvalidArgument, "organ folder {} holds no images", dir.display());
@@ -65,7 +67,9 @@ pub fn run(a: Args) -> usq::Result<bool> {
         for (i, path) in images.iter().enumerate() {
             let frame = GrayFrame::open(path)?;
             let (padded, patches) = usq::quality::nrq_patches(&frame, Some(a.patches_per_image))?;
-            for z in usq::quality::patch_descriptors(&mut encoder, &padded, &patches).with_context(|| format!("encoding {}", path.display()))? {
+            for z in usq::quality::patch_descriptors(&mut encoder, &padded, &patches)
+                .with_context(|| format!("encoding {}", path.display()))?
+            {
                 samples.extend(z);
             }
             if (i + 1) % 50 == 0 || i + 1 == images.len() {

@@ -1,4 +1,4 @@
-use super::{report, ModelArg};
+use super::{ModelArg, report};
 use std::path::PathBuf;
 use usq::{Context, GrayFrame, ManifoldSet, ScoreOptions};
 
@@ -66,7 +66,8 @@ pub fn run(a: Args) -> usq::Result<bool> {
     let mut all_ok = true;
     for path in &a.images {
         let result = GrayFrame::open(path).and_then(|f| {
-            let r = usq::score(&mut encoder, &manifolds, &f, &opts).with_context(|| format!("scoring {}", path.display()))?;
+            let r = usq::score(&mut encoder, &manifolds, &f, &opts)
+                .with_context(|| format!("scoring {}", path.display()))?;
             if let Some(base) = &a.heatmap {
                 let out = heatmap_path(base, path, a.images.len() > 1);
                 usq::heatmap::render(&f, &r)
@@ -78,7 +79,12 @@ pub fn run(a: Args) -> usq::Result<bool> {
         });
         match result {
             Ok(r) if a.json => {
-                let line = Line { path: path.display().to_string(), nrq: r.nrq, organ: r.organ.as_deref(), patches: &r.patches };
+                let line = Line {
+                    path: path.display().to_string(),
+                    nrq: r.nrq,
+                    organ: r.organ.as_deref(),
+                    patches: &r.patches,
+                };
                 println!("{}", serde_json::to_string(&line).expect("plain data serialises"));
             }
             Ok(r) => println!(

@@ -146,7 +146,14 @@ impl DiagGmm {
         for (i, &l) in labels.iter().enumerate() {
             resp[i * k + l] = 1.0;
         }
-        let mut g = DiagGmm { weights: vec![], means: vec![], vars: vec![], iterations: 0, converged: false, mean_loglik: f64::NEG_INFINITY };
+        let mut g = DiagGmm {
+            weights: vec![],
+            means: vec![],
+            vars: vec![],
+            iterations: 0,
+            converged: false,
+            mean_loglik: f64::NEG_INFINITY,
+        };
         g.m_step(x, n, d, k, &resp, s.reg_covar);
         let mut prev = f64::NEG_INFINITY;
         for it in 1..=s.max_iter {
@@ -183,7 +190,11 @@ impl DiagGmm {
             for c in 0..k {
                 let r = resp[i * k + c];
                 let mu = &means[c * d..(c + 1) * d];
-                vars[c * d..(c + 1) * d].iter_mut().zip(xi).zip(mu).for_each(|((v, xv), m)| *v += r * (xv - m) * (xv - m));
+                vars[c * d..(c + 1) * d]
+                    .iter_mut()
+                    .zip(xi)
+                    .zip(mu)
+                    .for_each(|((v, xv), m)| *v += r * (xv - m) * (xv - m));
             }
         }
         for c in 0..k {
@@ -228,7 +239,13 @@ fn kmeans(x: &[f64], n: usize, d: usize, k: usize, seed: u64, max_iter: usize) -
         let total: f64 = nearest.iter().sum();
         let pick = if total > 0.0 {
             let mut t = rng.f64() * total;
-            nearest.iter().position(|&w| { t -= w; t <= 0.0 }).unwrap_or(n - 1)
+            nearest
+                .iter()
+                .position(|&w| {
+                    t -= w;
+                    t <= 0.0
+                })
+                .unwrap_or(n - 1)
         } else {
             rng.usize(..n)
         };
@@ -243,7 +260,9 @@ fn kmeans(x: &[f64], n: usize, d: usize, k: usize, seed: u64, max_iter: usize) -
         let mut changed = false;
         for i in 0..n {
             let best = (0..k)
-                .min_by(|&a, &b| dist2(row(i), &centres[a * d..(a + 1) * d]).total_cmp(&dist2(row(i), &centres[b * d..(b + 1) * d])))
+                .min_by(|&a, &b| {
+                    dist2(row(i), &centres[a * d..(a + 1) * d]).total_cmp(&dist2(row(i), &centres[b * d..(b + 1) * d]))
+                })
                 .unwrap();
             if labels[i] != best {
                 labels[i] = best;
@@ -323,7 +342,8 @@ mod tests {
         let outlier = organ.loglik(&[0.0, 2.0, 2.0, 0.0, 0.0, 0.0], &mut scratch);
         assert!(inlier > outlier + 10.0, "{inlier} vs {outlier}");
         // log_det includes the 2 pi constant, as the published files store it.
-        let ld: f64 = organ.gmm_covariances[..3].iter().map(|v| v.ln()).sum::<f64>() + 3.0 * (2.0 * std::f64::consts::PI).ln();
+        let ld: f64 =
+            organ.gmm_covariances[..3].iter().map(|v| v.ln()).sum::<f64>() + 3.0 * (2.0 * std::f64::consts::PI).ln();
         assert!((organ.log_det[0] - ld).abs() < 1e-12);
     }
 

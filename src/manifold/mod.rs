@@ -4,7 +4,7 @@
 pub mod fit;
 mod npz;
 
-use crate::error::{ensure_finite, Context, Result};
+use crate::error::{Context, Result, ensure_finite};
 use std::path::Path;
 
 /// One organ's PCA + diagonal GMM, as in the reference `.npz` files.
@@ -49,7 +49,10 @@ impl OrganModel {
         }
         for (name, got, want) in sizes {
             if got != want {
-                crate::bail!(Manifold, "{name} holds {got} values, expected {want} (dim {d}, {k} components, {f} features)");
+                crate::bail!(
+                    Manifold,
+                    "{name} holds {got} values, expected {want} (dim {d}, {k} components, {f} features)"
+                );
             }
         }
         for (name, v) in [
@@ -109,8 +112,9 @@ impl ManifoldSet {
             .collect();
         paths.sort();
         if paths.is_empty() {
-            return Err(crate::Error::new(crate::ErrorKind::Manifold, "no .npz organ file in the folder")
-                .context(ctx()));
+            return Err(
+                crate::Error::new(crate::ErrorKind::Manifold, "no .npz organ file in the folder").context(ctx())
+            );
         }
         let organs = paths.iter().map(OrganModel::load).collect::<Result<Vec<_>>>().with_context(ctx)?;
         Ok(ManifoldSet { organs })

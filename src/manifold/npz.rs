@@ -23,8 +23,9 @@ fn read_key<R: Read + Seek, D: Dimension>(npz: &mut NpzReader<R>, key: &str) -> 
     let Some(name) = entry_name(npz, key)? else {
         crate::bail!(Manifold, "missing key '{key}'");
     };
-    npz.by_name::<ndarray::OwnedRepr<f64>, D>(&name)
-        .map_err(|e| manifold_err(e).context(format!("key '{key}' (expected a float64 array of rank {})", D::NDIM.unwrap_or(0))))
+    npz.by_name::<ndarray::OwnedRepr<f64>, D>(&name).map_err(|e| {
+        manifold_err(e).context(format!("key '{key}' (expected a float64 array of rank {})", D::NDIM.unwrap_or(0)))
+    })
 }
 
 fn read_scalar_int<R: Read + Seek>(npz: &mut NpzReader<R>, name: &str) -> Option<i64> {
@@ -53,7 +54,8 @@ impl OrganModel {
         let log_det = read_key::<_, Ix1>(&mut npz, "log_det")?;
         let dim_entry = match entry_name(&mut npz, "dim")? {
             Some(n) => n,
-            None => entry_name(&mut npz, "D")?.ok_or_else(|| Error::new(ErrorKind::Manifold, "missing key 'dim' (or 'D')"))?,
+            None => entry_name(&mut npz, "D")?
+                .ok_or_else(|| Error::new(ErrorKind::Manifold, "missing key 'dim' (or 'D')"))?,
         };
         let dim = read_scalar_int(&mut npz, &dim_entry)
             .ok_or_else(|| Error::new(ErrorKind::Manifold, format!("'{dim_entry}' is not an integer scalar")))?;

@@ -1,7 +1,7 @@
 //! TinyUSFM-NRQ maths: the patch descriptor and the worst-region aggregation.
 //! The manifold log-likelihood itself lives with the manifold ([`crate::manifold`]).
 
-use super::{l2_normalise, EMBED_DIM, TOKENS_WITH_CLS};
+use super::{EMBED_DIM, TOKENS_WITH_CLS, l2_normalise};
 
 /// Share of patches, the worst ones, averaged into the frame score.
 pub const WORST_FRACTION: f64 = 0.15;

@@ -8,7 +8,7 @@
 //!
 //! The score is (sum of structure terms + sum of Gram terms) / number of layers. Lower is closer.
 
-use super::{l2_normalise, EMBED_DIM, GRID_SIDE, TOKENS_WITH_CLS};
+use super::{EMBED_DIM, GRID_SIDE, TOKENS_WITH_CLS, l2_normalise};
 
 /// Softmax temperature of the structure term.
 pub const TAU: f64 = 20.0;

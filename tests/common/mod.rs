@@ -23,9 +23,7 @@ pub fn golden() -> serde_json::Value {
 
 /// `../shared/data` beside the repo (or `$USQ_SHARED_DATA`), if present.
 pub fn shared_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("USQ_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"));
+    let dir = std::env::var_os("USQ_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/data"));
     dir.is_dir().then_some(dir)
 }
 
@@ -37,10 +35,11 @@ pub fn resolve(rel: &str) -> Option<PathBuf> {
     }
 }
 
-/// Prints a visible skip note (shown with `--nocapture` and in the test's output on failure).
+/// Prints a visible skip note. Written to the stderr handle directly, which the test
+/// harness does not capture (it captures only the print macros), so CI logs show it.
 pub fn skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
-    println!("SKIPPED: {why}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
 pub fn usq_bin() -> PathBuf {
