@@ -212,6 +212,61 @@ fn bad_manifolds_and_arguments() {
     // `save` writes what it is given; loading validates.
     o.save(nan.path().join("Fetal.npz")).unwrap();
     fails_with(&with_model(&["score", SMALL, "--manifold", nan.path().to_str().unwrap()], &m), "non-finite");
+    // An organ fitted on descriptors of another length than the model's 768.
+    let short = tempfile::tempdir().unwrap();
+    let (f, d, k) = (100, 2, 1);
+    let organ = usq::OrganModel {
+        name: "Short".into(),
+        features: f,
+        dim: d,
+        components: k,
+        pca_mean: vec![0.0; f],
+        pca_components: vec![0.01; d * f],
+        gmm_weights: vec![1.0],
+        gmm_means: vec![0.0; d],
+        gmm_covariances: vec![1.0; d],
+        log_weights: vec![0.0],
+        log_det: vec![0.0],
+    };
+    organ.save(short.path().join("Short.npz")).unwrap();
+    fails_with(
+        &with_model(&["score", SMALL, "--manifold", short.path().to_str().unwrap()], &m),
+        "100-value descriptors",
+    );
+}
+
+#[test]
+fn a_model_with_nan_weights_gives_no_score() {
+    use prost::Message;
+    let mut p = tract_onnx::pb::ModelProto::decode(std::fs::read(seeded_model()).unwrap().as_slice()).unwrap();
+    let w = p.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name == "patch_b").unwrap();
+    w.raw_data[..4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inf.onnx");
+    std::fs::write(&path, p.encode_to_vec()).unwrap();
+    let model = path.to_str().unwrap();
+    fails_with(&["compare", LINEAR, SMALL, "--model", model], "non-finite");
+    fails_with(&["score", SMALL, "--manifold", "tests/fixtures/manifold", "--model", model], "non-finite");
+}
+
+#[test]
+fn bmp_and_tiff_decode_like_png() {
+    let png = usq::GrayFrame::open(at(SMALL)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let img = image::GrayImage::from_raw(png.width as u32, png.height as u32, png.pixels.clone()).unwrap();
+    for ext in ["bmp", "tif"] {
+        let p = dir.path().join(format!("small.{ext}"));
+        img.save(&p).unwrap();
+        assert_eq!(usq::GrayFrame::open(&p).unwrap(), png, "{ext}");
+    }
+    // Colour BMP: gray through the same weights as colour PNG.
+    let rgb = image::open(at("tests/fixtures/sim_linear_640x480_rgb.png")).unwrap().to_rgb8();
+    let p = dir.path().join("rgb.bmp");
+    rgb.save(&p).unwrap();
+    assert_eq!(
+        usq::GrayFrame::open(&p).unwrap(),
+        usq::GrayFrame::open(at("tests/fixtures/sim_linear_640x480_rgb.png")).unwrap()
+    );
 }
 
 #[test]
