@@ -66,7 +66,10 @@ def fold_preprocessing(w3, b3):
     return w1.astype(np.float32), b1.astype(np.float32)
 
 
-def build_model(p):
+def build_model(p, metadata=METADATA, graph_name="tinyusfm_seeded", producer="usq-export_seeded"):
+    """The contract graph from unfolded weights p (keys as make_params returns: pe_w [192,3,16,16],
+    pe_b, cls, pos, b{i}_{ln1,ln2}_{g,b}, b{i}_{qkv,proj,fc1,fc2}_{w [in,out],b}, i = 0..10).
+    Reused by convert_tinyusfm.py for converted and trained weights."""
     nodes, inits = [], []
 
     def const(name, arr):
@@ -130,12 +133,12 @@ def build_model(p):
         if b in OUT_BLOCKS:
             outputs.append(h.make_tensor_value_info(out_name, TP.FLOAT, ["N", T, D]))
 
-    graph = h.make_graph(nodes, "tinyusfm_seeded",
+    graph = h.make_graph(nodes, graph_name,
                          [h.make_tensor_value_info("image", TP.FLOAT, ["N", 1, IMG, IMG])], outputs,
                          initializer=inits)
-    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], producer_name="usq-export_seeded")
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], producer_name=producer)
     model.ir_version = 8  # older runtimes (tract, ort) read ir 8
-    h.set_model_props(model, METADATA)
+    h.set_model_props(model, metadata)
     onnx.checker.check_model(model)
     return model
 
