@@ -40,8 +40,9 @@ pub struct Encoder {
     info: ModelInfo,
     /// For each contract output (in [`OUTPUT_NAMES`] order), its position in tract's outputs.
     output_index: [usize; 4],
-    /// Preallocated input batch, `[batch,1,224,224]`.
-    input: Tensor,
+    /// Preallocated input batch, `[batch,1,224,224]`, shared with tract for the duration of a
+    /// run and written in place between runs.
+    input: Arc<Tensor>,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -106,7 +107,7 @@ impl Encoder {
         }
         let plan = typed.into_runnable().map_err(model_err)?;
         let state = plan.spawn().map_err(model_err)?;
-        let input = Tensor::zero::<f32>(&[batch, 1, INPUT_SIDE, INPUT_SIDE]).map_err(model_err)?;
+        let input = Arc::new(Tensor::zero::<f32>(&[batch, 1, INPUT_SIDE, INPUT_SIDE]).map_err(model_err)?);
         Ok(Encoder { state, batch, info, output_index, input })
     }
 
@@ -121,39 +122,54 @@ impl Encoder {
     /// Runs up to `batch` images, each `224 * 224` raw gray values (0..255), and returns
     /// their features in order. A short batch is padded with zeros, whose outputs are dropped.
     pub fn run(&mut self, images: &[&[f32]]) -> Result<Vec<ImageFeatures>> {
+        let mut out = Vec::with_capacity(images.len());
+        self.run_with(images, |_, layers| {
+            out.push(ImageFeatures { layers: layers.map(|l| l.to_vec()) });
+        })?;
+        Ok(out)
+    }
+
+    /// As [`Encoder::run`], handing each image's four layers to `sink` straight from tract's
+    /// outputs. Memory: writes the preallocated input in place and copies nothing out; tract
+    /// itself allocates during the run.
+    pub fn run_with(&mut self, images: &[&[f32]], mut sink: impl FnMut(usize, [&[f32]; 4])) -> Result<()> {
         let plane = INPUT_SIDE * INPUT_SIDE;
         if images.is_empty() || images.len() > self.batch {
             crate::bail!(InvalidArgument, "{} images for an encoder of batch {}", images.len(), self.batch);
         }
+        for (i, img) in images.iter().enumerate() {
+            if img.len() != plane {
+                crate::bail!(InvalidArgument, "image {i} holds {} values, expected {plane}", img.len());
+            }
+            crate::error::ensure_finite("encoder input", img)?;
+        }
         {
-            let mut view = self.input.try_as_plain_ram_mut().map_err(model_err)?;
+            // tract drops its reference when a run ends; `make_mut` copies only if it kept one.
+            let input = Arc::make_mut(&mut self.input);
+            let mut view = input.try_as_plain_ram_mut().map_err(model_err)?;
             let buf = view.as_slice_mut::<f32>().map_err(model_err)?;
             for (i, img) in images.iter().enumerate() {
-                if img.len() != plane {
-                    crate::bail!(InvalidArgument, "image {i} holds {} values, expected {plane}", img.len());
-                }
-                crate::error::ensure_finite("encoder input", img)?;
                 buf[i * plane..(i + 1) * plane].copy_from_slice(img);
             }
             buf[images.len() * plane..].fill(0.0);
         }
         let outputs = self
             .state
-            .run(tvec!(self.input.clone().into_tvalue()))
+            .run(tvec!(TValue::from_const(self.input.clone())))
             .map_err(|e| Error::new(ErrorKind::Inference, format!("{e:#}")).context("running the encoder"))?;
-        let mut slices = Vec::with_capacity(4);
-        for (k, &o) in self.output_index.iter().enumerate() {
-            let view = outputs[o].try_as_plain_ram().map_err(model_err)?;
+        let mut slices: [&[f32]; 4] = [&[]; 4];
+        let plain: [_; 4] = std::array::from_fn(|k| outputs[self.output_index[k]].try_as_plain_ram());
+        for (k, view) in plain.iter().enumerate() {
+            let view = view.as_ref().map_err(model_err)?;
             let all = view.as_slice::<f32>().map_err(model_err)?;
             crate::error::ensure_finite(OUTPUT_NAMES[k], &all[..images.len() * LAYER_LEN])
                 .map_err(|e| e.context("the encoder produced a non-finite feature"))?;
-            slices.push(all.to_vec());
+            slices[k] = all;
         }
-        Ok((0..images.len())
-            .map(|i| ImageFeatures {
-                layers: std::array::from_fn(|k| slices[k][i * LAYER_LEN..(i + 1) * LAYER_LEN].to_vec()),
-            })
-            .collect())
+        for i in 0..images.len() {
+            sink(i, slices.map(|s| &s[i * LAYER_LEN..(i + 1) * LAYER_LEN]));
+        }
+        Ok(())
     }
 
     /// Runs any number of images in batches.
