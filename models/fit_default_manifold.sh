@@ -4,7 +4,7 @@
 # ../shared/data/hc18 at run time. Usage: models/fit_default_manifold.sh [MODEL]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-models/tinyusfm-seeded.onnx}
+model=${1:-models/tinyusfm.onnx}
 hc18=${USQ_SHARED_DATA:-../shared/data}/hc18/images
 [ -d "$hc18" ] || { echo "HC18 images not found at $hc18" >&2; exit 1; }
 root=$(mktemp -d)

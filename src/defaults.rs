@@ -8,7 +8,7 @@ use crate::{Encoder, ManifoldSet};
 use std::path::PathBuf;
 
 /// The default model's file name inside `models/`.
-pub const MODEL_FILE: &str = "tinyusfm-seeded.onnx";
+pub const MODEL_FILE: &str = "tinyusfm.onnx";
 /// The default manifold set's folder inside `models/`.
 pub const MANIFOLD_DIR: &str = "nrq";
 
@@ -34,7 +34,7 @@ pub fn manifold_dir() -> PathBuf {
 
 #[cfg(feature = "embed-defaults")]
 mod embedded {
-    pub const MODEL: &[u8] = include_bytes!("../models/tinyusfm-seeded.onnx");
+    pub const MODEL: &[u8] = include_bytes!("../models/tinyusfm.onnx");
     pub const ORGANS: &[(&str, &[u8])] = &[("FetalHead", include_bytes!("../models/nrq/FetalHead.npz"))];
 }
 

@@ -7,15 +7,19 @@
 //! - [`manifold`]: organ manifolds (reading, writing, fitting);
 //! - [`quality`]: the metrics end to end;
 //! - [`heatmap`]: a picture of where a frame scores badly;
+//! - [`engine`]: the live engine (frame ring, latency budget, rotating patch schedule);
+//! - [`pool`]: a fixed-pool global allocator for allocation-free firmware;
 //! - [`defaults`]: the shipped model and manifold.
 
 pub mod defaults;
 pub mod encoder;
+pub mod engine;
 pub mod error;
 pub mod frame;
 pub mod heatmap;
 pub mod manifold;
 pub mod metrics;
+pub mod pool;
 pub mod preprocess;
 pub mod quality;
 

@@ -190,29 +190,42 @@ pub fn reflect101(mut p: i64, len: usize) -> usize {
     p as usize
 }
 
+/// Size of a frame after [`pad_to_input`]: each side at least 224.
+pub fn padded_size(width: usize, height: usize) -> (usize, usize) {
+    (width.max(INPUT_SIDE), height.max(INPUT_SIDE))
+}
+
 /// Pads a frame by reflection so that both sides are at least 224, split evenly
 /// (the extra pixel, if odd, goes to the bottom/right). Larger sides are untouched.
 pub fn pad_to_input(frame: &GrayFrame) -> GrayFrame {
-    if frame.width >= INPUT_SIDE && frame.height >= INPUT_SIDE {
-        return frame.clone();
-    }
-    let w = frame.width.max(INPUT_SIDE);
-    let h = frame.height.max(INPUT_SIDE);
-    let left = ((w - frame.width) / 2) as i64;
-    let top = ((h - frame.height) / 2) as i64;
+    let (w, h) = padded_size(frame.width, frame.height);
     let mut pixels = vec![0u8; w * h];
-    for y in 0..h {
-        let sy = reflect101(y as i64 - top, frame.height);
-        let src_row = &frame.pixels[sy * frame.width..(sy + 1) * frame.width];
-        for x in 0..w {
-            pixels[y * w + x] = src_row[reflect101(x as i64 - left, frame.width)];
-        }
-    }
+    pad_into(&frame.pixels, frame.width, frame.height, &mut pixels);
     GrayFrame { width: w, height: h, pixels }
 }
 
+/// [`pad_to_input`] into a caller's buffer of `padded_size` pixels; allocates nothing.
+pub fn pad_into(src: &[u8], width: usize, height: usize, dst: &mut [u8]) {
+    let (w, h) = padded_size(width, height);
+    assert!(src.len() >= width * height && dst.len() >= w * h, "buffers do not fit the frame");
+    let left = ((w - width) / 2) as i64;
+    let top = ((h - height) / 2) as i64;
+    for y in 0..h {
+        let sy = reflect101(y as i64 - top, height);
+        let src_row = &src[sy * width..(sy + 1) * width];
+        let dst_row = &mut dst[y * w..(y + 1) * w];
+        if left == 0 && w == width {
+            dst_row.copy_from_slice(src_row);
+        } else {
+            for (x, d) in dst_row.iter_mut().enumerate() {
+                *d = src_row[reflect101(x as i64 - left, width)];
+            }
+        }
+    }
+}
+
 /// Top-left corner of one NRQ patch, in the (padded) frame's pixel coordinates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, PartialOrd, Ord)]
 pub struct PatchOrigin {
     pub x: usize,
     pub y: usize,
@@ -236,12 +249,24 @@ pub fn patch_grid(width: usize, height: usize) -> Vec<PatchOrigin> {
     ys.iter().flat_map(|&y| xs.iter().map(move |&x| PatchOrigin { x, y })).collect()
 }
 
-/// A deterministic, spatially spread subset of `k` patches: farthest-point sampling over
-/// patch centres, seeded with the patch closest to the frame centre; ties go to the lower
-/// grid index. Returned in grid order. With `k >= grid.len()` the whole grid is returned.
+/// A deterministic, spatially spread subset of `k` patches: the first `k` of
+/// [`spread_order`], returned in grid order. With `k >= grid.len()` the whole grid.
 pub fn spread_subset(grid: &[PatchOrigin], width: usize, height: usize, k: usize) -> Vec<PatchOrigin> {
     if k >= grid.len() {
         return grid.to_vec();
+    }
+    let mut picked = spread_order(grid, width, height);
+    picked.truncate(k);
+    picked.sort_unstable();
+    picked.into_iter().map(|i| grid[i]).collect()
+}
+
+/// Grid indices in farthest-point order over patch centres, seeded with the patch closest to
+/// the frame centre; ties go to the lower grid index. Any prefix is spread over the frame,
+/// which is what a partial score or a rotating live schedule wants.
+pub fn spread_order(grid: &[PatchOrigin], width: usize, height: usize) -> Vec<usize> {
+    if grid.is_empty() {
+        return Vec::new();
     }
     let centre = |p: &PatchOrigin| {
         let h = INPUT_SIDE as f64 / 2.0;
@@ -251,16 +276,18 @@ pub fn spread_subset(grid: &[PatchOrigin], width: usize, height: usize, k: usize
     let frame_centre = (width as f64 / 2.0, height as f64 / 2.0);
     let mut chosen = vec![false; grid.len()];
     let first = argmin_by(grid.len(), |i| d2(centre(&grid[i]), frame_centre));
+    let mut order = vec![first];
     chosen[first] = true;
     let mut nearest: Vec<f64> = grid.iter().map(|p| d2(centre(p), centre(&grid[first]))).collect();
-    for _ in 1..k {
+    while order.len() < grid.len() {
         let next = argmin_by(grid.len(), |i| if chosen[i] { f64::INFINITY } else { -nearest[i] });
         chosen[next] = true;
+        order.push(next);
         for (i, p) in grid.iter().enumerate() {
             nearest[i] = nearest[i].min(d2(centre(p), centre(&grid[next])));
         }
     }
-    grid.iter().zip(&chosen).filter(|(_, c)| **c).map(|(p, _)| *p).collect()
+    order
 }
 
 /// Index of the smallest key, the first one on ties.
@@ -276,9 +303,14 @@ fn argmin_by(n: usize, key: impl Fn(usize) -> f64) -> usize {
 
 /// Copies one 224x224 patch out of a frame as raw 0..255 floats (the model's input).
 pub fn crop_patch(frame: &GrayFrame, at: PatchOrigin, out: &mut [f32]) {
+    crop_patch_from(&frame.pixels, frame.width, at, out)
+}
+
+/// [`crop_patch`] from a bare gray plane `width` pixels wide; allocates nothing.
+pub fn crop_patch_from(pixels: &[u8], width: usize, at: PatchOrigin, out: &mut [f32]) {
     assert_eq!(out.len(), INPUT_SIDE * INPUT_SIDE);
     for y in 0..INPUT_SIDE {
-        let row = &frame.pixels[(at.y + y) * frame.width + at.x..][..INPUT_SIDE];
+        let row = &pixels[(at.y + y) * width + at.x..][..INPUT_SIDE];
         for (o, &p) in out[y * INPUT_SIDE..(y + 1) * INPUT_SIDE].iter_mut().zip(row) {
             *o = p as f32;
         }
@@ -356,5 +388,9 @@ mod tests {
         let max_x = s.iter().map(|p| p.x).max().unwrap();
         assert!(max_x - min_x >= 448, "{s:?}");
         assert_eq!(spread_subset(&g, 800, 540, 100).len(), 28);
+        let order = spread_order(&g, 800, 540);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..28).collect::<Vec<_>>(), "a permutation of the grid");
     }
 }

@@ -157,13 +157,24 @@ impl ManifoldSet {
         Ok(())
     }
 
-    /// Per-patch log-likelihood: of one organ, or log-mean-exp over all organs.
+    /// Per-patch log-likelihood: of one organ, or log-mean-exp over all organs. Allocates
+    /// nothing once `scratch` holds `dim + components` values of the largest organ.
     pub fn loglik(&self, organ: Option<&OrganModel>, z: &[f64], scratch: &mut Vec<f64>) -> f64 {
         match organ {
             Some(o) => o.loglik(z, scratch),
             None => {
-                let per: Vec<f64> = self.organs.iter().map(|o| o.loglik(z, scratch)).collect();
-                crate::metrics::log_mean_exp(&per)
+                // Streaming log-mean-exp: no buffer of per-organ values.
+                let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
+                for o in &self.organs {
+                    let v = o.loglik(z, scratch);
+                    if v > max {
+                        sum = sum * (max - v).exp() + 1.0;
+                        max = v;
+                    } else {
+                        sum += (v - max).exp();
+                    }
+                }
+                max + sum.ln() - (self.organs.len() as f64).ln()
             }
         }
     }

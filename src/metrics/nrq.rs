@@ -9,20 +9,26 @@ pub const WORST_FRACTION: f64 = 0.15;
 /// A patch's descriptor: per layer the mean of its patch tokens (cls dropped),
 /// concatenated in layer order, then L2-normalised.
 pub fn patch_descriptor(layers: &[&[f32]]) -> Vec<f64> {
-    let mut z = Vec::with_capacity(layers.len() * EMBED_DIM);
-    for layer in layers {
+    let mut z = vec![0f64; layers.len() * EMBED_DIM];
+    patch_descriptor_into(layers, &mut z);
+    z
+}
+
+/// [`patch_descriptor`] into a caller's buffer of `layers.len() * 192` values.
+pub fn patch_descriptor_into(layers: &[&[f32]], z: &mut [f64]) {
+    assert_eq!(z.len(), layers.len() * EMBED_DIM);
+    for (layer, mean) in layers.iter().zip(z.chunks_exact_mut(EMBED_DIM)) {
         assert_eq!(layer.len(), TOKENS_WITH_CLS * EMBED_DIM, "encoder output has the wrong size");
-        let mut mean = [0f64; EMBED_DIM];
+        mean.fill(0.0);
         for tok in layer[EMBED_DIM..].chunks_exact(EMBED_DIM) {
             for (m, &v) in mean.iter_mut().zip(tok) {
                 *m += v as f64;
             }
         }
         let n = (TOKENS_WITH_CLS - 1) as f64;
-        z.extend(mean.iter().map(|m| m / n));
+        mean.iter_mut().for_each(|m| *m /= n);
     }
-    l2_normalise(&mut z);
-    z
+    l2_normalise(z);
 }
 
 /// How many of `n` patches make the worst region: `max(1, round(0.15 n))`, ties to even
@@ -42,6 +48,16 @@ pub fn worst_region(logliks: &[f64]) -> Option<(f64, Vec<usize>)> {
     order.truncate(worst_k(logliks.len()));
     let mean = order.iter().map(|&i| logliks[i]).sum::<f64>() / order.len() as f64;
     Some((mean, order))
+}
+
+/// The worst-region mean alone, reordering `logliks` in place; allocates nothing.
+pub fn worst_region_mean_in_place(logliks: &mut [f64]) -> Option<f64> {
+    if logliks.is_empty() {
+        return None;
+    }
+    let k = worst_k(logliks.len());
+    logliks.select_nth_unstable_by(k - 1, f64::total_cmp);
+    Some(logliks[..k].iter().sum::<f64>() / k as f64)
 }
 
 #[cfg(test)]
@@ -68,6 +84,8 @@ mod tests {
         assert_eq!(m, -4.0);
         assert!(worst_region(&[]).is_none());
         assert_eq!(worst_region(&[2.5]).unwrap().0, 2.5);
+        let mut copy = ll;
+        assert_eq!(worst_region_mean_in_place(&mut copy), Some(-4.0));
     }
 
     #[test]

@@ -1,0 +1,407 @@
+//! The live engine: frames in from a scanner's frame grabber, NRQ scores out under a latency
+//! budget.
+//!
+//! A worker thread owns the encoder and always scores the newest frame of the [`FrameRing`].
+//! It measures its own cost and scores as many patches as the budget affords, rotating through
+//! the patch grid so that consecutive frames cover the whole field of view, and reports the
+//! worst-region NRQ over the patches scored within the last `window_frames` frames. Live NRQ
+//! is therefore a windowed version of the offline score (identical when every frame affords
+//! its whole grid, or with a window of 1 and no budget pressure).
+//!
+//! Memory: the ring, gray and patch buffers, schedule and window are allocated at start (and
+//! again only when the frame size changes). Per frame, the engine's own code allocates
+//! nothing; tract allocates during each run (the C library serves those from a fixed pool, see
+//! [`crate::pool`]).
+
+pub mod budget;
+pub mod pixel;
+pub mod ring;
+pub mod schedule;
+
+use crate::encoder::{DESCRIPTOR_LEN, Encoder};
+use crate::error::{Error, Result};
+use crate::manifold::ManifoldSet;
+use crate::preprocess::{self, INPUT_SIDE, PatchOrigin};
+use budget::LatencyBudget;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use pixel::{FrameLayout, Roi};
+use ring::FrameRing;
+use schedule::{PatchSchedule, WindowAggregate};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Largest encoder batch the engine runs (patch inputs are kept in a fixed-size list).
+pub const MAX_BATCH: usize = 8;
+/// Latencies kept for the percentiles.
+const LATENCY_HISTORY: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Largest frame the ring accepts, in bytes (every slot is this big).
+    pub max_frame_bytes: usize,
+    pub ring_capacity: usize,
+    /// Target from frame commit to result, in milliseconds.
+    pub budget_ms: f64,
+    /// Frames over which patch scores are aggregated.
+    pub window_frames: u64,
+    /// Region of interest in frame pixels; `None` = the whole frame.
+    pub roi: Option<Roi>,
+    /// Score against one organ; `None` = log-mean-exp over all organs.
+    pub organ: Option<String>,
+    /// Results kept for consumers that have not read them yet.
+    pub result_capacity: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for frames up to `width` x `height` in any supported format, rows padded to
+    /// a multiple of 64 bytes at most.
+    pub fn for_frames(width: usize, height: usize) -> EngineConfig {
+        EngineConfig {
+            max_frame_bytes: (width * 4).next_multiple_of(64) * height,
+            ring_capacity: 4,
+            budget_ms: 33.0,
+            window_frames: 30,
+            roi: None,
+            organ: None,
+            result_capacity: 64,
+        }
+    }
+}
+
+/// One scored frame.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LiveResult {
+    pub frame_id: u64,
+    /// The capture timestamp given with the frame.
+    pub timestamp_us: u64,
+    /// Worst-region NRQ over the window (higher = better).
+    pub nrq: f64,
+    /// Patches scored for this frame.
+    pub patches_scored: u32,
+    /// Share of the frame's patch grid covered by the window.
+    pub coverage: f32,
+    /// From commit to result.
+    pub latency_ms: f32,
+    pub deadline_missed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct EngineStats {
+    pub frames_pushed: u64,
+    pub frames_scored: u64,
+    /// Unscored frames overwritten because the ring was full.
+    pub frames_dropped: u64,
+    /// Unscored frames passed over because a newer one was ready.
+    pub frames_skipped: u64,
+    /// Frames the worker could not score (bad layout for the ROI, engine error).
+    pub frames_failed: u64,
+    pub deadline_misses: u64,
+    /// Results not delivered because no consumer read them in time.
+    pub results_overflowed: u64,
+    pub latency_p50_ms: f32,
+    pub latency_p99_ms: f32,
+    /// The engine's current estimate of one encoder run.
+    pub run_ms: f32,
+}
+
+struct Counters {
+    scored: u64,
+    failed: u64,
+    misses: u64,
+    overflowed: u64,
+    run_ms: f32,
+    latencies: heapless::HistoryBuf<f32, LATENCY_HISTORY>,
+    last_error: Option<String>,
+}
+
+struct Shared {
+    ring: FrameRing,
+    stop: AtomicBool,
+    counters: Mutex<Counters>,
+}
+
+/// A running engine. Dropping it stops the worker.
+pub struct Engine {
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+    results: Receiver<LiveResult>,
+}
+
+impl Engine {
+    /// Starts the worker with this encoder and manifold set, after one warm-up run.
+    pub fn start(mut encoder: Encoder, manifolds: ManifoldSet, config: EngineConfig) -> Result<Engine> {
+        if encoder.batch() > MAX_BATCH {
+            crate::bail!(InvalidArgument, "the live engine runs batches of at most {MAX_BATCH}");
+        }
+        if !(config.budget_ms.is_finite() && config.budget_ms > 0.0) {
+            crate::bail!(InvalidArgument, "the latency budget must be a positive number of milliseconds");
+        }
+        manifolds.check_features(DESCRIPTOR_LEN)?;
+        let organ = match &config.organ {
+            Some(name) => Some(manifolds.organs.iter().position(|o| &o.name == name).ok_or_else(|| {
+                manifolds.organ(name).err().unwrap_or_else(|| Error::new(crate::ErrorKind::InvalidArgument, "organ"))
+            })?),
+            None => None,
+        };
+        let ring = FrameRing::new(config.ring_capacity, config.max_frame_bytes)?;
+        // Warm-up: the first run pays for tract's lazy set-up; the second gives the budget its
+        // first cost estimate.
+        let zeros = vec![0f32; INPUT_SIDE * INPUT_SIDE];
+        let batch_of_zeros: Vec<&[f32]> = vec![&zeros; encoder.batch()];
+        encoder.run_with(&batch_of_zeros, |_, _| {})?;
+        let t = Instant::now();
+        encoder.run_with(&batch_of_zeros, |_, _| {})?;
+        let warm_run_ms = t.elapsed().as_secs_f64() * 1e3;
+        let (tx, rx) = crossbeam_channel::bounded(config.result_capacity.max(1));
+        let shared = Arc::new(Shared {
+            ring,
+            stop: AtomicBool::new(false),
+            counters: Mutex::new(Counters {
+                scored: 0,
+                failed: 0,
+                misses: 0,
+                overflowed: 0,
+                run_ms: 0.0,
+                latencies: heapless::HistoryBuf::new(),
+                last_error: None,
+            }),
+        });
+        let mut worker = Worker::new(encoder, manifolds, organ, &config, shared.clone(), tx);
+        worker.budget.observe_run(warm_run_ms);
+        let handle = std::thread::Builder::new()
+            .name("usq-engine".into())
+            .spawn(move || worker.run())
+            .map_err(|e| Error::from_source(crate::ErrorKind::Io, &e).context("starting the engine thread"))?;
+        shared.ring.set_consumer(handle.thread().clone());
+        Ok(Engine { shared, worker: Some(handle), results: rx })
+    }
+
+    /// The frame ring, for `push` or zero-copy `acquire`/`commit` from the producer thread.
+    pub fn ring(&self) -> &FrameRing {
+        &self.shared.ring
+    }
+
+    /// Copies a frame in. Never blocks; never allocates.
+    pub fn push(&self, data: &[u8], layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
+        self.shared.ring.push(data, layout, timestamp_us)
+    }
+
+    /// Results, oldest first, for Rust consumers.
+    pub fn results(&self) -> &Receiver<LiveResult> {
+        &self.results
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let ring = self.shared.ring.counters();
+        let c = self.shared.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let (p50, p99) = percentiles(&c.latencies);
+        EngineStats {
+            frames_pushed: ring.pushed,
+            frames_scored: c.scored,
+            frames_dropped: ring.dropped,
+            frames_skipped: ring.skipped,
+            frames_failed: c.failed,
+            deadline_misses: c.misses,
+            results_overflowed: c.overflowed,
+            latency_p50_ms: p50,
+            latency_p99_ms: p99,
+            run_ms: c.run_ms,
+        }
+    }
+
+    /// The last error the worker met on a frame, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.counters.lock().unwrap_or_else(|e| e.into_inner()).last_error.clone()
+    }
+
+    /// Stops the worker after the frame in progress and returns the final statistics.
+    pub fn stop(mut self) -> EngineStats {
+        self.shutdown();
+        self.stats()
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(h) = self.worker.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// p50 and p99 of the recorded latencies, copied to the stack and selected in place.
+fn percentiles(h: &heapless::HistoryBuf<f32, LATENCY_HISTORY>) -> (f32, f32) {
+    let n = h.len();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let mut v = [0f32; LATENCY_HISTORY];
+    v[..n].copy_from_slice(h.as_slice());
+    let v = &mut v[..n];
+    let pick = |v: &mut [f32], q: f64| {
+        let i = ((q * (n - 1) as f64).round() as usize).min(n - 1);
+        *v.select_nth_unstable_by(i, f32::total_cmp).1
+    };
+    (pick(v, 0.5), pick(v, 0.99))
+}
+
+/// Everything the worker thread owns.
+struct Worker {
+    encoder: Encoder,
+    manifolds: ManifoldSet,
+    organ: Option<usize>,
+    roi: Option<Roi>,
+    budget: LatencyBudget,
+    window_frames: u64,
+    shared: Arc<Shared>,
+    results: Sender<LiveResult>,
+    gray: Vec<u8>,
+    padded: Vec<u8>,
+    inputs: Vec<Vec<f32>>,
+    descriptor: Vec<f64>,
+    loglik_scratch: Vec<f64>,
+    chosen: Vec<usize>,
+    layout: Option<(usize, usize)>,
+    grid: Vec<PatchOrigin>,
+    schedule: Option<PatchSchedule>,
+    window: Option<WindowAggregate>,
+    seq: u64,
+}
+
+impl Worker {
+    fn new(
+        encoder: Encoder,
+        manifolds: ManifoldSet,
+        organ: Option<usize>,
+        config: &EngineConfig,
+        shared: Arc<Shared>,
+        results: Sender<LiveResult>,
+    ) -> Worker {
+        let scratch = manifolds.organs.iter().map(|o| o.dim + o.components).max().unwrap_or(0);
+        let batch = encoder.batch();
+        Worker {
+            budget: LatencyBudget::new(config.budget_ms, batch),
+            encoder,
+            manifolds,
+            organ,
+            roi: config.roi,
+            window_frames: config.window_frames,
+            shared,
+            results,
+            gray: vec![0; config.max_frame_bytes],
+            padded: Vec::new(),
+            inputs: vec![vec![0f32; INPUT_SIDE * INPUT_SIDE]; batch],
+            descriptor: vec![0f64; DESCRIPTOR_LEN],
+            loglik_scratch: Vec::with_capacity(scratch),
+            chosen: Vec::new(),
+            layout: None,
+            grid: Vec::new(),
+            schedule: None,
+            window: None,
+            seq: 0,
+        }
+    }
+
+    fn run(&mut self) {
+        let shared = self.shared.clone();
+        while !shared.stop.load(Ordering::Acquire) {
+            let Some(frame) = shared.ring.take_newest() else {
+                std::thread::park_timeout(Duration::from_millis(20));
+                continue;
+            };
+            let meta = frame.meta();
+            let converted = self.convert(frame.data(), &meta.layout);
+            drop(frame); // the slot is free again as soon as the frame is gray
+            let outcome = converted.and_then(|(w, h)| self.score(w, h, meta));
+            if let Err(e) = outcome {
+                let mut c = shared.counters.lock().unwrap_or_else(|e| e.into_inner());
+                c.failed += 1;
+                c.last_error = Some(format!("frame {}: {e}", meta.id));
+            }
+        }
+    }
+
+    /// Gray (ROI applied) into `self.gray`; returns the gray size.
+    fn convert(&mut self, data: &[u8], layout: &FrameLayout) -> Result<(usize, usize)> {
+        let roi = self.roi.unwrap_or(Roi::whole(layout));
+        pixel::to_gray(data, layout, &roi, &mut self.gray)?;
+        Ok((roi.width, roi.height))
+    }
+
+    /// Rebuilds the grid, schedule and window for a new frame size (the only allocations).
+    fn resize(&mut self, w: usize, h: usize) {
+        let (pw, ph) = preprocess::padded_size(w, h);
+        self.padded.resize(pw * ph, 0);
+        self.grid = preprocess::patch_grid(pw, ph);
+        self.schedule = Some(PatchSchedule::new(&self.grid, pw, ph));
+        self.window = Some(WindowAggregate::new(self.grid.len(), self.window_frames));
+        self.chosen = Vec::with_capacity(self.grid.len());
+        self.layout = Some((w, h));
+    }
+
+    fn score(&mut self, w: usize, h: usize, meta: ring::FrameMeta) -> Result<()> {
+        if self.layout != Some((w, h)) {
+            self.resize(w, h);
+        }
+        let (pw, _) = preprocess::padded_size(w, h);
+        preprocess::pad_into(&self.gray[..w * h], w, h, &mut self.padded);
+        self.seq += 1;
+        let elapsed = meta.committed_at.elapsed().as_secs_f64() * 1e3;
+        let n = self.budget.patches_for(elapsed, self.grid.len());
+        let (schedule, window) = (self.schedule.as_mut().unwrap(), self.window.as_mut().unwrap());
+        schedule.next_patches(n, &mut self.chosen);
+        let organ = self.organ.map(|i| &self.manifolds.organs[i]);
+        for chunk in self.chosen.chunks(self.encoder.batch()) {
+            let mut refs: heapless::Vec<&[f32], MAX_BATCH> = heapless::Vec::new();
+            for (buf, &p) in self.inputs.iter_mut().zip(chunk) {
+                preprocess::crop_patch_from(&self.padded, pw, self.grid[p], buf);
+            }
+            for buf in &self.inputs[..chunk.len()] {
+                let _ = refs.push(buf);
+            }
+            let t = Instant::now();
+            let (descriptor, scratch, manifolds, seq) =
+                (&mut self.descriptor, &mut self.loglik_scratch, &self.manifolds, self.seq);
+            self.encoder.run_with(&refs, |i, layers| {
+                crate::metrics::nrq::patch_descriptor_into(&layers, descriptor);
+                let ll = manifolds.loglik(organ, descriptor, scratch);
+                window.record(chunk[i], ll, seq);
+            })?;
+            self.budget.observe_run(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let tail = Instant::now();
+        let (nrq, fresh) = window.score(self.seq).expect("at least one patch was scored");
+        if !nrq.is_finite() {
+            crate::bail!(NonFinite, "the frame's NRQ is not finite");
+        }
+        let latency_ms = meta.committed_at.elapsed().as_secs_f64() * 1e3;
+        let result = LiveResult {
+            frame_id: meta.id,
+            timestamp_us: meta.timestamp_us,
+            nrq,
+            patches_scored: self.chosen.len() as u32,
+            coverage: fresh as f32 / window.patches() as f32,
+            latency_ms: latency_ms as f32,
+            deadline_missed: latency_ms > self.budget.budget_ms(),
+        };
+        let overflowed = matches!(self.results.try_send(result), Err(TrySendError::Full(_)));
+        {
+            let mut c = self.shared.counters.lock().unwrap_or_else(|e| e.into_inner());
+            c.scored += 1;
+            c.misses += result.deadline_missed as u64;
+            c.overflowed += overflowed as u64;
+            c.run_ms = self.budget.run_ms().unwrap_or(0.0) as f32;
+            c.latencies.write(result.latency_ms);
+        }
+        self.budget.observe_tail(tail.elapsed().as_secs_f64() * 1e3);
+        Ok(())
+    }
+}

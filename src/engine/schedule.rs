@@ -1,0 +1,107 @@
+//! Which patches a live frame scores, and how scores of recent frames add up to one NRQ.
+//!
+//! Under a latency budget a frame may afford only a few of its grid patches. `PatchSchedule`
+//! rotates through the grid in spread order, so successive frames cover the whole field of
+//! view; `WindowAggregate` keeps each patch's latest log-likelihood and scores the worst
+//! region over the patches seen within the last `window` frames.
+//!
+//! Memory: both allocate when built for a frame size, and nothing per frame.
+
+use crate::metrics::nrq::worst_region_mean_in_place;
+use crate::preprocess::{PatchOrigin, spread_order};
+
+pub struct PatchSchedule {
+    order: Vec<usize>,
+    cursor: usize,
+}
+
+impl PatchSchedule {
+    pub fn new(grid: &[PatchOrigin], width: usize, height: usize) -> PatchSchedule {
+        PatchSchedule { order: spread_order(grid, width, height), cursor: 0 }
+    }
+
+    /// The next `n` grid indices (at most the whole grid), continuing where the last frame
+    /// stopped. `out` must have capacity for the grid.
+    pub fn next_patches(&mut self, n: usize, out: &mut Vec<usize>) {
+        out.clear();
+        for _ in 0..n.min(self.order.len()) {
+            out.push(self.order[self.cursor]);
+            self.cursor = (self.cursor + 1) % self.order.len();
+        }
+    }
+}
+
+pub struct WindowAggregate {
+    loglik: Vec<f64>,
+    /// Frame sequence number of each patch's latest score; 0 = never scored.
+    scored_at: Vec<u64>,
+    window: u64,
+    scratch: Vec<f64>,
+}
+
+impl WindowAggregate {
+    pub fn new(patches: usize, window: u64) -> WindowAggregate {
+        WindowAggregate {
+            loglik: vec![0.0; patches],
+            scored_at: vec![0; patches],
+            window: window.max(1),
+            scratch: Vec::with_capacity(patches),
+        }
+    }
+
+    pub fn record(&mut self, patch: usize, loglik: f64, frame_seq: u64) {
+        self.loglik[patch] = loglik;
+        self.scored_at[patch] = frame_seq;
+    }
+
+    /// NRQ over the patches scored within the window ending at `frame_seq` (sequence numbers
+    /// start at 1), and how many patches that is.
+    pub fn score(&mut self, frame_seq: u64) -> Option<(f64, usize)> {
+        self.scratch.clear();
+        for (&ll, &at) in self.loglik.iter().zip(&self.scored_at) {
+            if at != 0 && frame_seq - at < self.window {
+                self.scratch.push(ll);
+            }
+        }
+        let n = self.scratch.len();
+        worst_region_mean_in_place(&mut self.scratch).map(|m| (m, n))
+    }
+
+    pub fn patches(&self) -> usize {
+        self.loglik.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::preprocess::patch_grid;
+
+    #[test]
+    fn rotation_covers_the_grid() {
+        let grid = patch_grid(800, 540);
+        let mut s = PatchSchedule::new(&grid, 800, 540);
+        let mut out = Vec::with_capacity(grid.len());
+        let mut seen = vec![0; grid.len()];
+        for _ in 0..7 {
+            s.next_patches(4, &mut out);
+            out.iter().for_each(|&i| seen[i] += 1);
+        }
+        assert!(seen.iter().all(|&c| c == 1), "28 patches in 7 frames of 4: {seen:?}");
+        s.next_patches(100, &mut out);
+        assert_eq!(out.len(), 28);
+    }
+
+    #[test]
+    fn window_forgets_old_patches() {
+        let mut w = WindowAggregate::new(4, 2);
+        assert_eq!(w.score(1), None);
+        w.record(0, -10.0, 1);
+        w.record(1, 5.0, 1);
+        assert_eq!(w.score(1), Some((-10.0, 2)));
+        w.record(2, 1.0, 2);
+        assert_eq!(w.score(2), Some((-10.0, 3)));
+        // At frame 3, patches from frame 1 are out of a 2-frame window.
+        assert_eq!(w.score(3), Some((1.0, 1)));
+    }
+}
