@@ -20,6 +20,8 @@ pub enum ErrorKind {
     NonFinite,
     /// The inference engine failed while running a valid model.
     Inference,
+    /// Another thread is inside a call that must not run concurrently (a second producer).
+    Busy,
 }
 
 /// An error with its context chain. `Display` prints the chain joined by ": ".

@@ -121,7 +121,7 @@ impl FrameRing {
     /// free. Fails (without blocking) if another producer call is in progress.
     pub fn acquire(&self) -> Result<FrameWriter<'_>> {
         if self.producer_busy.swap(true, Ordering::Acquire) {
-            crate::bail!(InvalidArgument, "another thread is pushing into this frame ring");
+            crate::bail!(Busy, "another thread is pushing into this frame ring");
         }
         for _ in 0..4 {
             for (i, s) in self.slots.iter().enumerate() {
@@ -140,7 +140,35 @@ impl FrameRing {
             }
         }
         self.producer_busy.store(false, Ordering::Release);
-        crate::bail!(InvalidArgument, "no frame slot could be taken")
+        crate::bail!(Busy, "no frame slot could be taken")
+    }
+
+    /// The slot-level form of [`FrameRing::acquire`] for callers that cannot hold a borrow
+    /// across calls (the C ABI): returns a ticket; finish with [`FrameRing::commit_ticket`] or
+    /// [`FrameRing::abandon_ticket`], from the same producer.
+    pub fn acquire_ticket(&self) -> Result<SlotTicket> {
+        let w = self.acquire()?;
+        let slot = w.slot;
+        std::mem::forget(w); // keeps the producer flag set until the ticket is finished
+        Ok(SlotTicket { slot })
+    }
+
+    /// The buffer of an acquired slot.
+    ///
+    /// # Safety
+    /// `ticket` must come from this ring's `acquire_ticket` and not be finished yet; the
+    /// slice must not outlive it.
+    pub unsafe fn ticket_buffer(&self, ticket: &SlotTicket) -> &mut [u8] {
+        unsafe { &mut *self.slots[ticket.slot].data.get() }
+    }
+
+    pub fn commit_ticket(&self, ticket: SlotTicket, layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
+        let w = FrameWriter { ring: self, slot: ticket.slot, committed: false };
+        w.commit(layout, timestamp_us)
+    }
+
+    pub fn abandon_ticket(&self, ticket: SlotTicket) {
+        drop(FrameWriter { ring: self, slot: ticket.slot, committed: false });
     }
 
     /// Copies a frame in: acquire, copy, commit. Returns the frame id.
@@ -180,6 +208,12 @@ impl FrameRing {
             return Some(FrameReader { ring: self, slot: newest });
         }
     }
+}
+
+/// An acquired slot, held across calls by the C ABI; see [`FrameRing::acquire_ticket`].
+#[derive(Debug)]
+pub struct SlotTicket {
+    slot: usize,
 }
 
 /// A slot being written by the producer: fill `buffer()`, then `commit`. Dropping it
@@ -289,6 +323,13 @@ mod tests {
     #[test]
     fn zero_copy_acquire_and_abandon() {
         let ring = FrameRing::new(3, 8).unwrap();
+        let t = ring.acquire_ticket().unwrap();
+        assert!(ring.acquire().is_err(), "a ticket holds the producer side");
+        unsafe { ring.ticket_buffer(&t)[..8].copy_from_slice(&[5; 8]) };
+        let id = ring.commit_ticket(t, layout(), 1).unwrap();
+        assert_eq!(ring.take_newest().unwrap().meta().id, id);
+        let t = ring.acquire_ticket().unwrap();
+        ring.abandon_ticket(t);
         let mut w = ring.acquire().unwrap();
         assert!(ring.acquire().is_err(), "one producer at a time");
         w.buffer()[..8].copy_from_slice(&[9; 8]);

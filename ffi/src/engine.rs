@@ -1,0 +1,475 @@
+//! The live engine over C: configuration, frames in (copy or zero-copy), results out.
+
+use crate::{boundary, check_ptr, fail, from_error, opt_str, try_status, usq_status};
+use std::ffi::c_char;
+use std::sync::Mutex;
+use std::time::Duration;
+use usq_core::engine::pixel::{FrameLayout, PixelFormat, Roi};
+use usq_core::engine::ring::SlotTicket;
+use usq_core::engine::{Engine, EngineConfig};
+
+/// Pixel formats of `usq_frame_desc::format` (values of `usq_pixel_format`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum usq_pixel_format {
+    USQ_PIXEL_GRAY8 = 1,
+    /// 16-bit little-endian gray, scaled by the full 16-bit range.
+    USQ_PIXEL_GRAY16 = 2,
+    USQ_PIXEL_RGB24 = 3,
+    USQ_PIXEL_BGR24 = 4,
+    /// Alpha ignored.
+    USQ_PIXEL_RGBA = 5,
+    /// Packed 4:2:2; gray is the luma.
+    USQ_PIXEL_YUYV = 6,
+    /// Luma plane then interleaved chroma; gray is the luma. `stride` is the luma stride.
+    USQ_PIXEL_NV12 = 7,
+}
+
+/// Geometry of one frame in memory.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct usq_frame_desc {
+    pub width: u32,
+    pub height: u32,
+    /// Bytes from one row to the next; 0 = tightly packed.
+    pub stride: u32,
+    /// A `usq_pixel_format` value.
+    pub format: u32,
+}
+
+pub(crate) unsafe fn layout_of(desc: *const usq_frame_desc) -> Result<FrameLayout, usq_status> {
+    check_ptr(desc, "desc")?;
+    let d = unsafe { *desc };
+    let format = PixelFormat::from_u32(d.format)
+        .ok_or_else(|| fail(usq_status::USQ_ERR_INVALID_ARGUMENT, format!("unknown pixel format {}", d.format)))?;
+    let (w, h) = (d.width as usize, d.height as usize);
+    let layout = FrameLayout {
+        width: w,
+        height: h,
+        stride: if d.stride == 0 { w * format.bytes_per_pixel() } else { d.stride as usize },
+        format,
+    };
+    layout.required_bytes().map_err(from_error)?;
+    Ok(layout)
+}
+
+/// Engine settings. Fill with `usq_engine_config_default`, then change fields.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct usq_engine_config {
+    /// `sizeof(usq_engine_config)`, checked so a mismatched header is caught.
+    pub struct_size: u32,
+    /// Largest frame, in pixels; the ring's slots are sized for it (4 bytes per pixel, rows
+    /// padded to 64 bytes).
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Frame slots, at least 3.
+    pub ring_capacity: u32,
+    /// Latency budget from commit to result, in milliseconds.
+    pub budget_ms: f64,
+    /// Frames over which patch scores are aggregated.
+    pub window_frames: u32,
+    /// Region of interest in frame pixels; `roi_width == 0` means the whole frame.
+    pub roi_x: u32,
+    pub roi_y: u32,
+    pub roi_width: u32,
+    pub roi_height: u32,
+    /// Encoder batch, 1..8.
+    pub batch: u32,
+    /// Results kept until read.
+    pub result_capacity: u32,
+}
+
+/// One scored frame.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct usq_result {
+    /// Set by the caller to `sizeof(usq_result)`.
+    pub struct_size: u32,
+    pub frame_id: u64,
+    /// The timestamp given with the frame.
+    pub timestamp_us: u64,
+    /// Worst-region NRQ over the window; higher is better.
+    pub nrq: f64,
+    pub patches_scored: u32,
+    /// Share of the frame's patch grid covered by the window, 0..1.
+    pub coverage: f32,
+    /// From commit to result.
+    pub latency_ms: f32,
+    /// 1 if the latency exceeded the budget.
+    pub deadline_missed: u32,
+}
+
+/// Engine statistics.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct usq_engine_stats {
+    /// Set by the caller to `sizeof(usq_engine_stats)`.
+    pub struct_size: u32,
+    pub frames_pushed: u64,
+    pub frames_scored: u64,
+    /// Unscored frames overwritten because the ring was full.
+    pub frames_dropped: u64,
+    /// Unscored frames passed over for a newer one.
+    pub frames_skipped: u64,
+    pub frames_failed: u64,
+    pub deadline_misses: u64,
+    pub results_overflowed: u64,
+    pub latency_p50_ms: f32,
+    pub latency_p99_ms: f32,
+    /// The engine's current estimate of one encoder run.
+    pub run_ms: f32,
+}
+
+/// A running live engine: a worker thread that owns the encoder and scores the newest frame.
+///
+/// Underneath: a `Box` holding the engine and the producer's pending slot. Created by
+/// `usq_engine_start`, freed by `usq_engine_stop`.
+///
+/// Threads: frames go in from one producer thread at a time (`usq_engine_push`,
+/// `usq_engine_acquire`, `usq_engine_commit`, `usq_engine_abandon`; a concurrent second
+/// producer gets `USQ_ERR_BUSY`). Results and statistics may be read from any thread
+/// (`usq_engine_next_result`, `usq_engine_wait_result`, `usq_engine_get_stats`). No call may
+/// race with `usq_engine_stop`.
+pub struct usq_engine {
+    engine: Engine,
+    pending: Mutex<Option<SlotTicket>>,
+}
+
+/// Fills `config` with defaults for frames up to `max_width` x `max_height`: 4 slots, 33 ms
+/// budget (30 fps), a 30-frame window, whole frame, batch 1. Thread-safe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_config_default(
+    config: *mut usq_engine_config,
+    max_width: u32,
+    max_height: u32,
+) -> usq_status {
+    boundary(|| {
+        try_status!(check_ptr(config, "config"));
+        let d = EngineConfig::for_frames(max_width as usize, max_height as usize);
+        unsafe {
+            config.write(usq_engine_config {
+                struct_size: std::mem::size_of::<usq_engine_config>() as u32,
+                max_width,
+                max_height,
+                ring_capacity: d.ring_capacity as u32,
+                budget_ms: d.budget_ms,
+                window_frames: d.window_frames as u32,
+                roi_x: 0,
+                roi_y: 0,
+                roi_width: 0,
+                roi_height: 0,
+                batch: 1,
+                result_capacity: d.result_capacity as u32,
+            })
+        };
+        usq_status::USQ_OK
+    })
+}
+
+/// Starts an engine. `model_path` and `manifold_dir` may be NULL for the shipped defaults;
+/// `organ` may be NULL to combine all organs. Loads and optimises the model, runs it twice to
+/// warm up, and starts the worker: the only call that takes long. On success `*out` holds the
+/// engine. Thread-safe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_start(
+    model_path: *const c_char,
+    manifold_dir: *const c_char,
+    organ: *const c_char,
+    config: *const usq_engine_config,
+    out: *mut *mut usq_engine,
+) -> usq_status {
+    boundary(|| {
+        try_status!(check_ptr(out, "out"));
+        try_status!(check_ptr(config, "config"));
+        let c = unsafe { *config };
+        if c.struct_size as usize != std::mem::size_of::<usq_engine_config>() {
+            return fail(usq_status::USQ_ERR_WRONG_SIZE, "config->struct_size is not sizeof(usq_engine_config)");
+        }
+        if c.max_width == 0 || c.max_height == 0 {
+            return fail(usq_status::USQ_ERR_INVALID_ARGUMENT, "max_width and max_height must be positive");
+        }
+        if !(1..=usq_core::engine::MAX_BATCH as u32).contains(&c.batch) {
+            return fail(usq_status::USQ_ERR_INVALID_ARGUMENT, "batch must be 1..8");
+        }
+        let model = try_status!(unsafe { opt_str(model_path, "model_path") });
+        let manifold = try_status!(unsafe { opt_str(manifold_dir, "manifold_dir") });
+        let organ = try_status!(unsafe { opt_str(organ, "organ") });
+        let encoder = match model {
+            Some(p) => usq_core::Encoder::from_path(p, c.batch as usize),
+            None => usq_core::defaults::encoder(c.batch as usize),
+        };
+        let encoder = try_status!(encoder.map_err(from_error));
+        let manifolds = match manifold {
+            Some(d) => usq_core::ManifoldSet::load_dir(d),
+            None => usq_core::defaults::manifolds(),
+        };
+        let manifolds = try_status!(manifolds.map_err(from_error));
+        let mut cfg = EngineConfig::for_frames(c.max_width as usize, c.max_height as usize);
+        cfg.ring_capacity = c.ring_capacity as usize;
+        cfg.budget_ms = c.budget_ms;
+        cfg.window_frames = c.window_frames as u64;
+        cfg.result_capacity = c.result_capacity as usize;
+        cfg.organ = organ.map(String::from);
+        if c.roi_width != 0 {
+            cfg.roi = Some(Roi {
+                x: c.roi_x as usize,
+                y: c.roi_y as usize,
+                width: c.roi_width as usize,
+                height: c.roi_height as usize,
+            });
+        }
+        let engine = try_status!(Engine::start(encoder, manifolds, cfg).map_err(from_error));
+        let handle = Box::new(usq_engine { engine, pending: Mutex::new(None) });
+        unsafe { out.write(Box::into_raw(handle)) };
+        usq_status::USQ_OK
+    })
+}
+
+unsafe fn engine_ref<'a>(e: *const usq_engine) -> Result<&'a usq_engine, usq_status> {
+    check_ptr(e, "engine")?;
+    Ok(unsafe { &*e })
+}
+
+/// Copies a frame into the ring. Never blocks, never allocates. `len` must cover the frame
+/// described by `desc`. `frame_id` may be NULL. Producer thread only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_push(
+    engine: *const usq_engine,
+    data: *const u8,
+    len: usize,
+    desc: *const usq_frame_desc,
+    timestamp_us: u64,
+    frame_id: *mut u64,
+) -> usq_status {
+    boundary(|| {
+        let e = try_status!(unsafe { engine_ref(engine) });
+        try_status!(check_ptr(data, "data"));
+        if !frame_id.is_null() {
+            try_status!(check_ptr(frame_id, "frame_id"));
+        }
+        let layout = try_status!(unsafe { layout_of(desc) });
+        let need = layout.required_bytes().unwrap_or(usize::MAX);
+        if len < need {
+            return fail(usq_status::USQ_ERR_WRONG_SIZE, format!("len is {len}, the frame needs {need} bytes"));
+        }
+        if need > e.engine.ring().max_bytes() {
+            return fail(
+                usq_status::USQ_ERR_WRONG_SIZE,
+                "the frame is larger than the engine's max_width x max_height",
+            );
+        }
+        match e.pending.try_lock() {
+            Ok(p) if p.is_some() => {
+                return fail(usq_status::USQ_ERR_WRONG_STATE, "a slot is acquired: commit or abandon it first");
+            }
+            Ok(_) => {}
+            Err(_) => return fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side"),
+        }
+        let bytes = unsafe { std::slice::from_raw_parts(data, need) };
+        match e.engine.push(bytes, layout, timestamp_us) {
+            Ok(id) => {
+                if !frame_id.is_null() {
+                    unsafe { frame_id.write(id) };
+                }
+                usq_status::USQ_OK
+            }
+            Err(err) => from_error(err),
+        }
+    })
+}
+
+/// Zero-copy input: takes a frame slot and gives its buffer (`*capacity` bytes) to fill, e.g.
+/// by the capture DMA. Finish with `usq_engine_commit` or `usq_engine_abandon`. Producer
+/// thread only; `USQ_ERR_WRONG_STATE` if a slot is already acquired.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_acquire(
+    engine: *const usq_engine,
+    buffer: *mut *mut u8,
+    capacity: *mut usize,
+) -> usq_status {
+    boundary(|| {
+        let e = try_status!(unsafe { engine_ref(engine) });
+        try_status!(check_ptr(buffer, "buffer"));
+        try_status!(check_ptr(capacity, "capacity"));
+        let Ok(mut pending) = e.pending.try_lock() else {
+            return fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side");
+        };
+        if pending.is_some() {
+            return fail(usq_status::USQ_ERR_WRONG_STATE, "a slot is already acquired");
+        }
+        let ring = e.engine.ring();
+        let ticket = try_status!(ring.acquire_ticket().map_err(from_error));
+        let buf = unsafe { ring.ticket_buffer(&ticket) };
+        unsafe {
+            buffer.write(buf.as_mut_ptr());
+            capacity.write(buf.len());
+        }
+        *pending = Some(ticket);
+        usq_status::USQ_OK
+    })
+}
+
+/// Publishes the acquired slot as a frame described by `desc`. If `desc` is invalid the
+/// slot is given back and the frame is lost. `frame_id` may be NULL. Producer thread only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_commit(
+    engine: *const usq_engine,
+    desc: *const usq_frame_desc,
+    timestamp_us: u64,
+    frame_id: *mut u64,
+) -> usq_status {
+    boundary(|| {
+        let e = try_status!(unsafe { engine_ref(engine) });
+        if !frame_id.is_null() {
+            try_status!(check_ptr(frame_id, "frame_id"));
+        }
+        let Ok(mut pending) = e.pending.try_lock() else {
+            return fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side");
+        };
+        let Some(ticket) = pending.take() else {
+            return fail(usq_status::USQ_ERR_WRONG_STATE, "no slot is acquired");
+        };
+        let layout = match unsafe { layout_of(desc) } {
+            Ok(l) => l,
+            Err(s) => {
+                e.engine.ring().abandon_ticket(ticket);
+                return s;
+            }
+        };
+        match e.engine.ring().commit_ticket(ticket, layout, timestamp_us) {
+            Ok(id) => {
+                if !frame_id.is_null() {
+                    unsafe { frame_id.write(id) };
+                }
+                usq_status::USQ_OK
+            }
+            Err(err) => fail(usq_status::USQ_ERR_WRONG_SIZE, err.to_string()),
+        }
+    })
+}
+
+/// Gives an acquired slot back without publishing it. Producer thread only.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_abandon(engine: *const usq_engine) -> usq_status {
+    boundary(|| {
+        let e = try_status!(unsafe { engine_ref(engine) });
+        let Ok(mut pending) = e.pending.try_lock() else {
+            return fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side");
+        };
+        match pending.take() {
+            Some(t) => {
+                e.engine.ring().abandon_ticket(t);
+                usq_status::USQ_OK
+            }
+            None => fail(usq_status::USQ_ERR_WRONG_STATE, "no slot is acquired"),
+        }
+    })
+}
+
+fn write_result(out: *mut usq_result, r: &usq_core::engine::LiveResult) {
+    unsafe {
+        out.write(usq_result {
+            struct_size: std::mem::size_of::<usq_result>() as u32,
+            frame_id: r.frame_id,
+            timestamp_us: r.timestamp_us,
+            nrq: r.nrq,
+            patches_scored: r.patches_scored,
+            coverage: r.coverage,
+            latency_ms: r.latency_ms,
+            deadline_missed: r.deadline_missed as u32,
+        })
+    };
+}
+
+unsafe fn check_result_out(out: *mut usq_result) -> Result<(), usq_status> {
+    check_ptr(out, "result")?;
+    if unsafe { (*out).struct_size } as usize != std::mem::size_of::<usq_result>() {
+        return Err(fail(usq_status::USQ_ERR_WRONG_SIZE, "result->struct_size is not sizeof(usq_result)"));
+    }
+    Ok(())
+}
+
+/// The oldest unread result, without waiting: `USQ_OK` and `*result` filled, or `USQ_EMPTY`.
+/// Never allocates. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_next_result(engine: *const usq_engine, result: *mut usq_result) -> usq_status {
+    boundary(|| {
+        let e = try_status!(unsafe { engine_ref(engine) });
+        try_status!(unsafe { check_result_out(result) });
+        match e.engine.results().try_recv() {
+            Ok(r) => {
+                write_result(result, &r);
+                usq_status::USQ_OK
+            }
+            Err(_) => usq_status::USQ_EMPTY,
+        }
+    })
+}
+
+/// As `usq_engine_next_result`, waiting up to `timeout_ms` for a result. Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_wait_result(
+    engine: *const usq_engine,
+    timeout_ms: u32,
+    result: *mut usq_result,
+) -> usq_status {
+    boundary(|| {
+        let e = try_status!(unsafe { engine_ref(engine) });
+        try_status!(unsafe { check_result_out(result) });
+        match e.engine.results().recv_timeout(Duration::from_millis(timeout_ms as u64)) {
+            Ok(r) => {
+                write_result(result, &r);
+                usq_status::USQ_OK
+            }
+            Err(_) => usq_status::USQ_EMPTY,
+        }
+    })
+}
+
+/// Fills `stats` (whose `struct_size` the caller sets). Any thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_get_stats(engine: *const usq_engine, stats: *mut usq_engine_stats) -> usq_status {
+    boundary(|| {
+        let e = try_status!(unsafe { engine_ref(engine) });
+        try_status!(check_ptr(stats, "stats"));
+        if unsafe { (*stats).struct_size } as usize != std::mem::size_of::<usq_engine_stats>() {
+            return fail(usq_status::USQ_ERR_WRONG_SIZE, "stats->struct_size is not sizeof(usq_engine_stats)");
+        }
+        let s = e.engine.stats();
+        unsafe {
+            stats.write(usq_engine_stats {
+                struct_size: std::mem::size_of::<usq_engine_stats>() as u32,
+                frames_pushed: s.frames_pushed,
+                frames_scored: s.frames_scored,
+                frames_dropped: s.frames_dropped,
+                frames_skipped: s.frames_skipped,
+                frames_failed: s.frames_failed,
+                deadline_misses: s.deadline_misses,
+                results_overflowed: s.results_overflowed,
+                latency_p50_ms: s.latency_p50_ms,
+                latency_p99_ms: s.latency_p99_ms,
+                run_ms: s.run_ms,
+            })
+        };
+        usq_status::USQ_OK
+    })
+}
+
+/// Stops the worker (after the frame in progress) and frees the engine. NULL is accepted and
+/// ignored. The handle must not be used afterwards, nor concurrently with this call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_engine_stop(engine: *mut usq_engine) -> usq_status {
+    boundary(|| {
+        if engine.is_null() {
+            return usq_status::USQ_OK;
+        }
+        try_status!(check_ptr(engine, "engine"));
+        let e = unsafe { Box::from_raw(engine) };
+        if let Some(t) = e.pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            e.engine.ring().abandon_ticket(t);
+        }
+        drop(e);
+        usq_status::USQ_OK
+    })
+}

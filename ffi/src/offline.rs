@@ -1,0 +1,155 @@
+//! Single-frame scoring for offline use: NRQ of a frame, uLPIPS of a pair, and image files
+//! decoded to gray for programs without a decoder of their own.
+
+use crate::engine::layout_of;
+use crate::{boundary, check_ptr, fail, from_error, opt_str, try_status, usq_frame_desc, usq_status};
+use std::ffi::c_char;
+use usq_core::engine::pixel::{Roi, to_gray};
+use usq_core::{Encoder, GrayFrame, ManifoldSet, ScoreOptions};
+
+/// An encoder and a manifold set for offline scoring.
+///
+/// Underneath: a `Box`. Created by `usq_scorer_new`, freed by `usq_scorer_free`. Not for
+/// concurrent use: one thread at a time per scorer (distinct scorers are independent).
+pub struct usq_scorer {
+    encoder: Encoder,
+    manifolds: ManifoldSet,
+}
+
+/// Loads a model and a manifold folder (NULL for the shipped defaults). Thread-safe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_scorer_new(
+    model_path: *const c_char,
+    manifold_dir: *const c_char,
+    out: *mut *mut usq_scorer,
+) -> usq_status {
+    boundary(|| {
+        try_status!(check_ptr(out, "out"));
+        let model = try_status!(unsafe { opt_str(model_path, "model_path") });
+        let manifold = try_status!(unsafe { opt_str(manifold_dir, "manifold_dir") });
+        let encoder = match model {
+            Some(p) => Encoder::from_path(p, 1),
+            None => usq_core::defaults::encoder(1),
+        };
+        let encoder = try_status!(encoder.map_err(from_error));
+        let manifolds = match manifold {
+            Some(d) => ManifoldSet::load_dir(d),
+            None => usq_core::defaults::manifolds(),
+        };
+        let manifolds = try_status!(manifolds.map_err(from_error));
+        try_status!(manifolds.check_features(usq_core::encoder::DESCRIPTOR_LEN).map_err(from_error));
+        unsafe { out.write(Box::into_raw(Box::new(usq_scorer { encoder, manifolds }))) };
+        usq_status::USQ_OK
+    })
+}
+
+/// Frees a scorer; NULL is accepted.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_scorer_free(scorer: *mut usq_scorer) {
+    let _ = boundary(|| {
+        if !scorer.is_null() && check_ptr(scorer, "scorer").is_ok() {
+            drop(unsafe { Box::from_raw(scorer) });
+        }
+        usq_status::USQ_OK
+    });
+}
+
+unsafe fn gray_of(data: *const u8, len: usize, desc: *const usq_frame_desc) -> Result<GrayFrame, usq_status> {
+    check_ptr(data, "data")?;
+    let layout = unsafe { layout_of(desc) }?;
+    let need = layout.required_bytes().unwrap_or(usize::MAX);
+    if len < need {
+        return Err(fail(usq_status::USQ_ERR_WRONG_SIZE, format!("len is {len}, the frame needs {need} bytes")));
+    }
+    let bytes = unsafe { std::slice::from_raw_parts(data, need) };
+    let mut pixels = vec![0u8; layout.width * layout.height];
+    to_gray(bytes, &layout, &Roi::whole(&layout), &mut pixels).map_err(from_error)?;
+    GrayFrame::new(layout.width, layout.height, pixels).map_err(from_error)
+}
+
+unsafe fn scorer_mut<'a>(s: *mut usq_scorer) -> Result<&'a mut usq_scorer, usq_status> {
+    check_ptr(s, "scorer")?;
+    Ok(unsafe { &mut *s })
+}
+
+/// TinyUSFM-NRQ of one frame over its whole patch grid (higher is better). `organ` may be
+/// NULL to combine all organs. Allocates (offline use).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_score(
+    scorer: *mut usq_scorer,
+    data: *const u8,
+    len: usize,
+    desc: *const usq_frame_desc,
+    organ: *const c_char,
+    nrq: *mut f64,
+) -> usq_status {
+    boundary(|| {
+        let s = try_status!(unsafe { scorer_mut(scorer) });
+        try_status!(check_ptr(nrq, "nrq"));
+        let organ = try_status!(unsafe { opt_str(organ, "organ") });
+        let frame = try_status!(unsafe { gray_of(data, len, desc) });
+        let opts = ScoreOptions { organ: organ.map(String::from), max_patches: None };
+        let r = try_status!(usq_core::score(&mut s.encoder, &s.manifolds, &frame, &opts).map_err(from_error));
+        unsafe { nrq.write(r.nrq) };
+        usq_status::USQ_OK
+    })
+}
+
+/// TinyUSFM-uLPIPS of `img` against `reference` (lower is closer). Allocates (offline use).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_compare(
+    scorer: *mut usq_scorer,
+    reference: *const u8,
+    reference_len: usize,
+    reference_desc: *const usq_frame_desc,
+    img: *const u8,
+    img_len: usize,
+    img_desc: *const usq_frame_desc,
+    ulpips: *mut f64,
+) -> usq_status {
+    boundary(|| {
+        let s = try_status!(unsafe { scorer_mut(scorer) });
+        try_status!(check_ptr(ulpips, "ulpips"));
+        let r = try_status!(unsafe { gray_of(reference, reference_len, reference_desc) });
+        let i = try_status!(unsafe { gray_of(img, img_len, img_desc) });
+        let rep = try_status!(usq_core::compare(&mut s.encoder, &r, &i).map_err(from_error));
+        unsafe { ulpips.write(rep.ulpips) };
+        usq_status::USQ_OK
+    })
+}
+
+/// Decodes an image file (PNG, JPEG, BMP, TIFF) to 8-bit gray into `buffer` (`capacity`
+/// bytes), row-major with no padding. `*width` and `*height` are always set when the file
+/// decodes; if `capacity` is too small the call returns `USQ_ERR_WRONG_SIZE` and the caller
+/// may retry with `width * height` bytes. Thread-safe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_image_load_gray(
+    path: *const c_char,
+    buffer: *mut u8,
+    capacity: usize,
+    width: *mut u32,
+    height: *mut u32,
+) -> usq_status {
+    boundary(|| {
+        if path.is_null() {
+            return fail(usq_status::USQ_ERR_NULL_ARGUMENT, "path is NULL");
+        }
+        let path = try_status!(unsafe { opt_str(path, "path") }).unwrap_or_default();
+        try_status!(check_ptr(width, "width"));
+        try_status!(check_ptr(height, "height"));
+        let frame = try_status!(GrayFrame::open(path).map_err(from_error));
+        unsafe {
+            width.write(frame.width as u32);
+            height.write(frame.height as u32);
+        }
+        if capacity < frame.pixels.len() {
+            return fail(
+                usq_status::USQ_ERR_WRONG_SIZE,
+                format!("{path} is {}x{}: the buffer needs {} bytes", frame.width, frame.height, frame.pixels.len()),
+            );
+        }
+        try_status!(check_ptr(buffer, "buffer"));
+        unsafe { std::ptr::copy_nonoverlapping(frame.pixels.as_ptr(), buffer, frame.pixels.len()) };
+        usq_status::USQ_OK
+    })
+}
