@@ -392,14 +392,16 @@ impl Worker {
             latency_ms: latency_ms as f32,
             deadline_missed: latency_ms > self.budget.budget_ms(),
         };
-        let overflowed = matches!(self.results.try_send(result), Err(TrySendError::Full(_)));
+        // Counters first, so that whoever receives the result sees statistics that include it.
         {
             let mut c = self.shared.counters.lock().unwrap_or_else(|e| e.into_inner());
             c.scored += 1;
             c.misses += result.deadline_missed as u64;
-            c.overflowed += overflowed as u64;
             c.run_ms = self.budget.run_ms().unwrap_or(0.0) as f32;
             c.latencies.write(result.latency_ms);
+        }
+        if let Err(TrySendError::Full(_)) = self.results.try_send(result) {
+            self.shared.counters.lock().unwrap_or_else(|e| e.into_inner()).overflowed += 1;
         }
         self.budget.observe_tail(tail.elapsed().as_secs_f64() * 1e3);
         Ok(())
