@@ -226,6 +226,13 @@ pub unsafe extern "C" fn usq_engine_start(
     })
 }
 
+impl usq_engine {
+    /// The producer side's pending slot; `USQ_ERR_BUSY` if another thread is producing.
+    fn producer(&self) -> Result<std::sync::MutexGuard<'_, Option<SlotTicket>>, usq_status> {
+        self.pending.try_lock().map_err(|_| fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side"))
+    }
+}
+
 unsafe fn engine_ref<'a>(e: *const usq_engine) -> Result<&'a usq_engine, usq_status> {
     check_ptr(e, "engine")?;
     Ok(unsafe { &*e })
@@ -259,12 +266,8 @@ pub unsafe extern "C" fn usq_engine_push(
                 "the frame is larger than the engine's max_width x max_height",
             );
         }
-        match e.pending.try_lock() {
-            Ok(p) if p.is_some() => {
-                return fail(usq_status::USQ_ERR_WRONG_STATE, "a slot is acquired: commit or abandon it first");
-            }
-            Ok(_) => {}
-            Err(_) => return fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side"),
+        if try_status!(e.producer()).is_some() {
+            return fail(usq_status::USQ_ERR_WRONG_STATE, "a slot is acquired: commit or abandon it first");
         }
         let bytes = unsafe { std::slice::from_raw_parts(data, need) };
         match e.engine.push(bytes, layout, timestamp_us) {
@@ -292,9 +295,7 @@ pub unsafe extern "C" fn usq_engine_acquire(
         let e = try_status!(unsafe { engine_ref(engine) });
         try_status!(check_ptr(buffer, "buffer"));
         try_status!(check_ptr(capacity, "capacity"));
-        let Ok(mut pending) = e.pending.try_lock() else {
-            return fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side");
-        };
+        let mut pending = try_status!(e.producer());
         if pending.is_some() {
             return fail(usq_status::USQ_ERR_WRONG_STATE, "a slot is already acquired");
         }
@@ -324,9 +325,7 @@ pub unsafe extern "C" fn usq_engine_commit(
         if !frame_id.is_null() {
             try_status!(check_ptr(frame_id, "frame_id"));
         }
-        let Ok(mut pending) = e.pending.try_lock() else {
-            return fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side");
-        };
+        let mut pending = try_status!(e.producer());
         let Some(ticket) = pending.take() else {
             return fail(usq_status::USQ_ERR_WRONG_STATE, "no slot is acquired");
         };
@@ -354,9 +353,7 @@ pub unsafe extern "C" fn usq_engine_commit(
 pub unsafe extern "C" fn usq_engine_abandon(engine: *const usq_engine) -> usq_status {
     boundary(|| {
         let e = try_status!(unsafe { engine_ref(engine) });
-        let Ok(mut pending) = e.pending.try_lock() else {
-            return fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side");
-        };
+        let mut pending = try_status!(e.producer());
         match pending.take() {
             Some(t) => {
                 e.engine.ring().abandon_ticket(t);
