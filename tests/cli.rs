@@ -5,13 +5,13 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const LINEAR: &str = "tests/fixtures/sim_linear_640x480.png";
 const SMALL: &str = "tests/fixtures/sim_small_200x150.png";
 
 fn usq(args: &[&str]) -> Output {
-    Command::new(usq_bin()).args(args).current_dir(repo()).output().expect("usq runs")
+    usq_command().args(args).current_dir(repo()).output().expect("usq runs")
 }
 
 fn with_model<'a>(args: &[&'a str], model: &'a str) -> Vec<&'a str> {

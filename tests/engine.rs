@@ -160,11 +160,18 @@ fn every_pushed_frame_is_accounted_for() {
         e.push(&f.pixels, layout, i * 16_667).unwrap();
         std::thread::sleep(Duration::from_micros(16_667));
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait until the worker has settled every frame (however slow the machine is).
+    let settled =
+        |s: &usq::engine::EngineStats| s.frames_scored + s.frames_dropped + s.frames_skipped + s.frames_failed;
+    let t = std::time::Instant::now();
+    while settled(&e.stats()) < 60 && t.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let s = e.stop();
     assert_eq!(s.frames_pushed, 60);
-    assert!(s.frames_scored >= 5, "{s:?}");
-    assert_eq!(s.frames_scored + s.frames_dropped + s.frames_skipped + s.frames_failed, 60, "{s:?}");
+    assert!(s.frames_scored >= 1, "{s:?}");
+    assert_eq!(settled(&s), 60, "{s:?}");
+    assert_eq!(s.frames_failed, 0, "{s:?}");
 }
 
 #[test]

@@ -45,3 +45,19 @@ pub fn skip(why: &str) {
 pub fn usq_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_usq"))
 }
+
+/// A [`std::process::Command`] for the `usq` binary. When `$USQ_TEST_RUNNER` is set (for example
+/// `qemu-aarch64-static -L /usr/aarch64-linux-gnu` for a cross-built binary, see `cross/test.sh`),
+/// the command runs that runner, split on whitespace, with the binary as its first argument.
+pub fn usq_command() -> std::process::Command {
+    let runner = std::env::var("USQ_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            let mut cmd = std::process::Command::new(program);
+            cmd.args(words).arg(usq_bin());
+            cmd
+        }
+        None => std::process::Command::new(usq_bin()),
+    }
+}

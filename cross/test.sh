@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Cross-builds the usq library, binary and tests and the C library libusq for TARGET with
+# Debian's cross gcc, links the C example against it, and runs tests under qemu-user (no
+# binfmt_misc needed), with the emulated CPU set up so tract picks the NEON kernels a real
+# board uses.
+#
+#   cross/test.sh aarch64-unknown-linux-gnu          # CI: every cheap test binary + ViT goldens
+#   cross/test.sh armv7-unknown-linux-gnueabihf
+#   cross/test.sh TARGET --full                      # the whole suite (hours under emulation)
+#   cross/test.sh TARGET [cargo test args...]        # e.g. --test cli; --no-run only builds
+#
+# See cross/README.md for what runs, the times, and what differs under emulation.
+set -euo pipefail
+
+usage() {
+    echo "usage: $0 TARGET [cargo test args...]" >&2
+    echo "  TARGET: aarch64-unknown-linux-gnu | armv7-unknown-linux-gnueabihf" >&2
+    exit 2
+}
+[[ $# -ge 1 ]] || usage
+target=$1
+shift
+
+case "$target" in
+    aarch64-unknown-linux-gnu)
+        gnu=aarch64-linux-gnu
+        qemu=qemu-aarch64-static
+        packages=(gcc-aarch64-linux-gnu qemu-user-static)
+        ;;
+    armv7-unknown-linux-gnueabihf)
+        gnu=arm-linux-gnueabihf
+        qemu=qemu-arm-static
+        packages=(gcc-arm-linux-gnueabihf qemu-user-static)
+        ;;
+    *) usage ;;
+esac
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# --- Toolchain: Debian packages (only touch apt when something is missing) and the Rust target.
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    echo "cross: installing ${missing[*]}" >&2
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+if ! rustup target list --installed | grep -qx "$target"; then
+    rustup target add "$target"
+fi
+
+# --- Linker, C compiler (for build scripts that use the cc crate) and qemu runner, by env only.
+triple=$(echo "$target" | tr 'a-z-' 'A-Z_')
+runner="$qemu -L /usr/$gnu"
+export "CARGO_TARGET_${triple}_LINKER=$gnu-gcc"
+export "CARGO_TARGET_${triple}_RUNNER=$runner"
+export "CC_${target//-/_}=$gnu-gcc"
+export "AR_${target//-/_}=$gnu-ar"
+# tests/cli.rs spawns the cross-built `usq` through this runner (see tests/common/mod.rs).
+export USQ_TEST_RUNNER="$runner"
+# qemu-user shows the host's /proc/cpuinfo: without these, tract runs its VFPv2 fallback on
+# armv7 and SVE2 kernels on aarch64, neither of which a Cortex-A board uses.
+case "$target" in
+    aarch64-*) export QEMU_CPU=cortex-a72 ;;
+    armv7-*) export TRACT_CPU_ARM32_NEON=true ;;
+esac
+
+log=target/$target/cross-test.log
+mkdir -p "target/$target"
+
+# --- Build (timed separately from the runs).
+t0=$(date +%s)
+cargo test --release --target "$target" -p usq --no-run
+cargo build --release --target "$target" -p usq-ffi
+# The C example links against the cross-built static library (the link is the check).
+"$gnu-gcc" -std=c11 -O2 -Wall -Wextra -Werror -pthread -Iinclude ffi/firmware_loop.c \
+    "target/$target/release/libusq.a" -ldl -lm -Wl,-z,noexecstack -o "target/$target/firmware_loop"
+t1=$(date +%s)
+echo "cross: build for $target took $((t1 - t0)) s (library, tests, libusq, firmware_loop)" >&2
+if [[ ${1:-} == --no-run ]]; then exit 0; fi
+
+# --- Run.
+: > "$log"
+status=0
+run() { cargo test --release --target "$target" -p usq "$@" 2>&1 | tee -a "$log" || status=$?; }
+if [[ $# -eq 0 ]]; then
+    # Every test binary that does not loop the ViT over whole patch grids (cross/README.md).
+    run --lib --test preprocess_parity --test manifold_files --test model_contract
+    # The encoder itself against the NumPy/onnxruntime goldens: one patch, full tolerance.
+    run --test golden -- decoding patch_descriptor worst_k
+elif [[ $1 == --full ]]; then
+    shift
+    run "$@"
+else
+    run "$@"
+fi
+t2=$(date +%s)
+
+echo
+echo "=== cross/test.sh $target: test summary ==="
+grep -E '^\s+Running |^test result:|^SKIPPED:|^error|^failures:|^    [a-z_0-9:]+$' "$log" || true
+echo "cross: build $((t1 - t0)) s, test run $((t2 - t1)) s, exit status $status (log: $log)"
+exit "$status"
