@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Make the int8 contract model models/tinyusfm-int8.onnx from the fp32 one.
+
+    models/.venv/bin/python models/quantize_int8.py [--model models/tinyusfm.onnx]
+        [--out models/tinyusfm-int8.onnx] [--calib-crops 48] [--calib-frames 16] [--seed 20261129]
+
+Every Linear layer of the encoder (qkv, proj, fc1, fc2: a MatMul with a constant [K,N] weight
+followed by the bias Add) becomes static symmetric int8, zero points 0:
+
+    xq  = Cast<int8>(Clip(Sub(Add(Mul(x, 1/sx), 1.5*2^23), 1.5*2^23), -127, 127))
+          (the Add/Sub of 1.5*2^23 rounds to nearest, ties to even, in float32 maths)
+    acc = MatMulInteger(xq, Wq)            Wq int8 [K,N]
+    y   = Add(Mul(Cast<float>(acc), sx*sw), bias)
+
+- activations: one scale per tensor, sx = max|x| / 127 over the calibration batch;
+- weights: one scale per output column, sw[n] = max_k |W[k,n]| / 127 (the float Mul after
+  MatMulInteger carries the per-column vector; QLinearMatMul would not load it in tract 0.23.9).
+
+This "float-op quantise + MatMulInteger" form is the one measured to load and run in tract
+0.23.9 (tract's QuantizeLinear is a slow scalar loop). Everything else (patch conv, LayerNorm,
+attention matmuls, softmax, GELU, residuals) stays float32; input, outputs and metadata are the
+contract's, with an "int8 (...)" note appended to usq.weights.
+
+Calibration: 64 patches of HC18 *training* frames (subjects 000-599, never 600-699): by default
+48 native-resolution 224x224 crops on the NRQ patch grid (what NRQ feeds the model) and 16 whole
+frames area-resized to 224x224 (what uLPIPS feeds it), picked with numpy default_rng(seed).
+The script ends with a self-check in onnxruntime (fp32 vs int8 on 16 other training patches).
+"""
+import argparse
+import os
+import re
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HC18 = os.environ.get("USQ_HC18", os.path.join(ROOT, "..", "shared", "data", "hc18", "images"))
+NAME = re.compile(r"^(\d{3})_.*HC\.png$")
+LINEAR = re.compile(r"^b\d+_(qkv|proj|fc1|fc2)_w$")
+MAGIC = np.float32(12582912.0)   # 1.5 * 2^23
+
+
+def training_frames():
+    fs = sorted(f for f in os.listdir(HC18) if NAME.match(f) and int(NAME.match(f).group(1)) < 600)
+    if not fs:
+        raise SystemExit(f"no HC18 training frames in {HC18}")
+    return [os.path.join(HC18, f) for f in fs]
+
+
+def grid_starts(n, size=224, stride=112):
+    s = list(range(0, n - size + 1, stride))
+    if s[-1] != n - size:
+        s.append(n - size)
+    return s
+
+
+def area224(g):
+    return cv2.resize(g.astype(np.float32) / 255.0, (224, 224), interpolation=cv2.INTER_AREA) * 255.0
+
+
+def sample_patches(files, rng, n_crops, n_frames):
+    """n_crops native grid crops and n_frames whole-frame resizes, from distinct frames."""
+    idx = rng.permutation(len(files))[: n_crops + n_frames]
+    out = []
+    for j, i in enumerate(idx):
+        g = cv2.imread(files[i], cv2.IMREAD_GRAYSCALE)
+        if j < n_crops:
+            ys, xs = grid_starts(g.shape[0]), grid_starts(g.shape[1])
+            y, x = ys[rng.integers(len(ys))], xs[rng.integers(len(xs))]
+            out.append(g[y:y + 224, x:x + 224].astype(np.float32))
+        else:
+            out.append(area224(g))
+    return np.stack(out)[:, None], [files[i] for i in idx]
+
+
+def session(model, threads=2):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString() if isinstance(model, onnx.ModelProto) else model,
+                                so, providers=["CPUExecutionProvider"])
+
+
+def find_linears(m):
+    """[(matmul node, add node, weight name, bias name)] for every constant-weight Linear."""
+    inits = {t.name for t in m.graph.initializer}
+    consumers = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    out = []
+    for n in m.graph.node:
+        if n.op_type == "MatMul" and n.input[1] in inits and LINEAR.match(n.input[1]):
+            cs = consumers.get(n.output[0], [])
+            assert len(cs) == 1 and cs[0].op_type == "Add", n.name
+            add = cs[0]
+            bias = [i for i in add.input if i != n.output[0]][0]
+            assert bias in inits, add.name
+            out.append((n, add, n.input[1], bias))
+    return out
+
+
+def calibrate(m, lins, x, pct=100.0):
+    """per Linear input: max |activation| over the batch x (pct < 100: that percentile of |x|)
+    and the per-channel max |x_k| (for smoothing)."""
+    mc = onnx.ModelProto()
+    mc.CopyFrom(m)
+    names = sorted({mm.input[0] for mm, _, _, _ in lins})
+    for nm in names:
+        mc.graph.output.append(helper.make_tensor_value_info(nm, TensorProto.FLOAT, None))
+    sess = session(mc)
+    acts = {nm: [] for nm in names}
+    for s in range(0, len(x), 8):
+        res = sess.run(names, {"image": x[s:s + 8]})
+        for nm, r in zip(names, res):
+            acts[nm].append(np.abs(r).reshape(-1, r.shape[-1]))
+    amax, cmax = {}, {}
+    for nm in names:
+        a = np.concatenate(acts[nm])
+        cmax[nm] = a.max(0)
+        amax[nm] = float(a.max()) if pct >= 100 else float(np.percentile(a, pct))
+    return amax, cmax
+
+
+def smooth(m, lins, cmax, alpha):
+    """SmoothQuant-style channel rescaling, exact in float: for an input channel k of a Linear,
+    x_k -> x_k / s_k and W[k,:] -> W[k,:] * s_k with s_k = max|x_k|^alpha / max|W[k,:]|^(1-alpha).
+    The 1/s_k is folded into what makes x: the LayerNorm affine before qkv and fc1, the v columns of
+    qkv (and their bias) before proj. fc2 (input: GELU) is left alone."""
+    inits = {t.name: t for t in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    arr = lambda nm: numpy_helper.to_array(inits[nm]).astype(np.float32)
+
+    def put(nm, a):
+        inits[nm].CopyFrom(numpy_helper.from_array(a.astype(np.float32), nm))
+
+    for mm, _, wname, _ in lins:
+        kind = LINEAR.match(wname).group(1)
+        if kind == "fc2":
+            continue
+        W = arr(wname)
+        sc = np.power(np.maximum(cmax[mm.input[0]], 1e-5), alpha) / np.power(np.maximum(np.abs(W).max(1), 1e-5), 1 - alpha)
+        sc = np.clip(sc, 1e-2, 1e2).astype(np.float32)
+        if kind in ("qkv", "fc1"):
+            ln = producer[mm.input[0]]
+            assert ln.op_type == "LayerNormalization", ln.name
+            put(ln.input[1], arr(ln.input[1]) / sc)
+            put(ln.input[2], arr(ln.input[2]) / sc)
+        else:   # proj: its input channels are the v channels of the same block's qkv
+            blk = wname.split("_")[0]
+            qw, qb = blk + "_qkv_w", blk + "_qkv_b"
+            Wq, bq = arr(qw), arr(qb)
+            D = Wq.shape[0]
+            Wq[:, 2 * D:] /= sc[None, :]
+            bq[2 * D:] /= sc
+            put(qw, Wq)
+            put(qb, bq)
+        put(wname, W * sc[:, None])
+    return m
+
+
+def quantize(m, lins, amax, note, keep_fp32=None):
+    inits = {t.name: t for t in m.graph.initializer}
+    new_inits = [numpy_helper.from_array(np.array(MAGIC), "q_magic"),
+                 numpy_helper.from_array(np.array(-127.0, np.float32), "q_min"),
+                 numpy_helper.from_array(np.array(127.0, np.float32), "q_max")]
+    replace = {}
+    drop = set()
+    for mm, add, wname, bname in lins:
+        if keep_fp32 and re.search(keep_fp32, wname):
+            continue
+        W = numpy_helper.to_array(inits[wname]).astype(np.float32)   # [K, N]
+        x = mm.input[0]
+        p = wname[:-2]                                              # e.g. b3_fc1
+        sx = np.float32(amax[x] / 127.0)
+        sw = (np.abs(W).max(0) / 127.0).astype(np.float32)
+        sw[sw == 0] = np.float32(1.0)
+        Wq = np.clip(np.rint(W / sw[None, :]), -127, 127).astype(np.int8)
+        new_inits += [numpy_helper.from_array(np.array(np.float32(1.0) / sx), p + "_inv_sx"),
+                      numpy_helper.from_array(Wq, p + "_wq"),
+                      numpy_helper.from_array((sx * sw).astype(np.float32), p + "_deq")]
+        drop.add(wname)
+        y = mm.output[0]
+        nodes = [
+            helper.make_node("Mul", [x, p + "_inv_sx"], [p + "_xs"], name=p + "_xs"),
+            helper.make_node("Add", [p + "_xs", "q_magic"], [p + "_xr1"], name=p + "_xr1"),
+            helper.make_node("Sub", [p + "_xr1", "q_magic"], [p + "_xr2"], name=p + "_xr2"),
+            helper.make_node("Clip", [p + "_xr2", "q_min", "q_max"], [p + "_xc"], name=p + "_xc"),
+            helper.make_node("Cast", [p + "_xc"], [p + "_xq"], name=p + "_xq", to=TensorProto.INT8),
+            helper.make_node("MatMulInteger", [p + "_xq", p + "_wq"], [p + "_acc"], name=p + "_acc"),
+            helper.make_node("Cast", [p + "_acc"], [p + "_accf"], name=p + "_accf", to=TensorProto.FLOAT),
+            helper.make_node("Mul", [p + "_accf", p + "_deq"], [y], name=y),
+        ]
+        replace[mm.name or y] = nodes
+    graph_nodes = []
+    for n in m.graph.node:
+        key = n.name or n.output[0]
+        graph_nodes.extend(replace.get(key, [n]))
+    keep = [t for t in m.graph.initializer if t.name not in drop]
+    g = helper.make_graph(graph_nodes, m.graph.name, list(m.graph.input), list(m.graph.output),
+                          initializer=keep + new_inits)
+    q = helper.make_model(g, opset_imports=list(m.opset_import), producer_name="usq quantize_int8.py")
+    q.ir_version = m.ir_version
+    for kv in m.metadata_props:
+        v = kv.value + "; " + note if kv.key == "usq.weights" else kv.value
+        q.metadata_props.append(onnx.StringStringEntryProto(key=kv.key, value=v))
+    onnx.checker.check_model(q)
+    return q
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "tinyusfm.onnx"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "models", "tinyusfm-int8.onnx"))
+    ap.add_argument("--calib-crops", type=int, default=48)
+    ap.add_argument("--calib-frames", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=20261129)
+    ap.add_argument("--act-percentile", type=float, default=100.0,
+                    help="activation range: this percentile of |x| (100 = max, the shipped model)")
+    ap.add_argument("--smooth", type=float, default=None,
+                    help="SmoothQuant alpha for qkv/proj/fc1 (off in the shipped model)")
+    ap.add_argument("--keep-fp32", default=None, help="regex of Linear weights left in fp32 (none shipped)")
+    a = ap.parse_args()
+
+    m = onnx.load(a.model)
+    lins = find_linears(m)
+    print(f"{len(lins)} Linear layers to quantise")
+    rng = np.random.default_rng(a.seed)
+    files = training_frames()
+    x, used = sample_patches(files, rng, a.calib_crops, a.calib_frames)
+    print(f"calibration: {len(x)} patches from {len(used)} HC18 training frames (subjects 000-599)")
+    amax, cmax = calibrate(m, lins, x, a.act_percentile)
+    if a.smooth is not None:
+        m = smooth(m, lins, cmax, a.smooth)
+        lins = find_linears(m)
+        amax, _ = calibrate(m, lins, x, a.act_percentile)
+    note = (f"int8 (quantize_int8.py: Linear qkv/proj/fc1/fc2 as MatMulInteger, static symmetric "
+            f"per-tensor activations, per-column weights, zero points 0; calibrated max|x| on "
+            f"{len(x)} HC18 000-599 patches, seed {a.seed})")
+    q = quantize(m, lins, amax, note, a.keep_fp32)
+    onnx.save(q, a.out)
+    print(f"wrote {a.out} ({os.path.getsize(a.out):,} bytes)")
+
+    # self-check in onnxruntime on 16 other training patches (not the calibration ones)
+    rest = [f for f in files if f not in set(used)]
+    xc, _ = sample_patches(rest, np.random.default_rng(a.seed + 1), 12, 4)
+    rf, rq = session(m).run(None, {"image": xc}), session(a.out).run(None, {"image": xc})
+    for nm, f, qv in zip([o.name for o in m.graph.output], rf, rq):
+        f, qv = f[:, 1:], qv[:, 1:]
+        rel = np.linalg.norm(qv - f) / np.linalg.norm(f)
+        zf = f.mean(1)
+        zq = qv.mean(1)
+        cos = (zf * zq).sum(1) / np.linalg.norm(zf, axis=1) / np.linalg.norm(zq, axis=1)
+        print(f"  {nm}: relative L2 error {rel:.4f}, token-mean cosine min {cos.min():.6f}")
+
+
+if __name__ == "__main__":
+    main()
