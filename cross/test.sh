@@ -103,6 +103,7 @@ t2=$(date +%s)
 
 echo
 echo "=== cross/test.sh $target: test summary ==="
-grep -E '^\s+Running |^test result:|^SKIPPED:|^error|^failures:|^    [a-z_0-9:]+$' "$log" || true
+# Indented, so that a log reader counting `test result:` lines does not count them twice.
+grep -E '^\s+Running |^test result:|^SKIPPED:|^error|^failures:|^    [a-z_0-9:]+$' "$log" | sed 's/^/  | /' || true
 echo "cross: build $((t1 - t0)) s, test run $((t2 - t1)) s, exit status $status (log: $log)"
 exit "$status"
