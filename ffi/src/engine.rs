@@ -1,6 +1,8 @@
 //! The live engine over C: configuration, frames in (copy or zero-copy), results out.
 
-use crate::{boundary, check_ptr, fail, from_error, opt_str, try_status, usq_status};
+use crate::{
+    boundary, check_opt_ptr, check_ptr, fail, from_error, load_model_and_manifolds, opt_str, try_status, usq_status,
+};
 use std::ffi::c_char;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -192,19 +194,9 @@ pub unsafe extern "C" fn usq_engine_start(
         if !(1..=usq_core::engine::MAX_BATCH as u32).contains(&c.batch) {
             return fail(usq_status::USQ_ERR_INVALID_ARGUMENT, "batch must be 1..8");
         }
-        let model = try_status!(unsafe { opt_str(model_path, "model_path") });
-        let manifold = try_status!(unsafe { opt_str(manifold_dir, "manifold_dir") });
         let organ = try_status!(unsafe { opt_str(organ, "organ") });
-        let encoder = match model {
-            Some(p) => usq_core::Encoder::from_path(p, c.batch as usize),
-            None => usq_core::defaults::encoder(c.batch as usize),
-        };
-        let encoder = try_status!(encoder.map_err(from_error));
-        let manifolds = match manifold {
-            Some(d) => usq_core::ManifoldSet::load_dir(d),
-            None => usq_core::defaults::manifolds(),
-        };
-        let manifolds = try_status!(manifolds.map_err(from_error));
+        let (encoder, manifolds) =
+            try_status!(unsafe { load_model_and_manifolds(model_path, manifold_dir, c.batch as usize) });
         let mut cfg = EngineConfig::for_frames(c.max_width as usize, c.max_height as usize);
         cfg.ring_capacity = c.ring_capacity as usize;
         cfg.budget_ms = c.budget_ms;
@@ -252,9 +244,7 @@ pub unsafe extern "C" fn usq_engine_push(
     boundary(|| {
         let e = try_status!(unsafe { engine_ref(engine) });
         try_status!(check_ptr(data, "data"));
-        if !frame_id.is_null() {
-            try_status!(check_ptr(frame_id, "frame_id"));
-        }
+        try_status!(check_opt_ptr(frame_id, "frame_id"));
         let layout = try_status!(unsafe { layout_of(desc) });
         let need = layout.required_bytes().unwrap_or(usize::MAX);
         if len < need {
@@ -322,9 +312,7 @@ pub unsafe extern "C" fn usq_engine_commit(
 ) -> usq_status {
     boundary(|| {
         let e = try_status!(unsafe { engine_ref(engine) });
-        if !frame_id.is_null() {
-            try_status!(check_ptr(frame_id, "frame_id"));
-        }
+        try_status!(check_opt_ptr(frame_id, "frame_id"));
         let mut pending = try_status!(e.producer());
         let Some(ticket) = pending.take() else {
             return fail(usq_status::USQ_ERR_WRONG_STATE, "no slot is acquired");

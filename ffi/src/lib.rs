@@ -130,6 +130,34 @@ unsafe fn opt_str<'a>(p: *const c_char, name: &str) -> Result<Option<&'a str>, u
         .map_err(|_| fail(usq_status::USQ_ERR_INVALID_ARGUMENT, format!("{name} is not UTF-8")))
 }
 
+/// An optional out-pointer: NULL is fine, otherwise it must be aligned for `T`.
+fn check_opt_ptr<T>(p: *const T, name: &str) -> Result<(), usq_status> {
+    if p.is_null() { Ok(()) } else { check_ptr(p, name) }
+}
+
+/// The encoder and manifold set named by two C string arguments, NULL meaning the shipped
+/// defaults; the manifold must fit the model's descriptor.
+unsafe fn load_model_and_manifolds(
+    model_path: *const c_char,
+    manifold_dir: *const c_char,
+    batch: usize,
+) -> Result<(usq_core::Encoder, usq_core::ManifoldSet), usq_status> {
+    let model = unsafe { opt_str(model_path, "model_path") }?;
+    let manifold = unsafe { opt_str(manifold_dir, "manifold_dir") }?;
+    let encoder = match model {
+        Some(p) => usq_core::Encoder::from_path(p, batch),
+        None => usq_core::defaults::encoder(batch),
+    }
+    .map_err(from_error)?;
+    let manifolds = match manifold {
+        Some(d) => usq_core::ManifoldSet::load_dir(d),
+        None => usq_core::defaults::manifolds(),
+    }
+    .map_err(from_error)?;
+    manifolds.check_features(usq_core::encoder::DESCRIPTOR_LEN).map_err(from_error)?;
+    Ok((encoder, manifolds))
+}
+
 /// Turns an early-return `Result<(), usq_status>` into the status.
 macro_rules! try_status {
     ($e:expr) => {

@@ -2,7 +2,9 @@
 //! decoded to gray for programs without a decoder of their own.
 
 use crate::engine::layout_of;
-use crate::{boundary, check_ptr, fail, from_error, opt_str, try_status, usq_frame_desc, usq_status};
+use crate::{
+    boundary, check_ptr, fail, from_error, load_model_and_manifolds, opt_str, try_status, usq_frame_desc, usq_status,
+};
 use std::ffi::c_char;
 use usq_core::engine::pixel::{Roi, to_gray};
 use usq_core::{Encoder, GrayFrame, ManifoldSet, ScoreOptions};
@@ -25,19 +27,7 @@ pub unsafe extern "C" fn usq_scorer_new(
 ) -> usq_status {
     boundary(|| {
         try_status!(check_ptr(out, "out"));
-        let model = try_status!(unsafe { opt_str(model_path, "model_path") });
-        let manifold = try_status!(unsafe { opt_str(manifold_dir, "manifold_dir") });
-        let encoder = match model {
-            Some(p) => Encoder::from_path(p, 1),
-            None => usq_core::defaults::encoder(1),
-        };
-        let encoder = try_status!(encoder.map_err(from_error));
-        let manifolds = match manifold {
-            Some(d) => ManifoldSet::load_dir(d),
-            None => usq_core::defaults::manifolds(),
-        };
-        let manifolds = try_status!(manifolds.map_err(from_error));
-        try_status!(manifolds.check_features(usq_core::encoder::DESCRIPTOR_LEN).map_err(from_error));
+        let (encoder, manifolds) = try_status!(unsafe { load_model_and_manifolds(model_path, manifold_dir, 1) });
         unsafe { out.write(Box::into_raw(Box::new(usq_scorer { encoder, manifolds }))) };
         usq_status::USQ_OK
     })
