@@ -3,6 +3,7 @@
 
 mod compare;
 mod fit;
+mod live;
 mod score;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     Compare(compare::Args),
     /// Fit an NRQ manifold set from folders of clean images, one folder per organ.
     FitNrq(fit::Args),
+    /// Live NRQ of a stream of frames, with a terminal gauge.
+    Live(live::Args),
 }
 
 /// The model flag shared by every command.
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Score(a) => score::run(a),
         Command::Compare(a) => compare::run(a),
         Command::FitNrq(a) => fit::run(a),
+        Command::Live(a) => live::run(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

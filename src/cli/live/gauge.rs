@@ -1,0 +1,125 @@
+//! The terminal gauge of `usq live`: the live NRQ as a bar and a number, a trend sparkline,
+//! and the engine's rates and latencies, redrawn in place.
+
+use std::io::Write;
+use std::time::Duration;
+use usq::engine::{EngineStats, LiveResult};
+
+const TREND: usize = 48;
+const BAR: usize = 40;
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+const LINES: usize = 4;
+
+pub struct Gauge {
+    source: String,
+    fps: f64,
+    budget_ms: f64,
+    trend: std::collections::VecDeque<f64>,
+    latest: Option<LiveResult>,
+    results: u64,
+    nrq_sum: f64,
+    lo: f64,
+    hi: f64,
+    drawn: bool,
+}
+
+impl Gauge {
+    pub fn new(source: String, fps: f64, budget_ms: f64) -> Gauge {
+        Gauge {
+            source,
+            fps,
+            budget_ms,
+            trend: Default::default(),
+            latest: None,
+            results: 0,
+            nrq_sum: 0.0,
+            lo: f64::INFINITY,
+            hi: f64::NEG_INFINITY,
+            drawn: false,
+        }
+    }
+
+    pub fn add(&mut self, r: &LiveResult) {
+        if self.trend.len() == TREND {
+            self.trend.pop_front();
+        }
+        self.trend.push_back(r.nrq);
+        self.lo = self.lo.min(r.nrq);
+        self.hi = self.hi.max(r.nrq);
+        self.results += 1;
+        self.nrq_sum += r.nrq;
+        self.latest = Some(*r);
+    }
+
+    /// Position of a score between the lowest and highest seen this session (NRQ has no
+    /// fixed scale: it is a log-likelihood under the manifold of the model in use).
+    fn unit(&self, v: f64) -> f64 {
+        if self.hi > self.lo { ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0) } else { 0.5 }
+    }
+
+    pub fn draw(&mut self, out: &mut impl Write, s: &EngineStats) -> std::io::Result<()> {
+        if self.drawn {
+            write!(out, "\x1b[{LINES}A")?;
+        }
+        self.drawn = true;
+        let clear = "\x1b[2K";
+        writeln!(out, "{clear}usq live  {}  {:.1} fps  budget {:.0} ms", self.source, self.fps, self.budget_ms)?;
+        match self.latest {
+            Some(r) => {
+                let filled = (self.unit(r.nrq) * BAR as f64).round() as usize;
+                let colour = if self.unit(r.nrq) < 0.33 {
+                    31
+                } else if self.unit(r.nrq) < 0.66 {
+                    33
+                } else {
+                    32
+                };
+                writeln!(
+                    out,
+                    "{clear}NRQ {:>9.2}  \x1b[{colour}m{}\x1b[0m{}  range {:.1} .. {:.1}  coverage {:>3.0}%",
+                    r.nrq,
+                    "█".repeat(filled),
+                    "░".repeat(BAR - filled),
+                    self.lo,
+                    self.hi,
+                    100.0 * r.coverage
+                )?;
+            }
+            None => writeln!(out, "{clear}NRQ   waiting for the first frame...")?,
+        }
+        let spark: String =
+            self.trend.iter().map(|&v| SPARKS[((self.unit(v) * 7.0).round() as usize).min(7)]).collect();
+        writeln!(out, "{clear}trend {spark}")?;
+        writeln!(
+            out,
+            "{clear}scored {}  dropped {}  skipped {}  misses {}  latency p50 {:.1} ms  p99 {:.1} ms  run {:.1} ms",
+            s.frames_scored,
+            s.frames_dropped,
+            s.frames_skipped,
+            s.deadline_misses,
+            s.latency_p50_ms,
+            s.latency_p99_ms,
+            s.run_ms
+        )?;
+        out.flush()
+    }
+
+    pub fn summary(&self, s: &EngineStats, elapsed: Duration) -> String {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "usq live: {:.1} s, {} frames pushed, {} scored ({:.1}/s), {} dropped, {} skipped, {} failed, {} deadline misses, \
+             latency p50 {:.1} ms p99 {:.1} ms, mean NRQ {}",
+            secs,
+            s.frames_pushed,
+            s.frames_scored,
+            s.frames_scored as f64 / secs,
+            s.frames_dropped,
+            s.frames_skipped,
+            s.frames_failed,
+            s.deadline_misses,
+            s.latency_p50_ms,
+            s.latency_p99_ms,
+            if self.results > 0 { format!("{:.3}", self.nrq_sum / self.results as f64) } else { "-".into() }
+        )
+    }
+}
