@@ -53,6 +53,11 @@ impl GrayFrame {
             crate::bail!(Image, "not a recognised image format (PNG, JPEG, BMP or TIFF)");
         }
         let img = reader.decode().map_err(|e| Error::from_source(ErrorKind::Image, &e))?;
+        GrayFrame::from_image(img)
+    }
+
+    /// Converts a decoded image to gray (OpenCV's colour weights, 16-bit scaled by the range).
+    pub fn from_image(img: image::DynamicImage) -> Result<GrayFrame> {
         from_dynamic(img)
     }
 }

@@ -7,10 +7,12 @@
 //! - [`manifold`]: organ manifolds (reading, writing, fitting);
 //! - [`quality`]: the metrics end to end;
 //! - [`heatmap`]: a picture of where a frame scores badly;
+//! - [`capture`]: capture-card frames (V4L2 with feature `v4l2`) and their formats;
 //! - [`engine`]: the live engine (frame ring, latency budget, rotating patch schedule);
 //! - [`pool`]: a fixed-pool global allocator for allocation-free firmware;
 //! - [`defaults`]: the shipped model and manifold.
 
+pub mod capture;
 pub mod defaults;
 pub mod encoder;
 pub mod engine;

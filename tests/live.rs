@@ -80,17 +80,34 @@ fn bad_live_inputs() {
     std::fs::write(&raw, [0u8; 10]).unwrap();
     for (args, needle) in [
         (vec!["--frames", "1"], "--input"),
-        (vec!["--device", "/dev/video0"], "--input"),
+        (vec!["--input", "tests/fixtures", "--format", "YUYV"], "--device"),
         (vec!["--input", "tests/fixtures/manifold"], "no images"),
         (vec!["--input", raw.to_str().unwrap()], "--size"),
         (vec!["--input", raw.to_str().unwrap(), "--size", "4x4"], "no whole 4x4"),
         (vec!["--input", corrupt.to_str().unwrap()], "FRAME"),
         (vec!["--input", "tests/fixtures", "--roi", "0,0,5000,10"], "region of interest"),
-    ] {
+    ]
+    .into_iter()
+    .chain(device_errors())
+    {
         let o = live(&args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?} should fail");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: expected '{needle}' in {err}");
     }
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn device_errors() -> Vec<(Vec<&'static str>, &'static str)> {
+    vec![(vec!["--device", "/dev/video0"], "built without V4L2 capture")]
+}
+
+#[cfg(feature = "v4l2")]
+fn device_errors() -> Vec<(Vec<&'static str>, &'static str)> {
+    vec![
+        (vec!["--device", "/nonexistent/video9"], "no such device"),
+        (vec!["--device", "/dev/null"], "not a V4L2 device"),
+        (vec!["--device", "/dev/null", "--format", "H264"], "unknown capture format"),
+    ]
 }

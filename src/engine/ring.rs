@@ -158,6 +158,7 @@ impl FrameRing {
     /// # Safety
     /// `ticket` must come from this ring's `acquire_ticket` and not be finished yet; the
     /// slice must not outlive it.
+    #[allow(clippy::mut_from_ref)] // the slot is an UnsafeCell owned by the ticket holder
     pub unsafe fn ticket_buffer(&self, ticket: &SlotTicket) -> &mut [u8] {
         unsafe { &mut *self.slots[ticket.slot].data.get() }
     }

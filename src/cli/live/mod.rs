@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use usq::engine::pixel::Roi;
+use usq::engine::pixel::{FrameLayout, Roi};
 use usq::engine::{Engine, EngineConfig, LiveResult};
 use usq::{Context, ManifoldSet};
 
@@ -24,12 +24,16 @@ pub struct Args {
     /// Play a folder of images, a .y4m video, or raw GRAY8 frames (with --size) instead.
     #[arg(long, value_name = "PATH")]
     input: Option<PathBuf>,
-    /// Frame size of raw GRAY8 input.
+    /// Frame size: of raw GRAY8 input, or asked of the device.
     #[arg(long, value_name = "WxH", value_parser = parse_size)]
     size: Option<(usize, usize)>,
-    /// Playback rate of --input (default: the file's, else 30).
+    /// Playback rate of --input (default: the file's, else 30), or asked of the device.
     #[arg(long, value_name = "F")]
     fps: Option<f64>,
+    /// Capture format asked of the device: GREY, YUYV, NV12, RGB3, BGR3 or MJPG (default: the
+    /// first of these the device offers).
+    #[arg(long, value_name = "FOURCC")]
+    format: Option<String>,
     /// Latency budget per frame, in milliseconds.
     #[arg(long, default_value_t = 33.0, value_name = "N")]
     budget_ms: f64,
@@ -72,36 +76,36 @@ fn parse_roi(s: &str) -> Result<Roi, String> {
     }
 }
 
+/// What feeds the engine: returns a line about the source for the summary, if it has one.
+type Feeder = Box<dyn FnOnce(&Engine, &AtomicBool) -> usq::Result<Option<String>> + Send>;
+
 pub fn run(a: Args) -> usq::Result<bool> {
-    if a.device.is_some() {
-        usq::bail!(
-            InvalidArgument,
-            "V4L2 capture is not in this build yet; use --input to play a folder, a .y4m or raw frames"
-        );
-    }
-    let Some(input) = &a.input else {
-        usq::bail!(InvalidArgument, "give --device /dev/videoN or --input PATH");
-    };
     if !(a.budget_ms.is_finite() && a.budget_ms > 0.0) {
         usq::bail!(InvalidArgument, "--budget-ms must be positive");
     }
-    let (mut source, file_fps) = Source::open(input, a.size)?;
-    let fps = a.fps.or(file_fps).unwrap_or(30.0);
-    if !(fps.is_finite() && fps > 0.0) {
+    if a.fps.is_some_and(|f| !(f.is_finite() && f > 0.0)) {
         usq::bail!(InvalidArgument, "--fps must be positive");
     }
-    let first = source.next_frame().with_context(|| format!("reading the first frame of {}", input.display()))?;
+    if a.format.is_some() && a.device.is_none() {
+        usq::bail!(InvalidArgument, "--format applies to capture from --device only");
+    }
+    let (label, layout, fps, feeder) = match (&a.device, &a.input) {
+        (Some(dev), _) => open_device(dev, &a)?,
+        (None, Some(input)) => open_input(input, &a)?,
+        (None, None) => usq::bail!(InvalidArgument, "give --device /dev/videoN or --input PATH"),
+    };
     let manifolds = match &a.manifold {
         Some(d) => ManifoldSet::load_dir(d)?,
         None => usq::defaults::manifolds().context("loading the default manifold")?,
     };
     let encoder = a.model.load(1)?;
-    let mut cfg = EngineConfig::for_frames(first.layout.width, first.layout.height);
+    let mut cfg = EngineConfig::for_frames(layout.width, layout.height);
+    cfg.max_frame_bytes = cfg.max_frame_bytes.max(layout.required_bytes()?);
     cfg.budget_ms = a.budget_ms;
     cfg.roi = a.roi;
     cfg.organ = a.organ.clone();
     if let Some(r) = &a.roi {
-        r.check_within(&first.layout)?;
+        r.check_within(&layout)?;
     }
     let engine = Arc::new(Engine::start(encoder, manifolds, cfg)?);
 
@@ -119,34 +123,18 @@ pub fn run(a: Args) -> usq::Result<bool> {
         None => None,
     };
 
-    // The player: pushes a frame every 1/fps s until told to stop or out of frames.
     let producer_done = Arc::new(AtomicBool::new(false));
     let player = {
         let (engine, stop, done) = (engine.clone(), stop.clone(), producer_done.clone());
-        let limit = a.frames;
-        std::thread::spawn(move || -> usq::Result<()> {
-            let start = Instant::now();
-            let mut frame = Some(first);
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) && limit.is_none_or(|l| n < l) {
-                let f = match frame.take() {
-                    Some(f) => f,
-                    None => source.next_frame()?,
-                };
-                engine.push(&f.pixels, f.layout, start.elapsed().as_micros() as u64)?;
-                n += 1;
-                let due = start + Duration::from_secs_f64(n as f64 / fps);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(wait);
-                }
-            }
+        std::thread::spawn(move || {
+            let r = feeder(&engine, &stop);
             done.store(true, Ordering::SeqCst);
-            Ok(())
+            r
         })
     };
 
     let tty = std::io::stdout().is_terminal() && !a.json;
-    let mut gauge = gauge::Gauge::new(input.display().to_string(), fps, a.budget_ms);
+    let mut gauge = gauge::Gauge::new(label, fps, a.budget_ms);
     let started = Instant::now();
     let mut last_draw = Instant::now() - Duration::from_secs(1);
     let mut out = std::io::stdout().lock();
@@ -187,18 +175,89 @@ pub fn run(a: Args) -> usq::Result<bool> {
     stop.store(true, Ordering::SeqCst);
     let played = match player.join() {
         Ok(r) => r,
-        Err(_) => Err(usq::Error::new(usq::ErrorKind::Io, "the player thread panicked")),
+        Err(_) => Err(usq::Error::new(usq::ErrorKind::Io, "the frame source thread panicked")),
     };
     let stats = engine.stats();
     if tty {
         gauge.draw(&mut out, &stats)?;
     }
     drop(out);
-    if let Err(e) = &played {
-        report(e);
+    match &played {
+        Err(e) => report(e),
+        Ok(Some(line)) => eprintln!("{line}"),
+        Ok(None) => {}
     }
     eprintln!("{}", gauge.summary(&stats, started.elapsed()));
     Ok(played.is_ok())
+}
+
+type Opened = (String, FrameLayout, f64, Feeder);
+
+/// A file source played at its frame rate.
+fn open_input(input: &std::path::Path, a: &Args) -> usq::Result<Opened> {
+    let (mut source, file_fps) = Source::open(input, a.size)?;
+    let fps = a.fps.or(file_fps).unwrap_or(30.0);
+    let first = source.next_frame().with_context(|| format!("reading the first frame of {}", input.display()))?;
+    let layout = first.layout;
+    let limit = a.frames;
+    let feeder: Feeder = Box::new(move |engine, stop| {
+        let start = Instant::now();
+        let mut frame = Some(first);
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) && limit.is_none_or(|l| n < l) {
+            let f = match frame.take() {
+                Some(f) => f,
+                None => source.next_frame()?,
+            };
+            engine.push(&f.pixels, f.layout, start.elapsed().as_micros() as u64)?;
+            n += 1;
+            let due = start + Duration::from_secs_f64(n as f64 / fps);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        Ok(None)
+    });
+    Ok((input.display().to_string(), layout, fps, feeder))
+}
+
+#[cfg(not(feature = "v4l2"))]
+fn open_device(dev: &std::path::Path, _a: &Args) -> usq::Result<Opened> {
+    usq::bail!(
+        InvalidArgument,
+        "{}: this usq was built without V4L2 capture; rebuild with `cargo build --release --features v4l2` \
+         (needs libclang), or use --input to play a folder, a .y4m or raw frames",
+        dev.display()
+    )
+}
+
+/// A V4L2 device streamed at its own pace.
+#[cfg(feature = "v4l2")]
+fn open_device(dev: &std::path::Path, a: &Args) -> usq::Result<Opened> {
+    use usq::capture::CaptureFormat;
+    use usq::capture::v4l2::{Camera, CaptureRequest, CaptureStats, StreamOptions};
+    let request =
+        CaptureRequest { format: a.format.as_deref().map(CaptureFormat::parse).transpose()?, size: a.size, fps: a.fps };
+    let camera = Camera::open(dev, &request)?;
+    let (label, layout) = (camera.describe(), camera.layout());
+    let fps = camera.fps().or(a.fps).unwrap_or(30.0);
+    let limit = a.frames;
+    let feeder: Feeder = Box::new(move |engine, stop| {
+        let mut stats = CaptureStats::default();
+        let mut n = 0u64;
+        let ended = camera.stream(&StreamOptions::default(), stop, &mut stats, |f| {
+            engine.push(f.data, f.layout, f.timestamp_us)?;
+            n += 1;
+            Ok(limit.is_none_or(|l| n < l))
+        });
+        let mut line = format!("capture: {} frames, {} retries", stats.frames, stats.retries);
+        if stats.skipped > 0 {
+            line +=
+                &format!(", {} unusable frames skipped (last: {})", stats.skipped, stats.last_skip.unwrap_or_default());
+        }
+        ended.map(|_| Some(line.clone())).map_err(|e| e.context(line))
+    });
+    Ok((label, layout, fps, feeder))
 }
 
 fn write_csv(f: &mut std::fs::File, r: &LiveResult) -> usq::Result<()> {

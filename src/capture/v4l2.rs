@@ -1,0 +1,397 @@
+//! V4L2 capture through the `v4l` crate: open a device, negotiate format, size and frame
+//! rate, and stream memory-mapped buffers to a callback until told to stop.
+//!
+//! The streaming loop is ours ([`MappedStream`], on the crate's ioctl wrappers and types)
+//! rather than the crate's `mmap::Stream`, whose `next()` re-queues its last buffer before
+//! every dequeue (so a dequeue that finds nothing loses track of which buffers are queued)
+//! and whose `Drop` panics when the device is gone with anything but ENODEV.
+//!
+//! What a capture card may do and what happens then:
+//! - EAGAIN or a poll that says ready with no buffer (userspace V4L2 layers do this): no frame
+//!   yet; wait and dequeue again.
+//! - No frame for `no_frame_timeout`: the device stopped sending (unplugged, source switched
+//!   off): a clear error, and the stream is stopped.
+//! - ENODEV, EIO and other errors from the driver: the device is gone; a clear error.
+//! - A corrupt MJPEG frame or a short raw buffer: skipped and counted.
+
+use super::format::{CaptureFormat, CapturedFrame, frame_from_buffer};
+use crate::engine::pixel::FrameLayout;
+use crate::error::{Context, Error, ErrorKind, Result};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use v4l::device::Handle;
+use v4l::v4l_sys::{v4l2_buffer, v4l2_requestbuffers};
+use v4l::v4l2::vidioc;
+use v4l::video::Capture;
+use v4l::{Device, FourCC};
+
+/// What to ask the device for; anything left `None` is the device's current setting.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureRequest {
+    pub format: Option<CaptureFormat>,
+    pub size: Option<(usize, usize)>,
+    pub fps: Option<f64>,
+}
+
+/// How the stream is run.
+#[derive(Debug, Clone)]
+pub struct StreamOptions {
+    /// Driver buffers to map.
+    pub buffers: u32,
+    /// Give up when no frame arrives for this long.
+    pub no_frame_timeout: Duration,
+    /// How often the stop flag is looked at while waiting for a frame.
+    pub poll_interval: Duration,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            buffers: 4,
+            no_frame_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Why a stream ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The stop flag was set.
+    Requested,
+    /// The callback asked to stop.
+    Consumer,
+}
+
+/// Counters of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureStats {
+    pub frames: u64,
+    /// Buffers that could not be used (corrupt MJPEG, short raw buffers).
+    pub skipped: u64,
+    /// The last reason a buffer was skipped.
+    pub last_skip: Option<String>,
+    /// Times the device said "no frame yet" (EAGAIN, poll timeouts).
+    pub retries: u64,
+}
+
+/// An opened device with its negotiated format.
+pub struct Camera {
+    path: PathBuf,
+    device: Device,
+    card: String,
+    format: CaptureFormat,
+    layout: FrameLayout,
+    fps: Option<f64>,
+}
+
+fn io_error(e: io::Error, what: String) -> Error {
+    let hint = match e.raw_os_error() {
+        Some(2) => " (no such device: is the capture card plugged in?)",
+        Some(13) => " (permission denied: is this user in the video group?)",
+        Some(19) => " (the device is gone: unplugged?)",
+        Some(5) => " (I/O error: the device was unplugged or failed)",
+        Some(25) => " (not a V4L2 device)",
+        Some(16) => " (the device is busy: another program is capturing from it)",
+        _ => "",
+    };
+    Error::from_source(ErrorKind::Io, &e).context(format!("{what}{hint}"))
+}
+
+impl Camera {
+    /// Opens `path`, checks it captures video by streaming, and negotiates the format.
+    pub fn open(path: &Path, request: &CaptureRequest) -> Result<Camera> {
+        let name = path.display().to_string();
+        let device = Device::with_path(path).map_err(|e| io_error(e, format!("opening {name}")))?;
+        let caps = device.query_caps().map_err(|e| io_error(e, format!("{name}: VIDIOC_QUERYCAP")))?;
+        use v4l::capability::Flags;
+        if !caps.capabilities.contains(Flags::VIDEO_CAPTURE) {
+            crate::bail!(InvalidArgument, "{name} ({}) is not a single-planar video capture device", caps.card);
+        }
+        if !caps.capabilities.contains(Flags::STREAMING) {
+            crate::bail!(InvalidArgument, "{name} ({}) does not support streaming I/O", caps.card);
+        }
+        let offered: Vec<[u8; 4]> = device
+            .enum_formats()
+            .map_err(|e| io_error(e, format!("{name}: VIDIOC_ENUM_FMT")))?
+            .into_iter()
+            .map(|d| d.fourcc.repr)
+            .collect();
+        let offered_names = || offered.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect::<Vec<_>>();
+        let wanted = match request.format {
+            Some(f) if offered.is_empty() || offered.contains(&f.fourcc()) => f,
+            Some(f) => crate::bail!(
+                InvalidArgument,
+                "{name} does not offer {} (it offers {})",
+                f.name(),
+                offered_names().join(", ")
+            ),
+            None => match CaptureFormat::PREFERENCE.into_iter().find(|f| offered.contains(&f.fourcc())) {
+                Some(f) => f,
+                None if offered.is_empty() => CaptureFormat::Yuyv,
+                None => crate::bail!(
+                    InvalidArgument,
+                    "{name} offers {}, none of which usq reads (GREY, YUYV, NV12, RGB3, BGR3, MJPG)",
+                    offered_names().join(", ")
+                ),
+            },
+        };
+        let mut fmt = device.format().map_err(|e| io_error(e, format!("{name}: VIDIOC_G_FMT")))?;
+        if let Some((w, h)) = request.size {
+            fmt.width = w as u32;
+            fmt.height = h as u32;
+        }
+        fmt.fourcc = FourCC::new(&wanted.fourcc());
+        let got = device.set_format(&fmt).map_err(|e| io_error(e, format!("{name}: VIDIOC_S_FMT")))?;
+        // Drivers answer with what they can do, which may differ from what was asked.
+        let Some(format) = CaptureFormat::from_fourcc(&got.fourcc.repr) else {
+            crate::bail!(
+                InvalidArgument,
+                "{name} answered format {} to a request for {}; usq reads GREY, YUYV, NV12, RGB3, BGR3, MJPG",
+                String::from_utf8_lossy(&got.fourcc.repr),
+                wanted.name()
+            );
+        };
+        if let Some((w, h)) = request.size
+            && (got.width as usize, got.height as usize) != (w, h)
+        {
+            log::warn!("{name}: asked for {w}x{h}, the device gives {}x{}", got.width, got.height);
+        }
+        let stride = if format == CaptureFormat::Mjpeg { 0 } else { got.stride as usize };
+        let layout = format
+            .engine_layout(got.width as usize, got.height as usize, stride)
+            .with_context(|| format!("{name}: the negotiated format is unusable"))?;
+        if let Some(fps) = request.fps {
+            let den = (fps * 1000.0).round().max(1.0) as u32;
+            let params = v4l::video::capture::Parameters::new(v4l::Fraction::new(1000, den));
+            if let Err(e) = device.set_params(&params) {
+                log::warn!("{name}: cannot set {fps} fps ({e}); using the device's rate");
+            }
+        }
+        let fps = device
+            .params()
+            .ok()
+            .map(|p| p.interval)
+            .filter(|i| i.numerator > 0 && i.denominator > 0)
+            .map(|i| i.denominator as f64 / i.numerator as f64);
+        Ok(Camera { path: path.to_path_buf(), device, card: caps.card, format, layout, fps })
+    }
+
+    pub fn format(&self) -> CaptureFormat {
+        self.format
+    }
+
+    /// The layout of the frames handed to the callback.
+    pub fn layout(&self) -> FrameLayout {
+        self.layout
+    }
+
+    /// The frame rate the device reports, if it does.
+    pub fn fps(&self) -> Option<f64> {
+        self.fps
+    }
+
+    /// One line for people: path, card, format, size, rate.
+    pub fn describe(&self) -> String {
+        let rate = self.fps.map(|f| format!(" @ {f:.1} fps")).unwrap_or_default();
+        format!(
+            "{} ({}) {} {}x{}{rate}",
+            self.path.display(),
+            self.card,
+            self.format.name(),
+            self.layout.width,
+            self.layout.height
+        )
+    }
+
+    /// Streams until `stop` is set, `on_frame` returns `Ok(false)`, or the device fails.
+    /// Unusable buffers are skipped and counted in `stats`, which is filled in either way.
+    pub fn stream(
+        &self,
+        options: &StreamOptions,
+        stop: &AtomicBool,
+        stats: &mut CaptureStats,
+        mut on_frame: impl FnMut(CapturedFrame<'_>) -> Result<bool>,
+    ) -> Result<StopReason> {
+        let name = self.path.display().to_string();
+        let count = options.buffers.max(2);
+        let mut stream = MappedStream::new(self.device.handle(), count)
+            .map_err(|e| io_error(e, format!("{name}: requesting and mapping {count} buffers")))?;
+        stream.start().map_err(|e| io_error(e, format!("{name}: starting the stream")))?;
+        let poll_ms = options.poll_interval.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let mut last_frame = Instant::now();
+        let mut decoded = None;
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(StopReason::Requested);
+            }
+            let (index, meta) = match stream.dequeue(poll_ms) {
+                Ok(Some(x)) => x,
+                Ok(None) => {
+                    stats.retries += 1;
+                    if last_frame.elapsed() >= options.no_frame_timeout {
+                        crate::bail!(
+                            Io,
+                            "{name}: capture stopped: no frame for {:.1} s (unplugged, or no signal?)",
+                            last_frame.elapsed().as_secs_f64()
+                        );
+                    }
+                    continue;
+                }
+                Err(e) => return Err(io_error(e, format!("{name}: capture stopped"))),
+            };
+            last_frame = Instant::now();
+            let outcome = match frame_from_buffer(self.format, self.layout, stream.data(index, &meta), &mut decoded) {
+                Ok((data, layout)) => {
+                    stats.frames += 1;
+                    #[allow(clippy::useless_conversion)] // time_t is 32-bit on armv7
+                    let timestamp_us = (i64::from(meta.timestamp.tv_sec) * 1_000_000
+                        + i64::from(meta.timestamp.tv_usec))
+                    .max(0) as u64;
+                    on_frame(CapturedFrame { data, layout, timestamp_us, sequence: meta.sequence })
+                }
+                Err(e) => {
+                    stats.skipped += 1;
+                    stats.last_skip = Some(e.to_string());
+                    Ok(true)
+                }
+            };
+            stream.queue(index).map_err(|e| io_error(e, format!("{name}: capture stopped (VIDIOC_QBUF)")))?;
+            if !outcome? {
+                return Ok(StopReason::Consumer);
+            }
+        }
+    }
+}
+
+/// Driver buffers mapped into this process, queued and dequeued by index.
+struct MappedStream {
+    handle: Arc<Handle>,
+    buffers: Vec<(*mut u8, usize)>,
+    streaming: bool,
+}
+
+fn capture_buffer(index: u32) -> v4l2_buffer {
+    // SAFETY: v4l2_buffer is a plain C struct for which all-zero is a valid value.
+    let mut b: v4l2_buffer = unsafe { std::mem::zeroed() };
+    b.type_ = v4l::buffer::Type::VideoCapture as u32;
+    b.memory = v4l::memory::Memory::Mmap as u32;
+    b.index = index;
+    b
+}
+
+impl MappedStream {
+    fn new(handle: Arc<Handle>, count: u32) -> io::Result<MappedStream> {
+        // SAFETY: as above.
+        let mut req: v4l2_requestbuffers = unsafe { std::mem::zeroed() };
+        req.count = count;
+        req.type_ = v4l::buffer::Type::VideoCapture as u32;
+        req.memory = v4l::memory::Memory::Mmap as u32;
+        // SAFETY: the argument is the struct this request reads and writes.
+        unsafe { v4l::v4l2::ioctl(handle.fd(), vidioc::VIDIOC_REQBUFS, &mut req as *mut _ as *mut _)? };
+        if req.count == 0 {
+            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "the driver granted no buffers"));
+        }
+        let mut stream = MappedStream { handle, buffers: Vec::new(), streaming: false };
+        for index in 0..req.count {
+            let mut b = capture_buffer(index);
+            // SAFETY: as above; on error `stream`'s Drop releases what was mapped so far.
+            unsafe { v4l::v4l2::ioctl(stream.handle.fd(), vidioc::VIDIOC_QUERYBUF, &mut b as *mut _ as *mut _)? };
+            let len = b.length as usize;
+            // SAFETY: maps the buffer the driver just described, at its offset.
+            let ptr = unsafe {
+                v4l::v4l2::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    stream.handle.fd(),
+                    b.m.offset as libc::off_t,
+                )?
+            };
+            stream.buffers.push((ptr as *mut u8, len));
+        }
+        Ok(stream)
+    }
+
+    fn queue(&mut self, index: usize) -> io::Result<()> {
+        let mut b = capture_buffer(index as u32);
+        // SAFETY: as above.
+        unsafe { v4l::v4l2::ioctl(self.handle.fd(), vidioc::VIDIOC_QBUF, &mut b as *mut _ as *mut _) }
+    }
+
+    fn start(&mut self) -> io::Result<()> {
+        for i in 0..self.buffers.len() {
+            self.queue(i)?;
+        }
+        let mut kind = v4l::buffer::Type::VideoCapture as u32;
+        // SAFETY: STREAMON reads the buffer type.
+        unsafe { v4l::v4l2::ioctl(self.handle.fd(), vidioc::VIDIOC_STREAMON, &mut kind as *mut _ as *mut _)? };
+        self.streaming = true;
+        Ok(())
+    }
+
+    /// Waits up to `timeout_ms` for a filled buffer: its index and description, or `None`
+    /// when there is none yet.
+    fn dequeue(&mut self, timeout_ms: i32) -> io::Result<Option<(usize, v4l2_buffer)>> {
+        match self.handle.poll(libc::POLLIN, timeout_ms) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut b = capture_buffer(0);
+        // SAFETY: as above.
+        match unsafe { v4l::v4l2::ioctl(self.handle.fd(), vidioc::VIDIOC_DQBUF, &mut b as *mut _ as *mut _) } {
+            Ok(()) if (b.index as usize) < self.buffers.len() => Ok(Some((b.index as usize, b))),
+            Ok(()) => {
+                Err(io::Error::other(format!("the driver returned buffer {} of {}", b.index, self.buffers.len())))
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                // Ready without a buffer: do not spin on a poll that keeps saying ready.
+                std::thread::sleep(Duration::from_millis(1));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bytes the driver filled in buffer `index`.
+    fn data(&self, index: usize, meta: &v4l2_buffer) -> &[u8] {
+        let (ptr, len) = self.buffers[index];
+        let used = match meta.bytesused as usize {
+            0 => len,
+            n => n.min(len),
+        };
+        // SAFETY: the mapping is alive while `self` is, and the driver does not write to a
+        // dequeued buffer until it is queued again (which needs `&mut self`).
+        unsafe { std::slice::from_raw_parts(ptr, used) }
+    }
+}
+
+impl Drop for MappedStream {
+    fn drop(&mut self) {
+        // Best effort and never a panic: the device may be gone.
+        if self.streaming {
+            let mut kind = v4l::buffer::Type::VideoCapture as u32;
+            // SAFETY: as above.
+            let _ =
+                unsafe { v4l::v4l2::ioctl(self.handle.fd(), vidioc::VIDIOC_STREAMOFF, &mut kind as *mut _ as *mut _) };
+        }
+        for &(ptr, len) in &self.buffers {
+            // SAFETY: each pair is a mapping made in `new` and not unmapped since.
+            let _ = unsafe { v4l::v4l2::munmap(ptr as *mut _, len) };
+        }
+        if !self.buffers.is_empty() {
+            // SAFETY: as above.
+            let mut req: v4l2_requestbuffers = unsafe { std::mem::zeroed() };
+            req.type_ = v4l::buffer::Type::VideoCapture as u32;
+            req.memory = v4l::memory::Memory::Mmap as u32;
+            // SAFETY: as above.
+            let _ = unsafe { v4l::v4l2::ioctl(self.handle.fd(), vidioc::VIDIOC_REQBUFS, &mut req as *mut _ as *mut _) };
+        }
+    }
+}

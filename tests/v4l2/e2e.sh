@@ -1,0 +1,185 @@
+#!/usr/bin/env bash
+# End-to-end test of `usq live --device` against a userspace V4L2 camera.
+#
+#   tests/v4l2/e2e.sh FRAMES_DIR FPS SECONDS
+#
+# Publishes the PNG images in FRAMES_DIR (name order, those of the first image's size) as a
+# PipeWire camera at FPS, serves it as /dev/video0 through PipeWire's V4L2 layer, and runs
+# `usq live --device /dev/video0 --json` for SECONDS, once per capture format in $FORMATS.
+# Passes when, for each format, results arrive for at least 90 % of the published frames
+# with sane scores (finite NRQ, coverage in (0,1], increasing frame ids), then checks that
+# unplugging the camera mid-stream (the publisher killed) ends usq with a clear error, no
+# panic and no hang. Everything it starts is stopped on exit; every step is time-bounded.
+#
+# Environment:
+#   USQ          usq binary built with `--features v4l2` (default: target/release/usq)
+#   FORMATS      GStreamer formats to publish (default "YUY2 GRAY8 MJPEG"; also NV12, RGB, BGR)
+#   BUDGET_MS    --budget-ms for usq live (default 66)
+#   NO_INSTALL=1 never apt-get the PipeWire/GStreamer packages (default: install when root)
+#   E2E_LOGS     keep logs in this folder
+set -u
+if [ $# -ne 3 ]; then
+  echo "usage: $0 FRAMES_DIR FPS SECONDS" >&2
+  exit 2
+fi
+FRAMES_DIR=$1 FPS=$2 RUN_SECONDS=$3
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+USQ=${USQ:-$ROOT/target/release/usq}
+FORMATS=${FORMATS:-YUY2 GRAY8 MJPEG}
+BUDGET_MS=${BUDGET_MS:-66}
+say() { echo "e2e: $*" >&2; }
+fail() { echo "e2e: FAIL: $*" >&2; exit 1; }
+
+if [ -z "${E2E_INNER:-}" ]; then
+  case "$FPS$RUN_SECONDS" in *[!0-9]*) fail "FPS and SECONDS must be whole numbers" ;; esac
+  [ "$FPS" -gt 0 ] && [ "$RUN_SECONDS" -gt 0 ] || fail "FPS and SECONDS must be positive"
+  [ -d "$FRAMES_DIR" ] || fail "$FRAMES_DIR is not a folder"
+  [ -x "$USQ" ] || fail "$USQ not found: build it with cargo build --release --features v4l2"
+  if "$USQ" live --device /dev/null 2>&1 | grep -q "built without V4L2"; then
+    fail "$USQ was built without V4L2 capture: cargo build --release --features v4l2"
+  fi
+  PW_V4L2=$(ls /usr/lib/*/pipewire-0.3/v4l2/libpw-v4l2.so 2>/dev/null | head -n1)
+  missing=
+  for c in pipewire wireplumber pw-cli gst-launch-1.0 dbus-run-session cc; do
+    command -v "$c" >/dev/null || missing="$missing $c"
+  done
+  gst-inspect-1.0 pipewiresink >/dev/null 2>&1 || missing="$missing pipewiresink"
+  gst-inspect-1.0 pngdec >/dev/null 2>&1 || missing="$missing pngdec"
+  [ -n "$PW_V4L2" ] || missing="$missing libpw-v4l2.so"
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && [ -z "${NO_INSTALL:-}" ]; then
+      say "installing the userspace camera packages (missing:$missing)"
+      export DEBIAN_FRONTEND=noninteractive
+      { apt-get update -q && apt-get install -y -q --no-install-recommends pipewire pipewire-v4l2 \
+          wireplumber gstreamer1.0-pipewire gstreamer1.0-tools gstreamer1.0-plugins-base \
+          gstreamer1.0-plugins-good dbus gcc libc6-dev; } >&2 || fail "apt-get install failed"
+    else
+      fail "missing:$missing (Debian: pipewire pipewire-v4l2 wireplumber gstreamer1.0-pipewire gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good dbus)"
+    fi
+  fi
+  # A private D-Bus session: wireplumber needs one.
+  E2E_INNER=1 exec timeout -k 10 $(( (RUN_SECONDS + 40) * ($(wc -w <<<"$FORMATS") + 1) + 60 )) \
+    dbus-run-session -- "$0" "$@"
+fi
+
+PW_V4L2=$(ls /usr/lib/*/pipewire-0.3/v4l2/libpw-v4l2.so | head -n1)
+WORK=$(mktemp -d -t usq-e2e.XXXXXX)
+export XDG_RUNTIME_DIR=$WORK/xdg
+mkdir -m 700 "$XDG_RUNTIME_DIR"
+PIDS=()
+cleanup() {
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  if [ -n "${E2E_LOGS:-}" ]; then mkdir -p "$E2E_LOGS" && cp "$WORK"/*.log "$WORK"/*.jsonl "$E2E_LOGS"/ 2>/dev/null; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+wait_for() { # wait_for SECONDS CMD...: poll CMD every 0.1 s
+  local end=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $end ] && return 1
+    sleep 0.1
+  done
+}
+
+# Frames: PNGs in name order, of the first one's size (PNG IHDR width and height).
+mkdir "$WORK/frames"
+n=0 size=
+for f in "$FRAMES_DIR"/*.png; do
+  [ -f "$f" ] || continue
+  s=$(od -An -tu1 -j16 -N8 "$f" | tr -s ' ')
+  [ -z "$size" ] && size=$s
+  [ "$s" = "$size" ] || { say "leaving out $(basename "$f"): another size than the first frame"; continue; }
+  cp "$f" "$WORK/frames/frame$(printf %04d $n).png"
+  n=$((n + 1))
+done
+[ $n -gt 0 ] || fail "no PNG frames in $FRAMES_DIR"
+say "$n frames from $FRAMES_DIR at $FPS fps, $RUN_SECONDS s per format: $FORMATS"
+
+cc -O2 -shared -fPIC -o "$WORK/shim.so" "$ROOT/tests/v4l2/syscall_shim.c" -ldl || fail "building the syscall shim"
+
+pipewire >"$WORK/pipewire.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 test -S "$XDG_RUNTIME_DIR/pipewire-0" || fail "pipewire did not start (see its log)"
+wireplumber >"$WORK/wireplumber.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 sh -c 'pw-cli ls Client | grep -q "application.name = \"WirePlumber\""' || fail "wireplumber did not start"
+
+PUBLISHER=
+publish() { # publish FORMAT: a fresh camera node (one client per publisher)
+  local caps
+  case "$1" in
+    MJPEG) caps="videoconvert ! video/x-raw,format=I420 ! jpegenc quality=90 ! image/jpeg,framerate=$FPS/1" ;;
+    *) caps="videoconvert ! video/x-raw,format=$1,framerate=$FPS/1" ;;
+  esac
+  gst-launch-1.0 -q multifilesrc location="$WORK/frames/frame%04d.png" index=0 loop=true \
+    caps="image/png,framerate=$FPS/1" ! pngdec ! $caps ! pipewiresink mode=provide \
+    stream-properties="props,media.class=Video/Source,node.name=usqcam,node.description=usq-e2e-camera" \
+    >"$WORK/gst-$1.log" 2>&1 &
+  PUBLISHER=$!
+  PIDS+=($PUBLISHER)
+  wait_for 10 sh -c 'pw-cli ls Node | grep -q "node.name = \"usqcam\""' || fail "the $1 camera did not appear"
+}
+unpublish() {
+  kill "$PUBLISHER" 2>/dev/null
+  wait "$PUBLISHER" 2>/dev/null
+  wait_for 10 sh -c '! pw-cli ls Node | grep -q "node.name = \"usqcam\""' || fail "the camera did not go away"
+}
+run_usq() { # run_usq TAG ARGS...: usq live on the camera, output in $WORK/TAG.{jsonl,log}
+  local tag=$1
+  shift
+  LD_PRELOAD="$WORK/shim.so $PW_V4L2" timeout -k 5 $((RUN_SECONDS + 30)) \
+    "$USQ" live --device /dev/video0 --json --budget-ms "$BUDGET_MS" "$@" >"$WORK/$tag.jsonl" 2>"$WORK/$tag.log"
+}
+
+# Per format: results for >= 90 % of the frames published while usq ran, sane scores.
+for fmt in $FORMATS; do
+  publish "$fmt"
+  run_usq "$fmt" --seconds "$RUN_SECONDS"
+  rc=$?
+  unpublish
+  cat "$WORK/$fmt.log" >&2
+  [ $rc -eq 0 ] || fail "$fmt: usq live exited with $rc"
+  grep -q panicked "$WORK/$fmt.log" && fail "$fmt: usq panicked"
+  published=$((FPS * RUN_SECONDS))
+  verdict=$(awk -v published="$published" '
+    function num(key,   m) { if (match($0, "\"" key "\":[^,}]*")) return substr($0, RSTART + length(key) + 3, RLENGTH - length(key) - 3); return "" }
+    {
+      n++; id = num("frame_id") + 0; nrq = num("nrq"); cov = num("coverage") + 0; p = num("patches_scored") + 0
+      if (nrq !~ /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/) { bad = bad " line " n ": nrq " nrq; next }
+      if (cov <= 0 || cov > 1 || p < 1) bad = bad " line " n ": coverage " cov " patches " p
+      if (n > 1 && id <= last) bad = bad " line " n ": frame id " id " after " last
+      last = id; if (n == 1 || nrq < lo) lo = nrq; if (n == 1 || nrq > hi) hi = nrq
+    }
+    END {
+      printf "%d results for %d published frames (%.0f%%), NRQ %s .. %s\n", n, published, 100 * n / published, lo, hi
+      if (bad != "") { print "insane results:" bad; exit 1 }
+      if (n < 0.9 * published) { print "fewer than 90% of the published frames scored"; exit 1 }
+    }' "$WORK/$fmt.jsonl")
+  ok=$?
+  say "$fmt: $verdict"
+  [ $ok -eq 0 ] || fail "$fmt"
+done
+
+# Unplug mid-stream: the publisher goes away; usq must stop with a clear message, no panic,
+# well before its own timeout.
+fmt=${FORMATS%% *}
+publish "$fmt"
+run_usq unplug --seconds 600 &
+usq_pid=$!
+PIDS+=($usq_pid)
+wait_for 30 test -s "$WORK/unplug.jsonl" || fail "unplug: no result within 30 s"
+sleep 1
+kill "$PUBLISHER"
+t0=$SECONDS
+wait "$usq_pid"
+rc=$?
+cat "$WORK/unplug.log" >&2
+[ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "unplug: usq live hung until its timeout"
+[ $rc -ne 0 ] || fail "unplug: usq live exited 0 after losing its camera"
+grep -q panicked "$WORK/unplug.log" && fail "unplug: usq panicked"
+grep -qE "no frame for|capture stopped" "$WORK/unplug.log" || fail "unplug: no clear message"
+say "unplug: usq stopped $((SECONDS - t0)) s after the camera went away, exit $rc"
+say "PASS"
