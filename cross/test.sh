@@ -93,6 +93,8 @@ if [[ $# -eq 0 ]]; then
     # The encoder against the NumPy/onnxruntime goldens: one patch descriptor (1e-5) and the
     # six uLPIPS pairs (1e-4), about 100 s of emulation.
     run --test golden -- decoding patch_descriptor worst_k ulpips_matches_the_reference
+    # Which kernels tract picked under the emulated CPU (NEON expected), shown in the log.
+    run --test model_contract -- simd_kernels --nocapture
 elif [[ $1 == --full ]]; then
     shift
     run "$@"
@@ -104,6 +106,6 @@ t2=$(date +%s)
 echo
 echo "=== cross/test.sh $target: test summary ==="
 # Indented, so that a log reader counting `test result:` lines does not count them twice.
-grep -E '^\s+Running |^test result:|^SKIPPED:|^error|^failures:|^    [a-z_0-9:]+$' "$log" | sed 's/^/  | /' || true
+grep -E '^\s+Running |^test result:|^SKIPPED:|^error|^failures:|^    [a-z_0-9:]+$|^matrix-product kernels' "$log" | sed 's/^/  | /' || true
 echo "cross: build $((t1 - t0)) s, test run $((t2 - t1)) s, exit status $status (log: $log)"
 exit "$status"

@@ -40,10 +40,15 @@ mod embedded {
 
 /// The default encoder for `batch` images per run.
 pub fn encoder(batch: usize) -> Result<Encoder> {
+    encoder_with(crate::EncoderOptions::batch(batch))
+}
+
+/// The default encoder, with threads.
+pub fn encoder_with(options: crate::EncoderOptions) -> Result<Encoder> {
     #[cfg(feature = "embed-defaults")]
-    return Encoder::from_bytes(embedded::MODEL, batch);
+    return Encoder::from_bytes_with(embedded::MODEL, options);
     #[cfg(not(feature = "embed-defaults"))]
-    Encoder::from_path(model_path(), batch)
+    Encoder::from_path_with(model_path(), options)
 }
 
 /// The default manifold set.

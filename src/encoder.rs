@@ -33,6 +33,22 @@ pub struct ModelInfo {
     pub producer: String,
 }
 
+/// How the encoder is built: images per run and threads per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncoderOptions {
+    /// Images per run; the graph is optimised for exactly this batch.
+    pub batch: usize,
+    /// Threads for tract's matrix products (its multithread executor, feature `multithread`);
+    /// 1 runs on the calling thread.
+    pub threads: usize,
+}
+
+impl EncoderOptions {
+    pub fn batch(batch: usize) -> EncoderOptions {
+        EncoderOptions { batch, threads: 1 }
+    }
+}
+
 /// The encoder, optimised for a fixed batch. Not `Sync`: one encoder per thread.
 pub struct Encoder {
     state: TypedSimpleState,
@@ -70,16 +86,31 @@ fn model_err(e: impl std::fmt::Display) -> Error {
 impl Encoder {
     /// Loads, checks and optimises a contract model for `batch` images per run.
     pub fn from_path(path: impl AsRef<Path>, batch: usize) -> Result<Encoder> {
+        Encoder::from_path_with(path, EncoderOptions::batch(batch))
+    }
+
+    /// As [`Encoder::from_path`], with threads.
+    pub fn from_path_with(path: impl AsRef<Path>, options: EncoderOptions) -> Result<Encoder> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
-        Encoder::from_bytes(&bytes, batch).with_context(|| format!("loading model {}", path.display()))
+        Encoder::from_bytes_with(&bytes, options).with_context(|| format!("loading model {}", path.display()))
     }
 
     /// As [`Encoder::from_path`], from the model file's bytes (for embedded models).
     pub fn from_bytes(bytes: &[u8], batch: usize) -> Result<Encoder> {
+        Encoder::from_bytes_with(bytes, EncoderOptions::batch(batch))
+    }
+
+    /// As [`Encoder::from_bytes`], with threads.
+    pub fn from_bytes_with(bytes: &[u8], options: EncoderOptions) -> Result<Encoder> {
+        let EncoderOptions { batch, threads } = options;
         if batch == 0 {
             crate::bail!(InvalidArgument, "batch must be at least 1");
         }
+        if threads == 0 {
+            crate::bail!(InvalidArgument, "threads must be at least 1");
+        }
+        let run_options = run_options(threads)?;
         let onnx = tract_onnx::onnx();
         let proto = onnx
             .proto_model_for_read(&mut std::io::Cursor::new(bytes))
@@ -105,7 +136,7 @@ impl Encoder {
                 );
             }
         }
-        let plan = typed.into_runnable().map_err(model_err)?;
+        let plan = typed.into_runnable_with_options(&run_options).map_err(model_err)?;
         let state = plan.spawn().map_err(model_err)?;
         let input = Arc::new(Tensor::zero::<f32>(&[batch, 1, INPUT_SIDE, INPUT_SIDE]).map_err(model_err)?);
         Ok(Encoder { state, batch, info, output_index, input })
@@ -172,6 +203,39 @@ impl Encoder {
         Ok(())
     }
 
+    /// The matrix-product kernels tract picked for this machine, one line per distinct
+    /// kernel choice (tract's own description, e.g. `avx512_mmm_f32_32x12` or `arm64simd_...`).
+    pub fn matmul_kernels(&self) -> Vec<String> {
+        let mut kernels = std::collections::BTreeSet::new();
+        for node in self.state.plan().model().nodes() {
+            if node.op().name() == "OptMatMul"
+                && let Ok(info) = node.op().info()
+            {
+                kernels.extend(info.into_iter().filter_map(|l| l.split_once(" with ").map(|(_, k)| k.to_string())));
+            }
+        }
+        kernels.into_iter().collect()
+    }
+
+    /// Time per run spent in each kind of op (tract's op name), averaged over `runs` runs of a
+    /// zero batch, largest first: where the encoder's time goes on this machine.
+    pub fn profile(&mut self, runs: usize) -> Result<Vec<(String, f64)>> {
+        let mut by_op = std::collections::BTreeMap::<String, f64>::new();
+        for _ in 0..runs.max(1) {
+            self.state
+                .run_plan_with_eval(tvec!(TValue::from_const(self.input.clone())), |ctx, state, node, inputs| {
+                    let started = std::time::Instant::now();
+                    let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
+                    *by_op.entry(node.op().name().to_string()).or_default() += started.elapsed().as_secs_f64() * 1e3;
+                    out
+                })
+                .map_err(|e| Error::new(ErrorKind::Inference, format!("{e:#}")).context("profiling the encoder"))?;
+        }
+        let mut v: Vec<(String, f64)> = by_op.into_iter().map(|(k, t)| (k, t / runs.max(1) as f64)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(v)
+    }
+
     /// Runs any number of images in batches.
     pub fn run_all(&mut self, images: &[&[f32]]) -> Result<Vec<ImageFeatures>> {
         let mut out = Vec::with_capacity(images.len());
@@ -180,6 +244,21 @@ impl Encoder {
         }
         Ok(out)
     }
+}
+
+#[cfg(feature = "multithread")]
+fn run_options(threads: usize) -> Result<RunOptions> {
+    use tract_linalg::multithread::Executor;
+    let executor = (threads > 1).then(|| Executor::multithread_with_name(threads, "usq-encoder"));
+    Ok(RunOptions { executor, ..RunOptions::default() })
+}
+
+#[cfg(not(feature = "multithread"))]
+fn run_options(threads: usize) -> Result<RunOptions> {
+    if threads > 1 {
+        crate::bail!(InvalidArgument, "this build has no multithreaded encoder (cargo feature `multithread`)");
+    }
+    Ok(RunOptions::default())
 }
 
 fn metadata<'a>(proto: &'a pb::ModelProto, key: &str) -> Option<&'a str> {

@@ -25,7 +25,7 @@ pub mod pool;
 pub mod preprocess;
 pub mod quality;
 
-pub use encoder::{Encoder, ImageFeatures, ModelInfo};
+pub use encoder::{Encoder, EncoderOptions, ImageFeatures, ModelInfo};
 pub use error::{Context, Error, ErrorKind, Result};
 pub use frame::GrayFrame;
 pub use manifold::{ManifoldSet, OrganModel};

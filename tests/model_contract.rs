@@ -126,3 +126,32 @@ fn zero_batch_is_refused() {
     let e = Encoder::from_path(seeded_model(), 0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
 }
+
+/// tract picks this CPU's SIMD kernels for the shipped models (under qemu: NEON on aarch64
+/// and armv7), and the int8 model's features stay close to the fp32 model's there too.
+#[test]
+fn simd_kernels_for_this_cpu_and_int8_close_to_fp32() {
+    let mut fp32 = Encoder::from_path(repo().join("models/tinyusfm.onnx"), 1).unwrap();
+    let mut int8 = Encoder::from_path(repo().join("models/tinyusfm-int8.onnx"), 1).unwrap();
+    let kernels = [fp32.matmul_kernels(), int8.matmul_kernels()].concat();
+    eprintln!("matrix-product kernels on {}: {}", std::env::consts::ARCH, kernels.join(", "));
+    let family = match std::env::consts::ARCH {
+        "x86_64" => ["avx", "fma"].as_slice(),
+        "aarch64" => ["arm64simd", "arm64fp16"].as_slice(),
+        "arm" => ["armv7neon"].as_slice(),
+        _ => [""].as_slice(),
+    };
+    assert!(kernels.iter().any(|k| family.iter().any(|f| k.contains(f))), "no {family:?} kernel among {kernels:?}");
+    assert!(!kernels.iter().all(|k| k.contains("generic")), "only generic kernels: {kernels:?}");
+
+    let frame = GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
+    let (padded, patches) = usq::quality::nrq_patches(&frame, Some(4)).unwrap();
+    let a = usq::quality::patch_descriptors(&mut fp32, &padded, &patches).unwrap();
+    let b = usq::quality::patch_descriptors(&mut int8, &padded, &patches).unwrap();
+    for (za, zb) in a.iter().zip(&b) {
+        // Descriptors are unit length: the dot product is the cosine.
+        let cos: f64 = za.iter().zip(zb).map(|(x, y)| x * y).sum();
+        eprintln!("int8 vs fp32 descriptor cosine {cos:.5}");
+        assert!(cos > 0.98, "int8 descriptor cosine {cos}");
+    }
+}

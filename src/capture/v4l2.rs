@@ -194,11 +194,10 @@ impl Camera {
         self.fps
     }
 
-    /// One line for people: path, card, format, size, rate.
+    /// One line for people: path, card, format, size.
     pub fn describe(&self) -> String {
-        let rate = self.fps.map(|f| format!(" @ {f:.1} fps")).unwrap_or_default();
         format!(
-            "{} ({}) {} {}x{}{rate}",
+            "{} ({}) {} {}x{}",
             self.path.display(),
             self.card,
             self.format.name(),

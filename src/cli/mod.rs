@@ -1,6 +1,7 @@
 //! Command-line front end: argument parsing and output formatting only; the work is the
 //! library's.
 
+mod bench;
 mod compare;
 mod fit;
 mod live;
@@ -27,6 +28,8 @@ enum Command {
     FitNrq(fit::Args),
     /// Live NRQ of a stream of frames, with a terminal gauge.
     Live(live::Args),
+    /// Time the encoder, whole-frame NRQ and the live engine on this machine.
+    Bench(bench::Args),
 }
 
 /// The model flag shared by every command.
@@ -39,9 +42,13 @@ struct ModelArg {
 
 impl ModelArg {
     fn load(&self, batch: usize) -> usq::Result<usq::Encoder> {
+        self.load_with(usq::EncoderOptions::batch(batch))
+    }
+
+    fn load_with(&self, options: usq::EncoderOptions) -> usq::Result<usq::Encoder> {
         match &self.model {
-            Some(p) => usq::Encoder::from_path(p, batch),
-            None => usq::defaults::encoder(batch).map_err(|e| e.context("loading the default model")),
+            Some(p) => usq::Encoder::from_path_with(p, options),
+            None => usq::defaults::encoder_with(options).map_err(|e| e.context("loading the default model")),
         }
     }
 }
@@ -58,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Compare(a) => compare::run(a),
         Command::FitNrq(a) => fit::run(a),
         Command::Live(a) => live::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -27,6 +27,9 @@ pub struct Args {
     /// Images per encoder run.
     #[arg(long, default_value_t = 4, value_name = "B")]
     batch: usize,
+    /// Threads for the encoder's matrix products.
+    #[arg(long, default_value_t = 1, value_name = "T")]
+    threads: usize,
 }
 
 #[derive(serde::Serialize)]
@@ -58,7 +61,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if a.max_patches == Some(0) {
         usq::bail!(InvalidArgument, "--max-patches must be at least 1");
     }
-    let mut encoder = a.model.load(a.batch)?;
+    let mut encoder = a.model.load_with(usq::EncoderOptions { batch: a.batch, threads: a.threads })?;
     let opts = ScoreOptions { organ: a.organ.clone(), max_patches: a.max_patches };
     if !a.json {
         println!("{:<40} {:>12} {:>12} {:>8} {:>6}", "image", "nrq", "organ", "patches", "worst");

@@ -48,6 +48,9 @@ pub struct Args {
     manifold: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArg,
+    /// Threads for the encoder's matrix products.
+    #[arg(long, default_value_t = 1, value_name = "T")]
+    threads: usize,
     /// One JSON object per result.
     #[arg(long)]
     json: bool,
@@ -98,7 +101,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
         Some(d) => ManifoldSet::load_dir(d)?,
         None => usq::defaults::manifolds().context("loading the default manifold")?,
     };
-    let encoder = a.model.load(1)?;
+    let encoder = a.model.load_with(usq::EncoderOptions { batch: 1, threads: a.threads })?;
     let mut cfg = EngineConfig::for_frames(layout.width, layout.height);
     cfg.max_frame_bytes = cfg.max_frame_bytes.max(layout.required_bytes()?);
     cfg.budget_ms = a.budget_ms;
