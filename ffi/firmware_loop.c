@@ -1,7 +1,7 @@
 /*
  * firmware_loop: a scanner firmware's main loop in miniature, on libusq.
  *
- *   firmware_loop INPUT --frames N --fps F [--budget-ms B] [--size WxH]
+ *   firmware_loop INPUT --frames N --fps F [--budget-ms B] [--size WxH] [--threads T]
  *                 [--model M] [--manifold DIR] [--organ NAME] [--zero-copy]
  *
  * INPUT is a folder of images (PNG, JPEG, BMP, TIFF), played in name order and looped, or with
@@ -174,7 +174,7 @@ static void *produce(void *arg) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: firmware_loop INPUT --frames N --fps F [--budget-ms B] [--size WxH]\n"
+          "usage: firmware_loop INPUT --frames N --fps F [--budget-ms B] [--size WxH] [--threads T]\n"
           "                     [--model M] [--manifold DIR] [--organ NAME] [--zero-copy]\n");
 }
 
@@ -182,6 +182,7 @@ int main(int argc, char **argv) {
   const char *input = NULL, *model = NULL, *manifold = NULL, *organ = NULL;
   unsigned frames = 0, w = 0, h = 0;
   double fps = 0, budget = 33.0;
+  unsigned threads = 1;
   int zero_copy = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -189,6 +190,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "--frames") && v) frames = (unsigned)strtoul(argv[++i], NULL, 10);
     else if (!strcmp(a, "--fps") && v) fps = strtod(argv[++i], NULL);
     else if (!strcmp(a, "--budget-ms") && v) budget = strtod(argv[++i], NULL);
+    else if (!strcmp(a, "--threads") && v) threads = (unsigned)strtoul(argv[++i], NULL, 10);
     else if (!strcmp(a, "--size") && v) {
       if (sscanf(argv[++i], "%ux%u", &w, &h) != 2) return usage(), 2;
     } else if (!strcmp(a, "--model") && v) model = argv[++i];
@@ -207,6 +209,7 @@ int main(int argc, char **argv) {
   usq_status s = usq_engine_config_default(&cfg, clip.width, clip.height);
   if (s != USQ_OK) return fail_usq("config", s);
   cfg.budget_ms = budget;
+  cfg.threads = threads;
   usq_engine *engine = NULL;
   s = usq_engine_start(model, manifold, organ, &cfg, &engine);
   if (s != USQ_OK) return fail_usq("start", s);

@@ -128,6 +128,9 @@ typedef struct usq_engine_config {
   uint32_t batch;
   // Results kept until read.
   uint32_t result_capacity;
+  // Threads for the encoder's matrix products, 1..64 (1: the worker thread alone). More
+  // than 1 needs libusq built with its `multithread` feature (on by default).
+  uint32_t threads;
 } usq_engine_config;
 
 // Geometry of one frame in memory.

@@ -80,6 +80,9 @@ pub struct usq_engine_config {
     pub batch: u32,
     /// Results kept until read.
     pub result_capacity: u32,
+    /// Threads for the encoder's matrix products, 1..64 (1: the worker thread alone). More
+    /// than 1 needs libusq built with its `multithread` feature (on by default).
+    pub threads: u32,
 }
 
 /// One scored frame.
@@ -163,6 +166,7 @@ pub unsafe extern "C" fn usq_engine_config_default(
                 roi_height: 0,
                 batch: 1,
                 result_capacity: d.result_capacity as u32,
+                threads: 1,
             })
         };
         usq_status::USQ_OK
@@ -194,9 +198,12 @@ pub unsafe extern "C" fn usq_engine_start(
         if !(1..=usq_core::engine::MAX_BATCH as u32).contains(&c.batch) {
             return fail(usq_status::USQ_ERR_INVALID_ARGUMENT, "batch must be 1..8");
         }
+        if !(1..=64).contains(&c.threads) {
+            return fail(usq_status::USQ_ERR_INVALID_ARGUMENT, "threads must be 1..64");
+        }
         let organ = try_status!(unsafe { opt_str(organ, "organ") });
-        let (encoder, manifolds) =
-            try_status!(unsafe { load_model_and_manifolds(model_path, manifold_dir, c.batch as usize) });
+        let options = usq_core::EncoderOptions { batch: c.batch as usize, threads: c.threads as usize };
+        let (encoder, manifolds) = try_status!(unsafe { load_model_and_manifolds(model_path, manifold_dir, options) });
         let mut cfg = EngineConfig::for_frames(c.max_width as usize, c.max_height as usize);
         cfg.ring_capacity = c.ring_capacity as usize;
         cfg.budget_ms = c.budget_ms;

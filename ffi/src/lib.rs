@@ -140,13 +140,13 @@ fn check_opt_ptr<T>(p: *const T, name: &str) -> Result<(), usq_status> {
 unsafe fn load_model_and_manifolds(
     model_path: *const c_char,
     manifold_dir: *const c_char,
-    batch: usize,
+    options: usq_core::EncoderOptions,
 ) -> Result<(usq_core::Encoder, usq_core::ManifoldSet), usq_status> {
     let model = unsafe { opt_str(model_path, "model_path") }?;
     let manifold = unsafe { opt_str(manifold_dir, "manifold_dir") }?;
     let encoder = match model {
-        Some(p) => usq_core::Encoder::from_path(p, batch),
-        None => usq_core::defaults::encoder(batch),
+        Some(p) => usq_core::Encoder::from_path_with(p, options),
+        None => usq_core::defaults::encoder_with(options),
     }
     .map_err(from_error)?;
     let manifolds = match manifold {

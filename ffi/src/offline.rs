@@ -27,7 +27,9 @@ pub unsafe extern "C" fn usq_scorer_new(
 ) -> usq_status {
     boundary(|| {
         try_status!(check_ptr(out, "out"));
-        let (encoder, manifolds) = try_status!(unsafe { load_model_and_manifolds(model_path, manifold_dir, 1) });
+        let (encoder, manifolds) = try_status!(unsafe {
+            load_model_and_manifolds(model_path, manifold_dir, usq_core::EncoderOptions::batch(1))
+        });
         unsafe { out.write(Box::into_raw(Box::new(usq_scorer { encoder, manifolds }))) };
         usq_status::USQ_OK
     })

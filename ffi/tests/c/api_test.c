@@ -108,6 +108,9 @@ int main(int argc, char **argv) {
   cfg.ring_capacity = 2;
   EXPECT_STATUS(usq_engine_start(model, manifold, NULL, &cfg, &engine), USQ_ERR_INVALID_ARGUMENT);
   EXPECT_STATUS(usq_engine_config_default(&cfg, w, h), USQ_OK);
+  cfg.threads = 0;
+  EXPECT_STATUS(usq_engine_start(model, manifold, NULL, &cfg, &engine), USQ_ERR_INVALID_ARGUMENT);
+  EXPECT_STATUS(usq_engine_config_default(&cfg, w, h), USQ_OK);
   EXPECT_STATUS(usq_engine_start(model, manifold, "Spleen", &cfg, &engine), USQ_ERR_INVALID_ARGUMENT);
   EXPECT_STATUS(usq_engine_start(model, manifold, NULL, &cfg, NULL), USQ_ERR_NULL_ARGUMENT);
   cfg.budget_ms = 1e6; /* score whole frames */
