@@ -1,5 +1,5 @@
 //! `usq live --input`: frames played through the live engine, as plain lines, JSON lines and a
-//! CSV record, from a folder, a .y4m video and raw GRAY8; and its bad inputs.
+//! CSV record, from a folder, a .y4m video, raw GRAY8 and a DICOM cine; and its bad inputs.
 
 mod common;
 
@@ -78,6 +78,8 @@ fn bad_live_inputs() {
     std::fs::write(&corrupt, b"YUV4MPEG2 W10 H10 F25:1\nNOTAFRAME\n").unwrap();
     let raw = dir.path().join("x.gray");
     std::fs::write(&raw, [0u8; 10]).unwrap();
+    let not_dicom = dir.path().join("junk.dcm");
+    std::fs::write(&not_dicom, [&[0u8; 128][..], b"DICM", &[0x55u8; 40]].concat()).unwrap();
     for (args, needle) in [
         (vec!["--frames", "1"], "--input"),
         (vec!["--input", "tests/fixtures", "--format", "YUYV"], "--device"),
@@ -85,6 +87,7 @@ fn bad_live_inputs() {
         (vec!["--input", raw.to_str().unwrap()], "--size"),
         (vec!["--input", raw.to_str().unwrap(), "--size", "4x4"], "no whole 4x4"),
         (vec!["--input", corrupt.to_str().unwrap()], "FRAME"),
+        (vec!["--input", not_dicom.to_str().unwrap()], "DICOM"),
         (vec!["--input", "tests/fixtures", "--roi", "0,0,5000,10"], "region of interest"),
     ]
     .into_iter()
@@ -110,4 +113,75 @@ fn device_errors() -> Vec<(Vec<&'static str>, &'static str)> {
         (vec!["--device", "/dev/null"], "not a V4L2 device"),
         (vec!["--device", "/dev/null", "--format", "H264"], "unknown capture format"),
     ]
+}
+
+/// A multi-frame 8-bit DICOM cine of the project's simulated frames.
+#[cfg(feature = "dicom")]
+fn write_cine(path: &std::path::Path, frames: &[&str], frame_time_ms: &str) {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    let frames: Vec<usq::GrayFrame> = frames.iter().map(|f| usq::GrayFrame::open(at(f)).unwrap()).collect();
+    let (w, h) = (frames[0].width as u16, frames[0].height as u16);
+    let pixels: Vec<u8> = frames.iter().flat_map(|f| f.pixels.iter().copied()).collect();
+    let instance = "2.25.302187411212335648510711190913425830745";
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag, vr, value: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, value));
+    };
+    put(tags::SOP_CLASS_UID, VR::UI, uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE.into());
+    put(tags::SOP_INSTANCE_UID, VR::UI, instance.into());
+    put(tags::MODALITY, VR::CS, "US".into());
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
+    put(tags::NUMBER_OF_FRAMES, VR::IS, frames.len().to_string().into());
+    put(tags::FRAME_TIME, VR::DS, frame_time_ms.into());
+    put(tags::ROWS, VR::US, PrimitiveValue::from(h));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(w));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(8u16));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(8u16));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(7u16));
+    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+    put(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from(pixels));
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+        .media_storage_sop_class_uid(uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE)
+        .media_storage_sop_instance_uid(instance);
+    obj.with_meta(meta).unwrap().write_to_file(path).unwrap();
+}
+
+#[cfg(feature = "dicom")]
+#[test]
+fn plays_a_dicom_cine_exactly_and_at_its_frame_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let cine = dir.path().join("cine.dcm");
+    let frames = ["tests/fixtures/sim_linear_640x480_noise.png", "tests/fixtures/sim_linear_640x480.png"];
+    write_cine(&cine, &frames, "200");
+    let cine = cine.to_str().unwrap();
+
+    // The first frame, scored whole, equals the offline score of the image it was made from
+    // (both one patch per encoder run: batch slots round differently).
+    let out = ok(&live(&["--input", cine, "--frames", "1", "--budget-ms", "100000", "--json"]));
+    let live_nrq =
+        serde_json::from_str::<serde_json::Value>(out.lines().last().unwrap()).unwrap()["nrq"].as_f64().unwrap();
+    let m = seeded_model().display().to_string();
+    let offline = usq_command()
+        .args(["score", frames[0], "--json", "--batch", "1", "--model", &m, "--manifold", "tests/fixtures/manifold"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let offline = String::from_utf8(ok_output(offline)).unwrap();
+    let offline_nrq = serde_json::from_str::<serde_json::Value>(offline.trim()).unwrap()["nrq"].as_f64().unwrap();
+    assert!((live_nrq - offline_nrq).abs() < 1e-9, "live {live_nrq} vs offline {offline_nrq}");
+
+    // Frame Time 200 ms: eight frames take at least 7 x 200 ms to play.
+    let t = std::time::Instant::now();
+    ok(&live(&["--input", cine, "--frames", "8", "--json"]));
+    assert!(t.elapsed().as_secs_f64() >= 1.4, "played in {:?}: the cine's rate was not used", t.elapsed());
+}
+
+#[cfg(feature = "dicom")]
+fn ok_output(o: Output) -> Vec<u8> {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
 }

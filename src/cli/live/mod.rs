@@ -2,6 +2,8 @@
 //! or JSON lines), an optional CSV record, and a summary when it stops (Ctrl-C, --seconds,
 //! --frames).
 
+#[cfg(feature = "dicom")]
+mod dicom;
 mod gauge;
 mod source;
 
@@ -21,7 +23,8 @@ pub struct Args {
     /// V4L2 capture device (e.g. /dev/video0).
     #[arg(long, value_name = "DEV", conflicts_with = "input")]
     device: Option<PathBuf>,
-    /// Play a folder of images, a .y4m video, or raw GRAY8 frames (with --size) instead.
+    /// Play a folder of images, a .y4m video, a multi-frame DICOM cine, or raw GRAY8 frames
+    /// (with --size) instead.
     #[arg(long, value_name = "PATH")]
     input: Option<PathBuf>,
     /// Frame size: of raw GRAY8 input, or asked of the device.

@@ -1,5 +1,5 @@
 //! Frame sources for `usq live` without a capture card: a folder of images, a raw GRAY8
-//! file, or a YUV4MPEG2 (.y4m) video, played at a frame rate.
+//! file, a YUV4MPEG2 (.y4m) video, or a multi-frame DICOM cine, played at a frame rate.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,9 @@ pub enum Source {
     Raw { data: Vec<u8>, width: usize, height: usize, next: usize },
     /// A y4m stream; its luma plane is the gray frame. Looped by reopening.
     Y4m { path: PathBuf, reader: BufReader<std::fs::File>, width: usize, height: usize, chroma_bytes: usize },
+    /// A DICOM cine, one frame decoded at a time, looped.
+    #[cfg(feature = "dicom")]
+    Dicom(super::dicom::Cine),
 }
 
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
@@ -42,6 +45,16 @@ impl Source {
                 usq::bail!(InvalidArgument, "{} holds no images", path.display());
             }
             return Ok((Source::Images { paths, next: 0 }, None));
+        }
+        if is_dicom(path) {
+            #[cfg(feature = "dicom")]
+            {
+                let cine = super::dicom::Cine::open(path)?;
+                let fps = cine.fps();
+                return Ok((Source::Dicom(cine), fps));
+            }
+            #[cfg(not(feature = "dicom"))]
+            usq::bail!(InvalidArgument, "{}: this usq was built without DICOM support (feature dicom)", path.display());
         }
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("y4m")) {
             let (reader, width, height, chroma_bytes, fps) = open_y4m(path)?;
@@ -77,6 +90,12 @@ impl Source {
                 *next = (*next + 1) % count;
                 Ok(Frame { pixels, layout: FrameLayout::packed(*width, *height, PixelFormat::Gray8) })
             }
+            #[cfg(feature = "dicom")]
+            Source::Dicom(cine) => {
+                let f = cine.next_frame()?;
+                let layout = FrameLayout::packed(f.width, f.height, PixelFormat::Gray8);
+                Ok(Frame { pixels: f.pixels, layout })
+            }
             Source::Y4m { path, reader, width, height, chroma_bytes } => {
                 let (w, h, c) = (*width, *height, *chroma_bytes);
                 let mut pixels = vec![0u8; w * h];
@@ -95,6 +114,15 @@ impl Source {
             }
         }
     }
+}
+
+/// A `.dcm`/`.dicom` file, or any file with the DICOM preamble's `DICM` marker.
+fn is_dicom(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom")) {
+        return true;
+    }
+    let mut head = [0u8; 132];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head[128..] == b"DICM"
 }
 
 type Y4mHeader = (BufReader<std::fs::File>, usize, usize, usize, Option<f64>);

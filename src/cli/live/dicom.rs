@@ -1,0 +1,73 @@
+//! Multi-frame DICOM cines (ultrasound multi-frame images) for `usq live --input`: frames are
+//! decoded one at a time (native, JPEG baseline/lossless, RLE, deflate transfer syntaxes) and
+//! turned to gray as still images are; the cine's own rate comes from Frame Time, else Cine
+//! Rate, else Recommended Display Frame Rate.
+//!
+//! Gray levels: ultrasound pixel data is display-ready, and the metrics read frames as shown.
+//! A window (or VOI LUT) in the object is applied; without one the stored values are used as
+//! they are, never min-max stretched per frame (the decoder's default), which would change a
+//! frame's gray levels with its content.
+
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, open_file};
+use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption};
+use std::path::{Path, PathBuf};
+use usq::{Error, ErrorKind, GrayFrame};
+
+pub struct Cine {
+    path: PathBuf,
+    object: DefaultDicomObject,
+    frames: u32,
+    next: u32,
+    fps: Option<f64>,
+    convert: ConvertOptions,
+}
+
+fn dicom_err(e: impl std::error::Error + 'static, what: String) -> Error {
+    Error::from_source(ErrorKind::Image, &e).context(what)
+}
+
+impl Cine {
+    pub fn open(path: &Path) -> usq::Result<Cine> {
+        let name = path.display();
+        let object = open_file(path).map_err(|e| dicom_err(e, format!("reading DICOM {name}")))?;
+        if object.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+            usq::bail!(Image, "DICOM {name} holds no pixel data");
+        }
+        let frames = match object.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten() {
+            Some(e) => e.to_int::<u32>().map_err(|e| dicom_err(e, format!("DICOM {name}: Number of Frames")))?,
+            None => 1,
+        };
+        if frames == 0 {
+            usq::bail!(Image, "DICOM {name} has 0 frames");
+        }
+        let float = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_float64().ok());
+        let fps = float(tags::FRAME_TIME)
+            .filter(|ms| ms.is_finite() && *ms > 0.0)
+            .map(|ms| 1000.0 / ms)
+            .or_else(|| float(tags::CINE_RATE))
+            .or_else(|| float(tags::RECOMMENDED_DISPLAY_FRAME_RATE))
+            .filter(|f| f.is_finite() && *f > 0.0);
+        let windowed = [tags::WINDOW_CENTER, tags::VOILUT_SEQUENCE]
+            .iter()
+            .any(|&t| object.element_opt(t).ok().flatten().is_some());
+        let voi = if windowed { VoiLutOption::Default } else { VoiLutOption::Identity };
+        let convert = ConvertOptions::new().with_voi_lut(voi);
+        Ok(Cine { path: path.to_path_buf(), object, frames, next: 0, fps, convert })
+    }
+
+    /// The cine's frame rate, if it records one.
+    pub fn fps(&self) -> Option<f64> {
+        self.fps
+    }
+
+    /// The next frame in gray (looping at the end).
+    pub fn next_frame(&mut self) -> usq::Result<GrayFrame> {
+        let i = self.next;
+        self.next = (self.next + 1) % self.frames;
+        let what = || format!("DICOM {} frame {} of {}", self.path.display(), i + 1, self.frames);
+        let decoded = self.object.decode_pixel_data_frame(i).map_err(|e| dicom_err(e, what()))?;
+        let image = decoded.to_dynamic_image_with_options(0, &self.convert).map_err(|e| dicom_err(e, what()))?;
+        GrayFrame::from_image(image).map_err(|e| e.context(what()))
+    }
+}
