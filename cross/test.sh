@@ -89,7 +89,7 @@ status=0
 run() { cargo test --release --target "$target" -p usq "$@" 2>&1 | tee -a "$log" || status=$?; }
 if [[ $# -eq 0 ]]; then
     # Every test binary that does not loop the ViT over whole patch grids (cross/README.md).
-    run --lib --test preprocess_parity --test manifold_files --test model_contract
+    run --lib --test preprocess_parity --test manifold_files --test model_contract --test project_ops
     # The encoder against the NumPy/onnxruntime goldens: one patch descriptor (1e-5) and the
     # six uLPIPS pairs (1e-4), about 100 s of emulation.
     run --test golden -- decoding patch_descriptor worst_k ulpips_matches_the_reference

@@ -103,6 +103,16 @@ impl Encoder {
 
     /// As [`Encoder::from_bytes`], with threads.
     pub fn from_bytes_with(bytes: &[u8], options: EncoderOptions) -> Result<Encoder> {
+        Encoder::build(bytes, options, true)
+    }
+
+    /// As [`Encoder::from_bytes_with`], with tract's own ops only (no [`crate::ops`] rewrite):
+    /// the reference the project's ops are tested against.
+    pub fn from_bytes_tract_ops_only(bytes: &[u8], options: EncoderOptions) -> Result<Encoder> {
+        Encoder::build(bytes, options, false)
+    }
+
+    fn build(bytes: &[u8], options: EncoderOptions, project_ops: bool) -> Result<Encoder> {
         let EncoderOptions { batch, threads } = options;
         if batch == 0 {
             crate::bail!(InvalidArgument, "batch must be at least 1");
@@ -119,9 +129,12 @@ impl Encoder {
         let mut model =
             onnx.model_for_proto_model(&proto).map_err(|e| model_err(e).context("translating the ONNX graph"))?;
         model.set_input_fact(0, f32::fact([batch, 1, INPUT_SIDE, INPUT_SIDE]).into()).map_err(model_err)?;
-        let typed = model
+        let mut typed = model
             .into_optimized()
             .map_err(|e| model_err(e).context(format!("typing and optimising the graph for batch {batch}")))?;
+        if project_ops {
+            crate::ops::rewrite(&mut typed).map_err(|e| model_err(e).context("swapping in the project's ops"))?;
+        }
         for (i, name) in OUTPUT_NAMES.iter().enumerate() {
             let fact = typed.output_fact(output_index[i]).map_err(model_err)?;
             let shape = fact.shape.as_concrete().map(|s| s.to_vec());

@@ -9,6 +9,7 @@
 //! - [`heatmap`]: a picture of where a frame scores badly;
 //! - [`capture`]: capture-card frames (V4L2 with feature `v4l2`) and their formats;
 //! - [`engine`]: the live engine (frame ring, latency budget, rotating patch schedule);
+//! - [`ops`]: tract ops the project owns (faster casts for the int8 model);
 //! - [`pool`]: a fixed-pool global allocator for allocation-free firmware;
 //! - [`defaults`]: the shipped model and manifold.
 
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod heatmap;
 pub mod manifold;
 pub mod metrics;
+pub mod ops;
 pub mod pool;
 pub mod preprocess;
 pub mod quality;
