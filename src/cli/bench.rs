@@ -84,7 +84,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
         usq::bail!(InvalidArgument, "--iterations and --frame-iterations must be at least 1");
     }
     let options = EncoderOptions { batch: a.batch, threads: a.threads };
-    let model_name = a.model.model.as_ref().map_or_else(|| usq::defaults::model_path(), |p| p.clone());
+    let model_name = a.model.model.as_ref().map_or_else(usq::defaults::model_path, |p| p.clone());
     let model_name = model_name.display().to_string();
     let frame = match &a.image {
         Some(p) => GrayFrame::open(p)?,

@@ -21,7 +21,7 @@ pub enum Source {
     Y4m { path: PathBuf, reader: BufReader<std::fs::File>, width: usize, height: usize, chroma_bytes: usize },
     /// A DICOM cine, one frame decoded at a time, looped.
     #[cfg(feature = "dicom")]
-    Dicom(super::dicom::Cine),
+    Dicom(Box<super::dicom::Cine>),
 }
 
 const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
@@ -51,7 +51,7 @@ impl Source {
             {
                 let cine = super::dicom::Cine::open(path)?;
                 let fps = cine.fps();
-                return Ok((Source::Dicom(cine), fps));
+                return Ok((Source::Dicom(Box::new(cine)), fps));
             }
             #[cfg(not(feature = "dicom"))]
             usq::bail!(InvalidArgument, "{}: this usq was built without DICOM support (feature dicom)", path.display());
