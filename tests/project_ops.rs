@@ -1,5 +1,6 @@
 //! The project's own tract ops (src/ops/) against the tract ops they replace: same values on
-//! edge cases, and the int8 encoder with and without the rewrite gives identical features.
+//! edge cases, and the int8 encoder with and without the rewrite (casts, fused quantisation)
+//! gives identical features.
 
 mod common;
 
@@ -8,6 +9,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::EvalOp;
 use tract_onnx::tract_core::ops::cast::cast;
 use usq::ops::cast::SimdCast;
+use usq::ops::quantize::QuantizeI8;
 use usq::{Encoder, EncoderOptions, GrayFrame};
 
 fn eval<T: Datum + Copy>(op: &dyn EvalOp, input: Tensor) -> Vec<T> {
@@ -51,6 +53,27 @@ fn i32_to_f32_matches_tract_cast() {
 }
 
 #[test]
+fn quantize_matches_the_float_ops_and_cast_it_replaces() {
+    let q = QuantizeI8 { mul: 1.0 / 0.0123, add: 12_582_912.0, sub: 12_582_912.0, lo: -127.0, hi: 127.0 };
+    let mut values = vec![f32::INFINITY, f32::NEG_INFINITY, 1e10, -1e10, 0.0, -0.0, 0.0123 * 0.5, -0.0123 * 2.5];
+    let mut rng = fastrand::Rng::with_seed(5);
+    values.extend((0..1029).map(|_| (rng.f32() - 0.5) * 4.0));
+    let mut ours = vec![0i8; values.len()];
+    q.run(&values, &mut ours);
+    // The exported graph's maths, op by op in f32, then tract's cast (Rust's `as`).
+    let expected: Vec<i8> = values
+        .iter()
+        .map(|&x| {
+            let t = x * q.mul;
+            let t = t + q.add;
+            let t = t - q.sub;
+            t.max(q.lo).min(q.hi) as i8
+        })
+        .collect();
+    assert_eq!(ours, expected);
+}
+
+#[test]
 fn int8_encoder_is_identical_with_and_without_project_ops() {
     let bytes = std::fs::read(repo().join("models/tinyusfm-int8.onnx")).unwrap();
     let options = EncoderOptions::batch(1);
@@ -63,6 +86,8 @@ fn int8_encoder_is_identical_with_and_without_project_ops() {
     assert_eq!(a, b, "the rewrite changed the int8 encoder's features");
     // And the rewrite did happen: the profiles differ in op names.
     let names = |e: &mut Encoder| e.profile(1).unwrap().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-    assert!(names(&mut ours).iter().any(|n| n == "UsqSimdCast"));
+    let ours_ops = names(&mut ours);
+    assert!(ours_ops.iter().any(|n| n == "UsqSimdCast"), "{ours_ops:?}");
+    assert!(ours_ops.iter().any(|n| n == "UsqQuantizeI8"), "{ours_ops:?}");
     assert!(!names(&mut tracts).iter().any(|n| n == "UsqSimdCast"));
 }

@@ -64,13 +64,19 @@ impl TypedOp for SimdCast {
     as_op!();
 }
 
+/// `x as i8`, branch-free so that loops over it vectorise: NaN -> 0, clamp, then truncation
+/// of an in-range value.
+#[inline(always)]
+pub fn f32_to_i8_value(x: f32) -> i8 {
+    let x = if x.is_nan() { 0.0 } else { x.clamp(-128.0, 127.0) };
+    // SAFETY: x is finite and within i32's range.
+    unsafe { x.to_int_unchecked::<i32>() as i8 }
+}
+
 #[inline(always)]
 fn f32_to_i8_body(src: &[f32], dst: &mut [i8]) {
     for (d, &x) in dst.iter_mut().zip(src) {
-        // Branch-free `x as i8`: NaN -> 0, clamp, then truncation of an in-range value.
-        let x = if x.is_nan() { 0.0 } else { x.clamp(-128.0, 127.0) };
-        // SAFETY: x is finite and within i32's range.
-        *d = unsafe { x.to_int_unchecked::<i32>() } as i8;
+        *d = f32_to_i8_value(x);
     }
 }
 

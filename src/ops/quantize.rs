@@ -1,0 +1,101 @@
+//! The int8 model's activation quantisation in one pass: `x * s + m - m`, clamped to
+//! `[lo, hi]`, cast to i8. The exported graph writes it as float ops (Mul, Add, Sub of
+//! 1.5 * 2^23 to round to nearest even, Clip, Cast); tract fuses the arithmetic into one
+//! element-wise chain and casts in a second pass. This op does both in one, with the same
+//! f32 operations in the same order, so its results are bit-identical.
+
+use super::cast::f32_to_i8_value;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizeI8 {
+    pub mul: f32,
+    pub add: f32,
+    pub sub: f32,
+    pub lo: f32,
+    pub hi: f32,
+}
+
+impl QuantizeI8 {
+    fn bits(&self) -> [u32; 5] {
+        [self.mul, self.add, self.sub, self.lo, self.hi].map(f32::to_bits)
+    }
+}
+
+// Equality and hashing by bit pattern, as tract needs of an op.
+impl PartialEq for QuantizeI8 {
+    fn eq(&self, other: &Self) -> bool {
+        self.bits() == other.bits()
+    }
+}
+
+impl Eq for QuantizeI8 {}
+
+impl std::hash::Hash for QuantizeI8 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bits().hash(state)
+    }
+}
+
+impl Op for QuantizeI8 {
+    fn name(&self) -> StaticName {
+        "UsqQuantizeI8".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for QuantizeI8 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::I8, input.shape())? };
+        {
+            let src = input.try_as_plain_ram()?;
+            let mut dst = out.try_as_plain_ram_mut()?;
+            self.run(src.as_slice::<f32>()?, dst.as_slice_mut::<i8>()?);
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for QuantizeI8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(DatumType::I8.fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+impl QuantizeI8 {
+    /// One value, as the float-op chain and cast compute it.
+    #[inline(always)]
+    pub fn value(&self, x: f32) -> i8 {
+        let y = ((x * self.mul + self.add) - self.sub).max(self.lo).min(self.hi);
+        f32_to_i8_value(y)
+    }
+
+    pub fn run(&self, src: &[f32], dst: &mut [i8]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.run_avx2(src, dst) };
+        }
+        self.run_body(src, dst)
+    }
+
+    #[inline(always)]
+    fn run_body(&self, src: &[f32], dst: &mut [i8]) {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = self.value(x);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2(&self, src: &[f32], dst: &mut [i8]) {
+        self.run_body(src, dst)
+    }
+}
