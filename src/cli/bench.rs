@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use usq::engine::pixel::{FrameLayout, PixelFormat};
 use usq::engine::{Engine, EngineConfig};
-use usq::{Context, EncoderOptions, GrayFrame, ManifoldSet, ScoreOptions};
+use usq::{EncoderOptions, GrayFrame, ManifoldSet, ScoreOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -79,6 +79,28 @@ struct Record {
     frames_pushed: Option<u64>,
 }
 
+impl Record {
+    /// A measurement of `kind` from its timings, in milliseconds; the peak RSS is read now.
+    fn timed(kind: &'static str, model: &str, a: &Args, times: &[f64], load_ms: f64) -> Record {
+        Record {
+            kind,
+            model: model.to_string(),
+            threads: a.threads,
+            batch: a.batch,
+            iterations: times.len(),
+            p50_ms: percentile(times, 0.50),
+            p99_ms: percentile(times, 0.99),
+            mean_ms: times.iter().sum::<f64>() / times.len() as f64,
+            load_ms,
+            peak_rss_mb: peak_rss_mb(),
+            patches: None,
+            budget_ms: None,
+            deadline_misses: None,
+            frames_pushed: None,
+        }
+    }
+}
+
 pub fn run(a: Args) -> usq::Result<bool> {
     if a.iterations == 0 || a.frame_iterations == 0 {
         usq::bail!(InvalidArgument, "--iterations and --frame-iterations must be at least 1");
@@ -90,26 +112,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
         Some(p) => GrayFrame::open(p)?,
         None => speckle_frame(800, 540),
     };
-    let manifolds = match &a.manifold {
-        Some(d) => ManifoldSet::load_dir(d)?,
-        None => usq::defaults::manifolds().context("loading the default manifold")?,
-    };
-    let record = |kind, iterations, t: &[f64], load_ms, peak| Record {
-        kind,
-        model: model_name.clone(),
-        threads: a.threads,
-        batch: a.batch,
-        iterations,
-        p50_ms: percentile(t, 0.50),
-        p99_ms: percentile(t, 0.99),
-        mean_ms: t.iter().sum::<f64>() / t.len() as f64,
-        load_ms,
-        peak_rss_mb: peak,
-        patches: None,
-        budget_ms: None,
-        deadline_misses: None,
-        frames_pushed: None,
-    };
+    let manifolds = super::load_manifolds(a.manifold.as_deref())?;
     let mut records = Vec::new();
 
     // Encoder runs on real patches of the frame.
@@ -134,7 +137,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             times.push(ms(t.elapsed()));
         }
     }
-    records.push(record("forward", a.iterations, &times, load_ms, peak_rss_mb()));
+    records.push(Record::timed("forward", &model_name, &a, &times, load_ms));
     if a.profile {
         eprintln!("matrix-product kernels: {}", encoder.matmul_kernels().join(", "));
         let ops = encoder.profile(a.iterations.min(20))?;
@@ -157,7 +160,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             times.push(ms(t.elapsed()));
         }
     }
-    let mut r = record("nrq_frame", a.frame_iterations, &times, load_ms, peak_rss_mb());
+    let mut r = Record::timed("nrq_frame", &model_name, &a, &times, load_ms);
     r.patches = Some(patches.len());
     records.push(r);
 
@@ -226,20 +229,10 @@ fn live(
         usq::bail!(Inference, "the live engine scored no frame in {} s", a.live_seconds);
     }
     Ok(Record {
-        kind: "live",
-        model: model_name.to_string(),
-        threads: a.threads,
-        batch: a.batch,
-        iterations: latencies.len(),
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        mean_ms: latencies.iter().sum::<f64>() / latencies.len() as f64,
-        load_ms,
-        peak_rss_mb: peak_rss_mb(),
-        patches: None,
         budget_ms: Some(a.budget_ms),
         deadline_misses: Some(stats.deadline_misses),
         frames_pushed: Some(stats.frames_pushed),
+        ..Record::timed("live", model_name, a, &latencies, load_ms)
     })
 }
 

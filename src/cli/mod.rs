@@ -53,6 +53,14 @@ impl ModelArg {
     }
 }
 
+/// The manifold set in `dir`, or the shipped default.
+fn load_manifolds(dir: Option<&std::path::Path>) -> usq::Result<usq::ManifoldSet> {
+    match dir {
+        Some(d) => usq::ManifoldSet::load_dir(d),
+        None => usq::defaults::manifolds().map_err(|e| e.context("loading the default manifold")),
+    }
+}
+
 /// Prints an error with its context chain, as `usq: error: a: b: c`.
 fn report(e: &usq::Error) {
     eprintln!("usq: error: {e}");

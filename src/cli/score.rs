@@ -1,6 +1,6 @@
 use super::{ModelArg, report};
 use std::path::PathBuf;
-use usq::{Context, GrayFrame, ManifoldSet, ScoreOptions};
+use usq::{Context, GrayFrame, ScoreOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,10 +50,7 @@ fn heatmap_path(base: &std::path::Path, image: &std::path::Path, many: bool) -> 
 }
 
 pub fn run(a: Args) -> usq::Result<bool> {
-    let manifolds = match &a.manifold {
-        Some(d) => ManifoldSet::load_dir(d)?,
-        None => usq::defaults::manifolds().context("loading the default manifold")?,
-    };
+    let manifolds = super::load_manifolds(a.manifold.as_deref())?;
     manifolds.check_features(usq::encoder::DESCRIPTOR_LEN)?;
     if let Some(o) = &a.organ {
         manifolds.organ(o)?;

@@ -43,16 +43,10 @@ impl EvalOp for SimdCast {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let mut out = unsafe { Tensor::uninitialized_dt(self.output_type(), input.shape())? };
-        {
-            let src = input.try_as_plain_ram()?;
-            let mut dst = out.try_as_plain_ram_mut()?;
-            match self {
-                SimdCast::F32ToI8 => f32_to_i8(src.as_slice::<f32>()?, dst.as_slice_mut::<i8>()?),
-                SimdCast::I32ToF32 => i32_to_f32(src.as_slice::<i32>()?, dst.as_slice_mut::<f32>()?),
-            }
+        match self {
+            SimdCast::F32ToI8 => super::map_elements(input, f32_to_i8),
+            SimdCast::I32ToF32 => super::map_elements(input, i32_to_f32),
         }
-        Ok(tvec!(out.into_tvalue()))
     }
 }
 

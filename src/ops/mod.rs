@@ -16,6 +16,19 @@ pub mod quantize;
 
 use tract_onnx::prelude::*;
 
+/// Evaluates an element-wise op from `S` to `D`: a fresh output of the input's shape, filled
+/// by `f` from the input's plain slice.
+fn map_elements<S: Datum, D: Datum>(input: TValue, f: impl FnOnce(&[S], &mut [D])) -> TractResult<TVec<TValue>> {
+    // SAFETY: `f` writes every element (the slices have the same length).
+    let mut out = unsafe { Tensor::uninitialized_dt(D::datum_type(), input.shape())? };
+    {
+        let src = input.try_as_plain_ram()?;
+        let mut dst = out.try_as_plain_ram_mut()?;
+        f(src.as_slice::<S>()?, dst.as_slice_mut::<D>()?);
+    }
+    Ok(tvec!(out.into_tvalue()))
+}
+
 /// Replaces the ops this module has faster versions of, in place, in an optimised model.
 /// Returns how many nodes were replaced.
 pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {

@@ -51,13 +51,7 @@ impl EvalOp for QuantizeI8 {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::I8, input.shape())? };
-        {
-            let src = input.try_as_plain_ram()?;
-            let mut dst = out.try_as_plain_ram_mut()?;
-            self.run(src.as_slice::<f32>()?, dst.as_slice_mut::<i8>()?);
-        }
-        Ok(tvec!(out.into_tvalue()))
+        super::map_elements(input, |src: &[f32], dst: &mut [i8]| self.run(src, dst))
     }
 }
 

@@ -14,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use usq::Context;
 use usq::engine::pixel::{FrameLayout, Roi};
 use usq::engine::{Engine, EngineConfig, LiveResult};
-use usq::{Context, ManifoldSet};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -100,10 +100,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
         (None, Some(input)) => open_input(input, &a)?,
         (None, None) => usq::bail!(InvalidArgument, "give --device /dev/videoN or --input PATH"),
     };
-    let manifolds = match &a.manifold {
-        Some(d) => ManifoldSet::load_dir(d)?,
-        None => usq::defaults::manifolds().context("loading the default manifold")?,
-    };
+    let manifolds = super::load_manifolds(a.manifold.as_deref())?;
     let encoder = a.model.load_with(usq::EncoderOptions { batch: 1, threads: a.threads })?;
     let mut cfg = EngineConfig::for_frames(layout.width, layout.height);
     cfg.max_frame_bytes = cfg.max_frame_bytes.max(layout.required_bytes()?);
