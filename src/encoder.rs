@@ -129,9 +129,15 @@ impl Encoder {
         let mut model =
             onnx.model_for_proto_model(&proto).map_err(|e| model_err(e).context("translating the ONNX graph"))?;
         model.set_input_fact(0, f32::fact([batch, 1, INPUT_SIDE, INPUT_SIDE]).into()).map_err(model_err)?;
-        let mut typed = model
+        let mut typed =
+            model.into_typed().map_err(|e| model_err(e).context(format!("typing the graph for batch {batch}")))?;
+        if project_ops {
+            crate::ops::fuse_attention(&mut typed)
+                .map_err(|e| model_err(e).context("swapping in the project's attention op"))?;
+        }
+        let mut typed = typed
             .into_optimized()
-            .map_err(|e| model_err(e).context(format!("typing and optimising the graph for batch {batch}")))?;
+            .map_err(|e| model_err(e).context(format!("optimising the graph for batch {batch}")))?;
         if project_ops {
             crate::ops::rewrite(&mut typed).map_err(|e| model_err(e).context("swapping in the project's ops"))?;
         }

@@ -1,6 +1,7 @@
 //! The project's own tract ops (src/ops/) against the tract ops they replace: same values on
-//! edge cases, and the int8 encoder with and without the rewrite (casts, fused quantisation)
-//! gives identical features.
+//! edge cases; the int8 encoder with and without the rewrite after optimisation (casts, fused
+//! quantisation) gives identical features; the attention op agrees with its definition (f64)
+//! and the encoders with it agree with tract's ops to float rounding.
 
 mod common;
 
@@ -8,6 +9,7 @@ use common::*;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::EvalOp;
 use tract_onnx::tract_core::ops::cast::cast;
+use usq::ops::attention::{Attention, Kernel};
 use usq::ops::cast::SimdCast;
 use usq::ops::quantize::QuantizeI8;
 use usq::{Encoder, EncoderOptions, GrayFrame};
@@ -73,21 +75,115 @@ fn quantize_matches_the_float_ops_and_cast_it_replaces() {
     assert_eq!(ours, expected);
 }
 
+/// The int8 model through tract, optimised, with or without the rewrite that runs after
+/// optimisation (casts, fused quantisation); all four outputs.
+fn int8_outputs(rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
+    let mut model = tract_onnx::onnx().model_for_path(repo().join("models/tinyusfm-int8.onnx")).unwrap();
+    model.set_input_fact(0, f32::fact([1, 1, 224, 224]).into()).unwrap();
+    let mut typed = model.into_optimized().unwrap();
+    if rewrite {
+        assert!(usq::ops::rewrite(&mut typed).unwrap() > 0);
+    }
+    let ops = typed.nodes().iter().map(|n| n.op.name().to_string()).collect();
+    let plan = typed.into_runnable().unwrap();
+    let x = Tensor::from_shape(&[1, 1, 224, 224], input).unwrap();
+    let outputs = plan.run(tvec!(x.into_tvalue())).unwrap();
+    let values = outputs.iter().map(|t| t.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()).collect();
+    (values, ops)
+}
+
 #[test]
-fn int8_encoder_is_identical_with_and_without_project_ops() {
-    let bytes = std::fs::read(repo().join("models/tinyusfm-int8.onnx")).unwrap();
-    let options = EncoderOptions::batch(1);
-    let mut ours = Encoder::from_bytes_with(&bytes, options).unwrap();
-    let mut tracts = Encoder::from_bytes_tract_ops_only(&bytes, options).unwrap();
+fn int8_encoder_is_identical_with_and_without_the_cast_and_quantise_ops() {
     let frame = GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
     let input = usq::preprocess::ulpips_input(&frame);
-    let a = ours.run(&[&input]).unwrap();
-    let b = tracts.run(&[&input]).unwrap();
-    assert_eq!(a, b, "the rewrite changed the int8 encoder's features");
-    // And the rewrite did happen: the profiles differ in op names.
-    let names = |e: &mut Encoder| e.profile(1).unwrap().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-    let ours_ops = names(&mut ours);
+    let (ours, ours_ops) = int8_outputs(true, &input);
+    let (tracts, tract_ops) = int8_outputs(false, &input);
+    assert_eq!(ours, tracts, "the rewrite changed the int8 encoder's features");
+    // And the rewrite did happen.
     assert!(ours_ops.iter().any(|n| n == "UsqSimdCast"), "{ours_ops:?}");
     assert!(ours_ops.iter().any(|n| n == "UsqQuantizeI8"), "{ours_ops:?}");
-    assert!(!names(&mut tracts).iter().any(|n| n == "UsqSimdCast"));
+    assert!(!tract_ops.iter().any(|n| n.starts_with("Usq")));
+}
+
+/// softmax(scale·Q·Kᵀ)·V per head in f64, straight from the definition.
+fn attention_reference(a: &Attention, qkv: &[f32], batch: usize, tokens: usize) -> Vec<f64> {
+    let (h_n, d, w) = (a.heads, a.head_dim, a.width());
+    let at = |b: usize, t: usize, part: usize, h: usize, i: usize| {
+        qkv[(b * tokens + t) * 3 * w + part * w + h * d + i] as f64
+    };
+    let mut out = vec![0.0; batch * tokens * w];
+    for b in 0..batch {
+        for h in 0..h_n {
+            for t in 0..tokens {
+                let s: Vec<f64> = (0..tokens)
+                    .map(|j| (0..d).map(|i| at(b, t, 0, h, i) * at(b, j, 1, h, i)).sum::<f64>() * a.scale as f64)
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for i in 0..d {
+                    out[(b * tokens + t) * w + h * d + i] =
+                        (0..tokens).map(|j| e[j] * at(b, j, 2, h, i)).sum::<f64>() / z;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_kernels_match_the_definition() {
+    let mut rng = fastrand::Rng::with_seed(6);
+    // (heads, head_dim, batch, tokens): the model's shape, token counts off the blocks of 4
+    // and 16, a head dim with half a 16-lane step (24) and one the vector kernel leaves to the
+    // portable code (12), a single token.
+    for (heads, head_dim, batch, tokens) in
+        [(12, 16, 1, 197), (12, 16, 2, 197), (3, 24, 2, 37), (2, 12, 1, 19), (4, 16, 1, 1), (1, 8, 3, 5)]
+    {
+        let a = Attention { heads, head_dim, scale: (head_dim as f32).powf(-0.5) };
+        // Large logits too: rows where one key takes almost all the weight.
+        let spread = if tokens == 197 { 3.0 } else { 12.0 };
+        let qkv: Vec<f32> = (0..batch * tokens * 3 * a.width()).map(|_| (rng.f32() - 0.5) * spread).collect();
+        let expected = attention_reference(&a, &qkv, batch, tokens);
+        for kernel in [Kernel::Auto, Kernel::Portable] {
+            let mut out = vec![f32::NAN; batch * tokens * a.width()];
+            a.run_with(kernel, &qkv, &mut out, batch, tokens);
+            let worst = out.iter().zip(&expected).map(|(&x, &y)| (x as f64 - y).abs()).fold(0.0, f64::max);
+            assert!(worst < 5e-5, "{kernel:?} {heads}x{head_dim} batch {batch} tokens {tokens}: max |diff| {worst}");
+        }
+    }
+}
+
+/// The fp32 and int8 encoders with all the project's ops (attention fused before tract
+/// optimises) against tract's own ops, batch 1 and 3: the same features to float rounding.
+#[test]
+fn encoders_with_the_attention_op_match_tracts_ops() {
+    let frame = GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
+    let whole = usq::preprocess::ulpips_input(&frame);
+    let mut rng = fastrand::Rng::with_seed(7);
+    let noise: Vec<f32> = whole.iter().map(|&x| (x + (rng.f32() - 0.5) * 0.2).clamp(0.0, 1.0)).collect();
+    for model in ["models/tinyusfm.onnx", "models/tinyusfm-int8.onnx"] {
+        let bytes = std::fs::read(repo().join(model)).unwrap();
+        for batch in [1, 3] {
+            let options = EncoderOptions::batch(batch);
+            let mut ours = Encoder::from_bytes_with(&bytes, options).unwrap();
+            let mut tracts = Encoder::from_bytes_tract_ops_only(&bytes, options).unwrap();
+            let images: Vec<&[f32]> = [&whole[..], &noise[..], &whole[..]][..batch].to_vec();
+            let a = ours.run(&images).unwrap();
+            let b = tracts.run(&images).unwrap();
+            for (fa, fb) in a.iter().zip(&b) {
+                for (la, lb) in fa.layer_slices().iter().zip(fb.layer_slices()) {
+                    let scale = lb.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let worst = la.iter().zip(lb).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                    // int8: a rounding difference can move an activation across a
+                    // quantisation step, one step of one channel.
+                    let bound = if model.contains("int8") { 2e-2 } else { 1e-4 };
+                    assert!(worst <= bound * scale, "{model} batch {batch}: max |diff| {worst} of {scale}");
+                }
+            }
+            let ops: Vec<String> = ours.profile(1).unwrap().into_iter().map(|(n, _)| n).collect();
+            assert!(ops.iter().any(|n| n == "UsqAttention"), "{model}: {ops:?}");
+            assert!(!ops.iter().any(|n| n == "Softmax"), "{model}: attention left unfused: {ops:?}");
+        }
+    }
 }

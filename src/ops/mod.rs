@@ -5,16 +5,25 @@
 //!   matrix products; tract's generic cast runs them element by element (about a tenth of an
 //!   int8 forward on x86-64);
 //! - [`quantize::QuantizeI8`]: the int8 model's float-op activation quantisation (tract's
-//!   fused Mul/Add/Sub/Max/Min chain followed by the cast) in one pass.
+//!   fused Mul/Add/Sub/Max/Min chain followed by the cast) in one pass;
+//! - [`attention::Attention`]: multi-head self-attention from the qkv projection to the merged
+//!   heads, replacing tract's per-head products, scale, softmax and axis moves (about a third
+//!   of an int8 forward). Swapped in before tract optimises ([`fuse_attention`]), the others
+//!   after ([`rewrite`]).
 //!
 //! Tried and left out (measured, BENCHMARKS.md): a vectorised softmax for the 197-long
 //! attention rows (tract's fast kernel wants multiples of 4) was no faster than tract's
 //! per-row fallback here: the rows are memory-bound.
 
+pub mod attention;
 pub mod cast;
 pub mod quantize;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
 /// Evaluates an element-wise op from `S` to `D`: a fresh output of the input's shape, filled
 /// by `f` from the input's plain slice.
@@ -82,4 +91,141 @@ fn fuse_quantize(model: &mut TypedModel) -> TractResult<usize> {
         fused += 1;
     }
     Ok(fused)
+}
+
+/// Replaces each multi-head self-attention of a typed, not yet decluttered, model by one
+/// [`attention::Attention`]. Returns how many were replaced. Runs before decluttering because
+/// there the graph still has the exported form for every batch size; the nodes it bypasses are
+/// dropped by tract's optimiser.
+pub fn fuse_attention(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        let Some(found) = match_attention(model, id)? else { continue };
+        let mut patch = TypedModelPatch::default();
+        let input = patch.tap_model(model, found.qkv)?;
+        let name = format!("{}.usq_attention", model.node(id).name);
+        let out = patch.wire_node(name, found.op, &[input])?;
+        patch.shunt_outside(model, found.merged, out[0])?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
+}
+
+struct AttentionMatch {
+    op: attention::Attention,
+    /// `[B, T, 3·H·D]`: the qkv projection.
+    qkv: OutletId,
+    /// `[B, T, H·D]`: the heads merged back, what the output projection reads.
+    merged: OutletId,
+}
+
+/// The exported attention around the Softmax node `softmax`, or None when any part differs:
+///
+/// ```text
+/// qkv [B,T,3HD] -Reshape(2,[3HD],[3,H,D])-Move(2,0)-Move(2,3)-> x [3,B,H,T,D]
+/// q, k, v = Gather(x, 0|1|2, axis 0)
+/// s = EinSum(abmk,abkn->abmn)(q, Move(2,3)(k)) * scale
+/// a = EinSum(abmk,abkn->abmn)(Softmax(s, last axis), v) -Move(1,2)-Reshape(2,[H,D],[HD])-> merged
+/// ```
+fn match_attention(model: &TypedModel, softmax: usize) -> TractResult<Option<AttentionMatch>> {
+    let node = model.node(softmax);
+    let Some(op) = node.op_as::<Softmax>() else { return Ok(None) };
+    let fact = model.outlet_fact(softmax.into())?;
+    if op.kind != SoftmaxKind::Softmax || op.quant_output_dt.is_some() || fact.rank() != 4 || *op.axes != [3] {
+        return Ok(None);
+    }
+    // Scale: a Mul by a scalar constant.
+    let mul = model.node(node.inputs[0].node);
+    if !mul.op_as::<TypedBinOp>().is_some_and(|b| b.0.name() == "Mul") {
+        return Ok(None);
+    }
+    let Some((qk, scale)) = split_scalar_const(model, &mul.inputs)? else { return Ok(None) };
+    // Q·Kᵀ.
+    let Some([q, kt]) = einsum_inputs(model, qk.node, "abmk,abkn->abmn") else { return Ok(None) };
+    let Some(k) = axis_op_input(model, kt.node, &AxisOp::Move(2, 3)) else { return Ok(None) };
+    // A·V: the softmax's only consumer.
+    let succ = model.outlet_successors(softmax.into());
+    if succ.len() != 1 {
+        return Ok(None);
+    }
+    let av = succ[0].node;
+    let Some([a, v]) = einsum_inputs(model, av, "abmk,abkn->abmn") else { return Ok(None) };
+    if a != OutletId::from(softmax) {
+        return Ok(None);
+    }
+    // q, k, v: slices 0, 1, 2 of one [3, B, H, T, D] tensor.
+    let (Some((xq, 0)), Some((xk, 1)), Some((xv, 2))) =
+        (gather_input(model, q.node)?, gather_input(model, k.node)?, gather_input(model, v.node)?)
+    else {
+        return Ok(None);
+    };
+    if xq != xk || xq != xv {
+        return Ok(None);
+    }
+    let x = model.outlet_fact(xq)?.shape.as_concrete().map(|s| s.to_vec());
+    let Some(&[3, _, heads, _, head_dim]) = x.as_deref() else { return Ok(None) };
+    let Some(moved) = axis_op_input(model, xq.node, &AxisOp::Move(2, 3)) else { return Ok(None) };
+    let Some(split) = axis_op_input(model, moved.node, &AxisOp::Move(2, 0)) else { return Ok(None) };
+    let split_op = AxisOp::Reshape(
+        2,
+        tvec!((3 * heads * head_dim).to_dim()),
+        tvec!(3.to_dim(), heads.to_dim(), head_dim.to_dim()),
+    );
+    let Some(qkv) = axis_op_input(model, split.node, &split_op) else { return Ok(None) };
+    // After A·V: heads moved next to the channels and merged.
+    let Some(moved_back) = single_successor_with(model, av, &AxisOp::Move(1, 2)) else { return Ok(None) };
+    let merge_op = AxisOp::Reshape(2, tvec!(heads.to_dim(), head_dim.to_dim()), tvec!((heads * head_dim).to_dim()));
+    let Some(merged) = single_successor_with(model, moved_back, &merge_op) else { return Ok(None) };
+    if model.outlet_fact(qkv)?.datum_type != DatumType::F32 {
+        return Ok(None);
+    }
+    let op = attention::Attention { heads, head_dim, scale };
+    Ok(Some(AttentionMatch { op, qkv, merged: merged.into() }))
+}
+
+/// Of a binary node's two inputs, the one that is not a scalar f32 constant, and the constant.
+fn split_scalar_const(model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<(OutletId, f32)>> {
+    for (i, &inlet) in inputs.iter().enumerate() {
+        let fact = model.outlet_fact(inlet)?;
+        if let Some(t) = fact.konst.as_ref().filter(|t| t.datum_type() == DatumType::F32 && t.volume() == 1) {
+            let value = t.try_as_plain_ram()?.as_slice::<f32>()?[0];
+            return Ok(Some((inputs[1 - i], value)));
+        }
+    }
+    Ok(None)
+}
+
+fn einsum_inputs(model: &TypedModel, id: usize, formula: &str) -> Option<[OutletId; 2]> {
+    let node = model.node(id);
+    let op = node.op_as::<EinSum>()?;
+    let plain = op.q_params.is_none() && op.operating_dt == DatumType::F32 && node.inputs.len() == 2;
+    (plain && op.axes.to_string() == formula).then(|| [node.inputs[0], node.inputs[1]])
+}
+
+fn axis_op_input(model: &TypedModel, id: usize, expected: &AxisOp) -> Option<OutletId> {
+    let node = model.node(id);
+    (node.op_as::<AxisOp>() == Some(expected)).then(|| node.inputs[0])
+}
+
+/// The input of a Gather on axis 0 by a constant scalar index, and the index.
+fn gather_input(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, i64)>> {
+    use tract_onnx::tract_core::ops::array::Gather;
+    let node = model.node(id);
+    if !node.op_as::<Gather>().is_some_and(|g| g.axis == 0) {
+        return Ok(None);
+    }
+    let Some(index) = model.outlet_fact(node.inputs[1])?.konst.clone() else { return Ok(None) };
+    if index.volume() != 1 {
+        return Ok(None);
+    }
+    let index = index.cast_to::<i64>()?.try_as_plain_ram()?.as_slice::<i64>()?[0];
+    Ok(Some((node.inputs[0], index)))
+}
+
+/// The only consumer of node `id`'s output, when it is `expected`.
+fn single_successor_with(model: &TypedModel, id: usize, expected: &AxisOp) -> Option<usize> {
+    let succ = model.outlet_successors(id.into());
+    let next = (succ.len() == 1).then(|| succ[0].node)?;
+    (model.node(next).op_as::<AxisOp>() == Some(expected)).then_some(next)
 }

@@ -1,0 +1,356 @@
+//! Multi-head self-attention in one op: from the fused qkv projection `[B, T, 3·H·D]` to the
+//! merged heads `[B, T, H·D]`, i.e. `softmax(scale · Q·Kᵀ) · V` per head.
+//!
+//! tract runs the encoder's attention as two small matrix products per head (inner dimension
+//! D = 16), a scale, a softmax over rows of 197 and the axis moves between them: each product
+//! packs its operands, the 12×197×197 score tensor goes through memory three times, and the
+//! softmax rows (197 long) miss tract's fast kernel. This op packs one head at a time into
+//! cache-sized buffers and, for four query rows at a time, computes the scores, the softmax
+//! and the weighted sum of V without writing the score matrix out.
+//!
+//! Semantics are those of the graph it replaces: scores `(q·k) · scale`, then
+//! `exp(s - max) / Σ exp(s - max)` over the keys, then `Σ p·v`. Sums run in another order than
+//! tract's kernels and `exp` is a polynomial (relative error about 2e-7), so results agree with
+//! tract's to float rounding, not bit for bit (tests/project_ops.rs bounds the difference).
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// Query rows handled together: their score rows share every load of K and V.
+const ROWS: usize = 4;
+/// Keys are padded to a multiple of this (two AVX2 vectors).
+const KEY_BLOCK: usize = 16;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Attention {
+    pub heads: usize,
+    pub head_dim: usize,
+    pub scale: f32,
+}
+
+impl PartialEq for Attention {
+    fn eq(&self, other: &Self) -> bool {
+        (self.heads, self.head_dim, self.scale.to_bits()) == (other.heads, other.head_dim, other.scale.to_bits())
+    }
+}
+
+impl Eq for Attention {}
+
+impl std::hash::Hash for Attention {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.heads, self.head_dim, self.scale.to_bits()).hash(state)
+    }
+}
+
+impl Op for Attention {
+    fn name(&self) -> StaticName {
+        "UsqAttention".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{} heads of {}, scale {}", self.heads, self.head_dim, self.scale)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Attention {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let qkv = args_1!(inputs);
+        let &[batch, tokens, channels] = qkv.shape() else {
+            bail!("UsqAttention wants a rank-3 input, got {:?}", qkv.shape())
+        };
+        ensure!(channels == 3 * self.width(), "UsqAttention: {channels} channels, expected {}", 3 * self.width());
+        // SAFETY: `run` writes every output element.
+        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::F32, &[batch, tokens, self.width()])? };
+        {
+            let src = qkv.try_as_plain_ram()?;
+            let mut dst = out.try_as_plain_ram_mut()?;
+            self.run(src.as_slice::<f32>()?, dst.as_slice_mut::<f32>()?, batch, tokens);
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for Attention {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let shape = &inputs[0].shape;
+        ensure!(inputs[0].datum_type == DatumType::F32 && shape.rank() == 3, "UsqAttention wants f32 [B, T, 3HD]");
+        Ok(tvec!(f32::fact([shape[0].clone(), shape[1].clone(), self.width().to_dim()])))
+    }
+
+    as_op!();
+}
+
+/// Which implementation runs; `Auto` picks the fastest this CPU has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    Auto,
+    /// Plain Rust that the compiler vectorises for the target (NEON on aarch64).
+    Portable,
+}
+
+impl Attention {
+    /// H·D: the width of the merged heads.
+    pub fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// `qkv` is `[batch, tokens, 3·H·D]`, `out` `[batch, tokens, H·D]`, both row-major.
+    pub fn run(&self, qkv: &[f32], out: &mut [f32], batch: usize, tokens: usize) {
+        self.run_with(Kernel::Auto, qkv, out, batch, tokens)
+    }
+
+    pub fn run_with(&self, kernel: Kernel, qkv: &[f32], out: &mut [f32], batch: usize, tokens: usize) {
+        assert_eq!(qkv.len(), batch * tokens * 3 * self.width());
+        assert_eq!(out.len(), batch * tokens * self.width());
+        if tokens == 0 {
+            return;
+        }
+        let mut scratch = Scratch::new(tokens, self.head_dim);
+        for b in 0..batch {
+            for h in 0..self.heads {
+                scratch.pack(self, qkv, b, h, tokens);
+                #[cfg(target_arch = "x86_64")]
+                if kernel == Kernel::Auto && self.head_dim % 8 == 0 && avx2::available() {
+                    // SAFETY: the CPU has AVX2 and FMA; D is a multiple of the vector width.
+                    unsafe { avx2::head(self, &mut scratch, out, b, h, tokens) };
+                    continue;
+                }
+                let _ = kernel;
+                portable_head(self, &mut scratch, out, b, h, tokens);
+            }
+        }
+    }
+}
+
+/// One head's operands, packed: Q by rows (padded to a multiple of ROWS), K transposed (keys
+/// padded to KEY_BLOCK, zeros), V by rows, and the score rows of one block of queries.
+struct Scratch {
+    keys: usize,
+    q: Vec<f32>,
+    kt: Vec<f32>,
+    v: Vec<f32>,
+    p: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(tokens: usize, d: usize) -> Scratch {
+        let keys = tokens.div_ceil(KEY_BLOCK) * KEY_BLOCK;
+        let queries = tokens.div_ceil(ROWS) * ROWS;
+        Scratch {
+            keys,
+            q: vec![0.0; queries * d],
+            kt: vec![0.0; d * keys],
+            v: vec![0.0; tokens * d],
+            p: vec![0.0; ROWS * keys],
+        }
+    }
+
+    fn pack(&mut self, a: &Attention, qkv: &[f32], b: usize, h: usize, tokens: usize) {
+        let (d, width) = (a.head_dim, a.width());
+        for t in 0..tokens {
+            let row = &qkv[(b * tokens + t) * 3 * width..][..3 * width];
+            self.q[t * d..][..d].copy_from_slice(&row[h * d..][..d]);
+            self.v[t * d..][..d].copy_from_slice(&row[2 * width + h * d..][..d]);
+            for (i, &k) in row[width + h * d..][..d].iter().enumerate() {
+                self.kt[i * self.keys + t] = k;
+            }
+        }
+    }
+}
+
+// Cephes' expf: exp(x) = 2^n · e^r, n = floor(x·log2(e) + 1/2), r = x - n·ln 2 (in two parts),
+// e^r by a degree-7 polynomial.
+const EXP_LO: f32 = -87.336_55;
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+const EXP_P: [f32; 6] = [1.987_569_2e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+
+#[inline(always)]
+fn exp_portable(x: f32) -> f32 {
+    let x = x.max(EXP_LO);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut y = EXP_P[0];
+    for c in &EXP_P[1..] {
+        y = y * r + c;
+    }
+    let y = y * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+fn portable_head(a: &Attention, s: &mut Scratch, out: &mut [f32], b: usize, h: usize, tokens: usize) {
+    let (d, width, keys) = (a.head_dim, a.width(), s.keys);
+    for block in (0..tokens).step_by(ROWS) {
+        for r in 0..ROWS {
+            let p = &mut s.p[r * keys..][..keys];
+            p.fill(0.0);
+            let q = &s.q[(block + r) * d..][..d];
+            for (i, &qi) in q.iter().enumerate() {
+                for (pj, &kj) in p.iter_mut().zip(&s.kt[i * keys..][..keys]) {
+                    *pj += qi * kj;
+                }
+            }
+            let p = &mut p[..tokens];
+            let mut max = f32::NEG_INFINITY;
+            for pj in p.iter_mut() {
+                *pj *= a.scale;
+                max = max.max(*pj);
+            }
+            let mut sum = 0.0;
+            for pj in p.iter_mut() {
+                *pj = exp_portable(*pj - max);
+                sum += *pj;
+            }
+            let t = block + r;
+            if t >= tokens {
+                continue;
+            }
+            let o = &mut out[(b * tokens + t) * width + h * d..][..d];
+            o.fill(0.0);
+            for (j, &pj) in p.iter().enumerate() {
+                for (oi, &vi) in o.iter_mut().zip(&s.v[j * d..][..d]) {
+                    *oi += pj * vi;
+                }
+            }
+            let inv = 1.0 / sum;
+            o.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+
+    #[inline(always)]
+    unsafe fn exp8(x: __m256) -> __m256 {
+        unsafe {
+            let x = _mm256_max_ps(x, _mm256_set1_ps(EXP_LO));
+            let n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), _mm256_set1_ps(0.5)));
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+            let mut y = _mm256_set1_ps(EXP_P[0]);
+            for &c in &EXP_P[1..] {
+                y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+            }
+            let y = _mm256_fmadd_ps(_mm256_mul_ps(y, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+            let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+            _mm256_mul_ps(y, _mm256_castsi256_ps(pow2))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn hmax(v: __m256) -> f32 {
+        unsafe {
+            let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
+            _mm_cvtss_f32(m)
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        unsafe {
+            let m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+            let m = _mm_add_ss(m, _mm_shuffle_ps::<1>(m, m));
+            _mm_cvtss_f32(m)
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn head(a: &Attention, s: &mut Scratch, out: &mut [f32], b: usize, h: usize, tokens: usize) {
+        let (d, width, keys) = (a.head_dim, a.width(), s.keys);
+        let scale = _mm256_set1_ps(a.scale);
+        let mut inv = [0f32; ROWS];
+        for block in (0..tokens).step_by(ROWS) {
+            // SAFETY (whole block): every pointer offset below stays inside its buffer: q has
+            // `queries` ≥ block + ROWS rows of d, kt d rows of `keys`, p ROWS rows of `keys`,
+            // v `tokens` rows of d, and the chunks step by 8 within d and by 16 within keys.
+            unsafe {
+                let q = s.q.as_ptr().add(block * d);
+                let kt = s.kt.as_ptr();
+                let p = s.p.as_mut_ptr();
+                // Scores: ROWS rows × 16 keys per step, K loaded once for the four rows.
+                for c in (0..keys).step_by(KEY_BLOCK) {
+                    let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
+                    for i in 0..d {
+                        let k0 = _mm256_loadu_ps(kt.add(i * keys + c));
+                        let k1 = _mm256_loadu_ps(kt.add(i * keys + c + 8));
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let qv = _mm256_broadcast_ss(&*q.add(r * d + i));
+                            acc[0] = _mm256_fmadd_ps(qv, k0, acc[0]);
+                            acc[1] = _mm256_fmadd_ps(qv, k1, acc[1]);
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        _mm256_storeu_ps(p.add(r * keys + c), _mm256_mul_ps(acc[0], scale));
+                        _mm256_storeu_ps(p.add(r * keys + c + 8), _mm256_mul_ps(acc[1], scale));
+                    }
+                }
+                // Softmax numerators; the padded keys are left out of max and sum.
+                for (r, inv) in inv.iter_mut().enumerate() {
+                    let row = std::slice::from_raw_parts_mut(p.add(r * keys), keys);
+                    row[tokens..].fill(f32::NEG_INFINITY);
+                    let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+                    for c in (0..keys).step_by(8) {
+                        m = _mm256_max_ps(m, _mm256_loadu_ps(row.as_ptr().add(c)));
+                    }
+                    let m = _mm256_set1_ps(hmax(m));
+                    let mut sum = _mm256_setzero_ps();
+                    for c in (0..keys).step_by(8) {
+                        let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row.as_ptr().add(c)), m));
+                        _mm256_storeu_ps(row.as_mut_ptr().add(c), e);
+                        if c + 8 <= tokens {
+                            sum = _mm256_add_ps(sum, e);
+                        }
+                    }
+                    row[tokens..].fill(0.0);
+                    let mut total = hsum(sum);
+                    for &x in &row[tokens / 8 * 8..tokens] {
+                        total += x;
+                    }
+                    *inv = 1.0 / total;
+                }
+                // Weighted sum of V, 16 channels (8 at the end of an odd D) at a time, V loaded
+                // once for the four rows; eight independent sums keep both FMA units busy.
+                let v = s.v.as_ptr();
+                for dc in (0..d).step_by(16) {
+                    let lanes = if dc + 16 <= d { 2 } else { 1 };
+                    let mut acc = [[_mm256_setzero_ps(); 2]; ROWS];
+                    for j in 0..tokens {
+                        let v0 = _mm256_loadu_ps(v.add(j * d + dc));
+                        let v1 = if lanes == 2 { _mm256_loadu_ps(v.add(j * d + dc + 8)) } else { v0 };
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let pj = _mm256_broadcast_ss(&*p.add(r * keys + j));
+                            acc[0] = _mm256_fmadd_ps(pj, v0, acc[0]);
+                            acc[1] = _mm256_fmadd_ps(pj, v1, acc[1]);
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        let t = block + r;
+                        if t < tokens {
+                            let o = out.as_mut_ptr().add((b * tokens + t) * width + h * d + dc);
+                            let inv = _mm256_set1_ps(inv[r]);
+                            _mm256_storeu_ps(o, _mm256_mul_ps(acc[0], inv));
+                            if lanes == 2 {
+                                _mm256_storeu_ps(o.add(8), _mm256_mul_ps(acc[1], inv));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
