@@ -1,14 +1,22 @@
-//! The shipped defaults: the model and the NRQ manifold set in `models/`.
+//! The shipped defaults: the models and the NRQ manifold set in `models/`.
+//!
+//! Two models: the fp32 reference (offline scoring and comparison: `usq score`, `usq compare`,
+//! `usq_score`, `usq_compare`) and its int8 quantisation for live scoring (`usq live`, the C
+//! live engine), which is what fits a frame's budget on a CPU (BENCHMARKS.md); the manifold
+//! is the same for both (fitted with the fp32 model; models/REPORT.md measures the int8
+//! scores against the fp32 ones).
 //!
 //! Looked up at run time in `$USQ_MODELS`, else `./models`, else the source tree's `models/`;
-//! with the `embed-defaults` feature both are compiled into the library instead.
+//! with the `embed-defaults` feature all three are compiled into the library instead.
 
 use crate::error::Result;
 use crate::{Encoder, ManifoldSet};
 use std::path::PathBuf;
 
-/// The default model's file name inside `models/`.
+/// The default (fp32 reference) model's file name inside `models/`.
 pub const MODEL_FILE: &str = "tinyusfm.onnx";
+/// The default live (int8) model's file name inside `models/`.
+pub const LIVE_MODEL_FILE: &str = "tinyusfm-int8.onnx";
 /// The default manifold set's folder inside `models/`.
 pub const MANIFOLD_DIR: &str = "nrq";
 
@@ -28,6 +36,10 @@ pub fn model_path() -> PathBuf {
     models_dir().join(MODEL_FILE)
 }
 
+pub fn live_model_path() -> PathBuf {
+    models_dir().join(LIVE_MODEL_FILE)
+}
+
 pub fn manifold_dir() -> PathBuf {
     models_dir().join(MANIFOLD_DIR)
 }
@@ -35,6 +47,7 @@ pub fn manifold_dir() -> PathBuf {
 #[cfg(feature = "embed-defaults")]
 mod embedded {
     pub const MODEL: &[u8] = include_bytes!("../models/tinyusfm.onnx");
+    pub const LIVE_MODEL: &[u8] = include_bytes!("../models/tinyusfm-int8.onnx");
     pub const ORGANS: &[(&str, &[u8])] = &[("FetalHead", include_bytes!("../models/nrq/FetalHead.npz"))];
 }
 
@@ -49,6 +62,14 @@ pub fn encoder_with(options: crate::EncoderOptions) -> Result<Encoder> {
     return Encoder::from_bytes_with(embedded::MODEL, options);
     #[cfg(not(feature = "embed-defaults"))]
     Encoder::from_path_with(model_path(), options)
+}
+
+/// The default live (int8) encoder.
+pub fn live_encoder_with(options: crate::EncoderOptions) -> Result<Encoder> {
+    #[cfg(feature = "embed-defaults")]
+    return Encoder::from_bytes_with(embedded::LIVE_MODEL, options);
+    #[cfg(not(feature = "embed-defaults"))]
+    Encoder::from_path_with(live_model_path(), options)
 }
 
 /// The default manifold set.

@@ -1,7 +1,8 @@
 //! The live engine over C: configuration, frames in (copy or zero-copy), results out.
 
 use crate::{
-    boundary, check_opt_ptr, check_ptr, fail, from_error, load_model_and_manifolds, opt_str, try_status, usq_status,
+    DefaultModel, boundary, check_opt_ptr, check_ptr, fail, from_error, load_model_and_manifolds, opt_str, try_status,
+    usq_status,
 };
 use std::ffi::c_char;
 use std::sync::Mutex;
@@ -173,8 +174,9 @@ pub unsafe extern "C" fn usq_engine_config_default(
     })
 }
 
-/// Starts an engine. `model_path` and `manifold_dir` may be NULL for the shipped defaults;
-/// `organ` may be NULL to combine all organs. Loads and optimises the model, runs it twice to
+/// Starts an engine. `model_path` and `manifold_dir` may be NULL for the shipped defaults
+/// (for the model: the int8 one, `tinyusfm-int8.onnx`, which fits a frame's budget where the
+/// fp32 reference may not); `organ` may be NULL to combine all organs. Loads and optimises the model, runs it twice to
 /// warm up, and starts the worker: the only call that takes long. On success `*out` holds the
 /// engine. Thread-safe.
 #[unsafe(no_mangle)]
@@ -203,7 +205,8 @@ pub unsafe extern "C" fn usq_engine_start(
         }
         let organ = try_status!(unsafe { opt_str(organ, "organ") });
         let options = usq_core::EncoderOptions { batch: c.batch as usize, threads: c.threads as usize };
-        let (encoder, manifolds) = try_status!(unsafe { load_model_and_manifolds(model_path, manifold_dir, options) });
+        let (encoder, manifolds) =
+            try_status!(unsafe { load_model_and_manifolds(model_path, manifold_dir, options, DefaultModel::Live) });
         let mut cfg = EngineConfig::for_frames(c.max_width as usize, c.max_height as usize);
         cfg.ring_capacity = c.ring_capacity as usize;
         cfg.budget_ms = c.budget_ms;

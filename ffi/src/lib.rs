@@ -135,18 +135,29 @@ fn check_opt_ptr<T>(p: *const T, name: &str) -> Result<(), usq_status> {
     if p.is_null() { Ok(()) } else { check_ptr(p, name) }
 }
 
+/// Which shipped model a NULL model path means.
+#[derive(Clone, Copy)]
+enum DefaultModel {
+    /// fp32, for offline scoring and comparison.
+    Reference,
+    /// int8, for the live engine.
+    Live,
+}
+
 /// The encoder and manifold set named by two C string arguments, NULL meaning the shipped
 /// defaults; the manifold must fit the model's descriptor.
 unsafe fn load_model_and_manifolds(
     model_path: *const c_char,
     manifold_dir: *const c_char,
     options: usq_core::EncoderOptions,
+    default: DefaultModel,
 ) -> Result<(usq_core::Encoder, usq_core::ManifoldSet), usq_status> {
     let model = unsafe { opt_str(model_path, "model_path") }?;
     let manifold = unsafe { opt_str(manifold_dir, "manifold_dir") }?;
-    let encoder = match model {
-        Some(p) => usq_core::Encoder::from_path_with(p, options),
-        None => usq_core::defaults::encoder_with(options),
+    let encoder = match (model, default) {
+        (Some(p), _) => usq_core::Encoder::from_path_with(p, options),
+        (None, DefaultModel::Reference) => usq_core::defaults::encoder_with(options),
+        (None, DefaultModel::Live) => usq_core::defaults::live_encoder_with(options),
     }
     .map_err(from_error)?;
     let manifolds = match manifold {

@@ -3,7 +3,8 @@
 
 use crate::engine::layout_of;
 use crate::{
-    boundary, check_ptr, fail, from_error, load_model_and_manifolds, opt_str, try_status, usq_frame_desc, usq_status,
+    DefaultModel, boundary, check_ptr, fail, from_error, load_model_and_manifolds, opt_str, try_status, usq_frame_desc,
+    usq_status,
 };
 use std::ffi::c_char;
 use usq_core::engine::pixel::{Roi, to_gray};
@@ -28,7 +29,12 @@ pub unsafe extern "C" fn usq_scorer_new(
     boundary(|| {
         try_status!(check_ptr(out, "out"));
         let (encoder, manifolds) = try_status!(unsafe {
-            load_model_and_manifolds(model_path, manifold_dir, usq_core::EncoderOptions::batch(1))
+            load_model_and_manifolds(
+                model_path,
+                manifold_dir,
+                usq_core::EncoderOptions::batch(1),
+                DefaultModel::Reference,
+            )
         });
         unsafe { out.write(Box::into_raw(Box::new(usq_scorer { encoder, manifolds }))) };
         usq_status::USQ_OK

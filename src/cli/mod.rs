@@ -35,7 +35,7 @@ enum Command {
 /// The model flag shared by every command.
 #[derive(clap::Args)]
 struct ModelArg {
-    /// Contract model (ONNX); default: the shipped model in models/.
+    /// Contract model (ONNX); default: the shipped fp32 model in models/.
     #[arg(long, value_name = "M")]
     model: Option<PathBuf>,
 }
@@ -58,6 +58,24 @@ fn load_manifolds(dir: Option<&std::path::Path>) -> usq::Result<usq::ManifoldSet
     match dir {
         Some(d) => usq::ManifoldSet::load_dir(d),
         None => usq::defaults::manifolds().map_err(|e| e.context("loading the default manifold")),
+    }
+}
+
+/// The model flag of `usq live`, whose default is the shipped int8 model.
+#[derive(clap::Args)]
+struct LiveModelArg {
+    /// Contract model (ONNX); default: the shipped int8 model in models/ (the fp32 one,
+    /// tinyusfm.onnx, takes longer than a 30 fps frame's budget on most CPUs).
+    #[arg(long, value_name = "M")]
+    model: Option<PathBuf>,
+}
+
+impl LiveModelArg {
+    fn load_with(&self, options: usq::EncoderOptions) -> usq::Result<usq::Encoder> {
+        match &self.model {
+            Some(p) => usq::Encoder::from_path_with(p, options),
+            None => usq::defaults::live_encoder_with(options).map_err(|e| e.context("loading the default live model")),
+        }
     }
 }
 

@@ -7,7 +7,7 @@ mod dicom;
 mod gauge;
 mod source;
 
-use super::{ModelArg, report};
+use super::{LiveModelArg, report};
 use source::Source;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     manifold: Option<PathBuf>,
     #[command(flatten)]
-    model: ModelArg,
+    model: LiveModelArg,
     /// Threads for the encoder's matrix products.
     #[arg(long, default_value_t = 1, value_name = "T")]
     threads: usize,
