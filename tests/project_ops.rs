@@ -154,6 +154,30 @@ fn attention_kernels_match_the_definition() {
     }
 }
 
+/// A NaN in a score poisons its softmax row, as in tract's ops: never a finite output.
+#[test]
+fn attention_kernels_keep_nan() {
+    let a = Attention { heads: 2, head_dim: 16, scale: 0.25 };
+    let (batch, tokens) = (1, 9);
+    let mut rng = fastrand::Rng::with_seed(8);
+    for part in 0..3 {
+        let mut qkv: Vec<f32> = (0..batch * tokens * 3 * a.width()).map(|_| rng.f32() - 0.5).collect();
+        // Token 3, head 1, channel 5 of q (part 0), k (1) or v (2).
+        qkv[3 * 3 * a.width() + part * a.width() + 16 + 5] = f32::NAN;
+        for kernel in [Kernel::Auto, Kernel::Portable] {
+            let mut out = vec![0.0; batch * tokens * a.width()];
+            a.run_with(kernel, &qkv, &mut out, batch, tokens);
+            // q: token 3's row of head 1; k or v: every token's row of head 1.
+            let rows: Vec<usize> = if part == 0 { vec![3] } else { (0..tokens).collect() };
+            for t in rows {
+                let head1 = &out[t * a.width() + 16..][..16];
+                assert!(head1.iter().any(|x| x.is_nan()), "{kernel:?} part {part} token {t}: {head1:?}");
+            }
+            assert!(out[..16].iter().all(|x| x.is_finite()), "head 0 is untouched");
+        }
+    }
+}
+
 /// The fp32 and int8 encoders with all the project's ops (attention fused before tract
 /// optimises) against tract's own ops, batch 1 and 3: the same features to float rounding.
 #[test]

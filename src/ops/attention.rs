@@ -172,7 +172,9 @@ const EXP_P: [f32; 6] = [1.987_569_2e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-
 
 #[inline(always)]
 fn exp_portable(x: f32) -> f32 {
-    let x = x.max(EXP_LO);
+    // Not f32::max, which would turn a NaN into EXP_LO: a NaN score must poison its row, as
+    // it does in tract's softmax.
+    let x = if x < EXP_LO { EXP_LO } else { x };
     let n = (x * LOG2E + 0.5).floor();
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut y = EXP_P[0];
@@ -235,7 +237,8 @@ mod avx2 {
     #[inline(always)]
     unsafe fn exp8(x: __m256) -> __m256 {
         unsafe {
-            let x = _mm256_max_ps(x, _mm256_set1_ps(EXP_LO));
+            // MAXPS returns its second operand when either is NaN: keeps a NaN score NaN.
+            let x = _mm256_max_ps(_mm256_set1_ps(EXP_LO), x);
             let n = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), _mm256_set1_ps(0.5)));
             let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
             let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
