@@ -132,8 +132,10 @@ impl Encoder {
         let mut typed =
             model.into_typed().map_err(|e| model_err(e).context(format!("typing the graph for batch {batch}")))?;
         if project_ops {
-            crate::ops::fuse_attention(&mut typed)
+            let fused = crate::ops::fuse_attention(&mut typed)
                 .map_err(|e| model_err(e).context("swapping in the project's attention op"))?;
+            // A model whose attention is exported another way still runs (on tract's ops, slower).
+            log::info!("{fused} attention blocks run as the project's fused op");
         }
         let mut typed = typed
             .into_optimized()

@@ -302,3 +302,32 @@ fn fit_nrq_then_score_with_the_result() {
         "no organ sub-folders",
     );
 }
+
+#[test]
+fn bench_json_and_profile() {
+    let m = model();
+    let base = ["bench", "--iterations", "2", "--frame-iterations", "1", "--warmup", "1", "--image", SMALL];
+    let records = json_lines(&usq(&with_model(&[&base[..], &["--json"]].concat(), &m)));
+    let kinds: Vec<&str> = records.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["forward", "nrq_frame"], "{records:?}");
+    for r in &records {
+        for key in ["p50_ms", "p99_ms", "mean_ms", "load_ms", "peak_rss_mb"] {
+            assert!(r[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {r}");
+        }
+        assert_eq!((r["threads"].as_u64(), r["batch"].as_u64()), (Some(1), Some(1)), "{r}");
+    }
+    // 200x150 pads to one 224x224 patch.
+    assert_eq!(records[1]["patches"].as_u64(), Some(1));
+    // The profile names the project's ops, and only tract's with --tract-ops-only.
+    let text = |args: &[&str]| {
+        let out = usq(&with_model(args, &m));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let ours = text(&[&base[..], &["--profile"]].concat());
+    assert!(ours.contains("UsqAttention") && !ours.contains("Softmax"), "{ours}");
+    let tracts = text(&[&base[..], &["--profile", "--tract-ops-only"]].concat());
+    assert!(tracts.contains("Softmax") && !tracts.contains("Usq"), "{tracts}");
+    fails_with(&["bench", "--tract-ops-only", "--model", "/no/such/model.onnx"], "/no/such/model.onnx");
+    fails_with(&["bench", "--model", &m, "--threads", "0"], "threads");
+}

@@ -55,6 +55,22 @@ pub struct Args {
     /// Also print where an encoder run spends its time, by op kind.
     #[arg(long)]
     profile: bool,
+    /// Run the model on tract's own ops only, without the project's (src/ops/): to see what
+    /// they gain on this CPU.
+    #[arg(long)]
+    tract_ops_only: bool,
+}
+
+impl Args {
+    fn load_encoder(&self, options: usq::EncoderOptions) -> usq::Result<usq::Encoder> {
+        if !self.tract_ops_only {
+            return self.model.load_with(options);
+        }
+        let path = self.model.model.clone().unwrap_or_else(usq::defaults::model_path);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| usq::Error::from(e).context(format!("reading model {}", path.display())))?;
+        usq::Encoder::from_bytes_tract_ops_only(&bytes, options)
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -118,7 +134,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     // Encoder runs on real patches of the frame.
     reset_peak_rss();
     let started = Instant::now();
-    let mut encoder = a.model.load_with(options)?;
+    let mut encoder = a.load_encoder(options)?;
     let load_ms = ms(started.elapsed());
     let (padded, patches) = usq::quality::nrq_patches(&frame, None)?;
     let inputs: Vec<Vec<f32>> = (0..a.batch)
@@ -204,7 +220,7 @@ fn live(
 ) -> usq::Result<Record> {
     reset_peak_rss();
     let started = Instant::now();
-    let encoder = a.model.load_with(options)?;
+    let encoder = a.load_encoder(options)?;
     let mut cfg = EngineConfig::for_frames(frame.width, frame.height);
     cfg.budget_ms = a.budget_ms;
     let engine = Engine::start(encoder, manifolds, cfg)?;
