@@ -62,6 +62,9 @@ MODELS = {"fp32": "models/tinyusfm.onnx", "int8": "models/tinyusfm-int8.onnx",
           "seeded": "models/tinyusfm-seeded.onnx"}
 SEG_W, SEG_H = 128, 88
 AFC_MIN_GAP = 0.01   # 2AFC: pairs whose Dice drops differ by less than this are not judged
+# Spearman over 5 severities takes discrete values; -0.9 exactly (sum d^2 = 38) comes out of
+# scipy as -0.8999999999999998. Targets are compared with this much float slack.
+TARGET_EPS = 1e-9
 
 
 # ---------------------------------------------------------------------------- data
@@ -621,14 +624,16 @@ def plots(res, rdir):
 # Hypotheses for missed targets (text only: shown for a target the run misses). Written from a
 # smoke test on a TRAINING frame (--split train), before the held-out run; nothing here is tuned.
 _SMOOTH = ("NRQ is a density: the log-likelihood of patch features under a GMM fitted on clean HC18 "
-           "patches. Smoothing removes speckle, and smooth, low-texture patches (amniotic fluid, tissue "
-           "far from the skull, the dark surround) are the densest part of that clean manifold, so the "
-           "distorted patches, including the worst 15 %, move towards typical and NRQ rises instead of "
-           "falling. The model's MIM objective (pixel MSE + FFT amplitude) may also encode texture "
-           "weakly at blocks 2-10.")
+           "patches. It now falls with these distortions overall, but not at every step: smoothing removes "
+           "speckle, and smooth, low-texture patches (amniotic fluid, tissue far from the skull) are a dense "
+           "part of the clean manifold, so mildly smoothed patches stay typical and the worst 15 % barely "
+           "move until the stronger severities. (With the earlier manifold, fitted on 4 patches per frame, "
+           "mostly the dark corners, NRQ even rose: models/README.md.) The model's MIM objective (pixel MSE "
+           "+ FFT amplitude) may also encode texture weakly at blocks 2-10.")
 _DARK = ("Darkening moves patches towards the dark, anechoic patches (fluid, the black surround of the "
-         "sector) that are frequent in the clean HC18 manifold: a density cannot tell 'dark because of "
-         "a shadow / lost gain / dropped signal' from 'dark because anechoic', so NRQ rises or stays flat.")
+         "sector) that are part of the clean HC18 manifold: a density cannot tell 'dark because of a "
+         "shadow / lost gain / dropped signal' from 'dark because anechoic', so NRQ falls only once the "
+         "darkened region is large or deep enough to leave that part of the manifold.")
 _NOISE = ("Mild noise adds speckle-like texture that the manifold finds typical, so NRQ does not fall at "
           "severity 1-2 and only drops at 3-4; with 5 points one inversion gives rho 0.9 and two 0.7.")
 HYPOTHESES = {
@@ -654,14 +659,15 @@ def write_report(res, out):
              f"2-core machine.\n")
     L.append("Models: `models/tinyusfm.onnx` (trained, fp32), `models/tinyusfm-int8.onnx` (same weights, int8 "
              "Linear layers, `models/quantize_int8.py`), `models/tinyusfm-seeded.onnx` (seeded random weights, not "
-             "trained). NRQ manifolds: `models/nrq` (fitted with the fp32 model on subjects 000-599) for fp32 and int8; "
+             "trained). NRQ manifolds: `models/nrq` (fitted with the fp32 model on subjects 000-599, 12 spread patches "
+             "per frame, 8 components) for fp32 and int8; "
              f"for the seeded model one fitted by `usq fit-nrq` on {m['fit_frames_seeded']} training frames (000-599) "
              "into a temporary folder. Scores come from the usq CLI (`usq score --json`, `usq compare --json`). "
              f"NRQ is computed on `--max-patches {m['max_patches']}` spatially spread patches of each 800x540 frame "
              f"(of 28 on the full grid; worst 15 % = {max(1, round(0.15 * m['max_patches']))} patches) to fit the CPU "
              "budget.\n")
-    nm_ = sum(fam[f_]["nrq_fp32"]["median"] <= -0.9 for f_ in FAMILIES)
-    um_ = sum(fam[f_]["ulpips_fp32"]["median"] >= 0.9 for f_ in FAMILIES)
+    nm_ = sum(fam[f_]["nrq_fp32"]["median"] <= -0.9 + TARGET_EPS for f_ in FAMILIES)
+    um_ = sum(fam[f_]["ulpips_fp32"]["median"] >= 0.9 - TARGET_EPS for f_ in FAMILIES)
     tu_, ps_, ss_ = an["fp32"]["ulpips"], an["psnr"], an["ssim"]
     L.append("## Targets at a glance (details below)\n")
     L.append("| target | measured | status |\n|---|---|---|")
@@ -705,11 +711,11 @@ def write_report(res, out):
     missed = []
     for f_ in FAMILIES:
         r = fam[f_]
-        nm, um = r["nrq_fp32"]["median"] <= -0.9, r["ulpips_fp32"]["median"] >= 0.9
+        nm, um = r["nrq_fp32"]["median"] <= -0.9 + TARGET_EPS, r["ulpips_fp32"]["median"] >= 0.9 - TARGET_EPS
         n_met["nrq"] += nm
         n_met["ulpips"] += um
-        n_met8["nrq"] += r["nrq_int8"]["median"] <= -0.9
-        n_met8["ulpips"] += r["ulpips_int8"]["median"] >= 0.9
+        n_met8["nrq"] += r["nrq_int8"]["median"] <= -0.9 + TARGET_EPS
+        n_met8["ulpips"] += r["ulpips_int8"]["median"] >= 0.9 - TARGET_EPS
         if not nm:
             missed.append(("nrq", f_, r["nrq_fp32"]["median"]))
         if not um:

@@ -13,14 +13,15 @@ pub struct Args {
     out: PathBuf,
     #[command(flatten)]
     model: ModelArg,
-    /// Grid patches per image (a spatially spread subset).
-    #[arg(long, default_value_t = 4)]
+    /// Grid patches per image (a spatially spread subset; with few, the spread favours the
+    /// frame's corners, often the empty surround of the sector).
+    #[arg(long, default_value_t = 12)]
     patches_per_image: usize,
     /// Upper bound of the PCA dimension.
     #[arg(long, default_value_t = 128)]
     pca_dim: usize,
     /// Mixture components.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     components: usize,
     /// Seed of the k-means initialisation.
     #[arg(long, default_value_t = 0)]

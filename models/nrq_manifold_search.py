@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""How the NRQ manifold's fit settings change NRQ's monotonicity with distortion severity, on
+training subjects only: fits with `usq fit-nrq` on HC18 subjects 000-499 and scores distorted
+frames of 12 subjects of 500-599 (evaluate.py's distortions; all grid patches, worst 15 %).
+
+    models/.venv/bin/python models/nrq_manifold_search.py NAME:"FIT-NRQ ARGS" [...]
+    e.g. base:"--patches-per-image 4 --components 4" p12c8:"--patches-per-image 12 --components 8"
+
+Prints, per setting, the median over frames of Spearman(NRQ, severity 0-4) per family and how
+many families reach <= -0.9. The held-out subjects 600-699 (models/evaluate.py's report) are not
+touched. Patch features come from the NumPy reference (models/reference/usq_reference.py, fp32
+model on onnxruntime) and are cached in --work.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+from scipy.stats import spearmanr
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "reference"))
+import evaluate as ev  # noqa: E402
+import usq_reference as ref  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("settings", nargs="+", help='NAME:"usq fit-nrq options"')
+    ap.add_argument("--model", default="models/tinyusfm.onnx")
+    ap.add_argument("--n", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--work", default="/tmp/usq-nrq-search", help="features cache and fitted manifolds")
+    a = ap.parse_args()
+    os.chdir(ev.ROOT)
+    os.makedirs(a.work, exist_ok=True)
+    train = ev.frames("train")
+    subject = lambda f: int(ev.NAME.match(f).group(1))
+    by_subject = {}
+    for f in train:
+        if subject(f) >= 500:
+            by_subject.setdefault(subject(f), []).append(f)
+    subs = sorted(by_subject)
+    names = [sorted(by_subject[subs[i]])[0]
+             for i in sorted(np.random.default_rng(a.seed).choice(len(subs), a.n, replace=False))]
+    print("validation frames:", ", ".join(names), flush=True)
+
+    cache = os.path.join(a.work, f"features_seed{a.seed}_n{a.n}.npz")
+    if os.path.exists(cache):
+        d = np.load(cache, allow_pickle=True)
+        Z, keys = d["Z"], [tuple(k) for k in d["keys"]]
+    else:
+        enc = ref.Encoder(a.model, batch=28)
+        Z, keys = [], []
+        for fi, f in enumerate(names):
+            g = ev.read_gray(os.path.join(ev.DATA, "images", f))
+            versions = [("clean", 0, g)] + [
+                (fam, sev, ev.distort(g, fam, sev, 99 * 1000 + fi * 16 + ki))
+                for ki, fam in enumerate(ev.FAMILIES) for sev in ev.SEVERITIES[1:]]
+            for fam, sev, img in versions:
+                Z.append(ref.patch_features(enc, img)[1])
+                keys.append((f, fam, sev))
+            print("  features of", f, flush=True)
+        Z = np.stack(Z)
+        np.savez(cache, Z=Z, keys=np.array(keys, dtype=object))
+
+    root = os.path.join(a.work, "fit_root")
+    os.makedirs(os.path.join(root, "FetalHead"), exist_ok=True)
+    for f in train:
+        link = os.path.join(root, "FetalHead", f)
+        if subject(f) < 500 and not os.path.lexists(link):
+            os.symlink(os.path.realpath(os.path.join(ev.DATA, "images", f)), link)
+    for setting in a.settings:
+        name, _, args = setting.partition(":")
+        out = os.path.join(a.work, "manifold_" + name)
+        subprocess.run([ev.USQ, "fit-nrq", root, "--out", out, "--model", a.model, *args.split()],
+                       check=True, capture_output=True)
+        m = ref.load_manifold(os.path.join(out, "FetalHead.npz"))
+        k = ref.worst_k(Z.shape[1])
+        nrq = {key: float(np.sort(ref.loglik(m, z))[:k].mean()) for z, key in zip(Z, keys)}
+        med = {}
+        for fam in ev.FAMILIES:
+            rhos = []
+            for f in names:
+                r = spearmanr(ev.SEVERITIES, [nrq[(f, "clean", 0)]] + [nrq[(f, fam, s)] for s in ev.SEVERITIES[1:]]).statistic
+                rhos.append(0.0 if np.isnan(r) else r)
+            med[fam] = float(np.median(rhos))
+        met = sum(v <= -0.9 for v in med.values())
+        print(f"{name} ({args}): {met}/9 families <= -0.9; " + " ".join(f"{f} {v:+.2f}" for f, v in med.items()),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
