@@ -22,7 +22,7 @@ followed by the bias Add) becomes static int8 with zero points 0 in the integer 
   MatMulInteger carries the per-column vector; QLinearMatMul would not load it in tract 0.23.9).
 
 Chosen on distorted *training* frames (models/int8_fidelity.py, 12 frames of subjects 000-599 x
-37 versions; NRQ int8 - fp32 standard deviation): symmetric max 1.34, symmetric 99.99 % 1.14,
+37 versions; NRQ int8 - fp32 standard deviation, with the earlier 4-patch default manifold): symmetric max 1.34, symmetric 99.99 % 1.14,
 centred max 1.10, centred 99.99 % 1.05, centred 99.999 % 0.99 (shipped), the same with 4x the
 calibration 1.07, with fc2 kept fp32 0.95 (slower; not shipped).
 
