@@ -114,7 +114,7 @@ impl Attention {
             for h in 0..self.heads {
                 scratch.pack(self, qkv, b, h, tokens);
                 #[cfg(target_arch = "x86_64")]
-                if kernel == Kernel::Auto && self.head_dim % 8 == 0 && avx2::available() {
+                if kernel == Kernel::Auto && self.head_dim.is_multiple_of(8) && avx2::available() {
                     // SAFETY: the CPU has AVX2 and FMA; D is a multiple of the vector width.
                     unsafe { avx2::head(self, &mut scratch, out, b, h, tokens) };
                     continue;
@@ -168,7 +168,7 @@ const EXP_LO: f32 = -87.336_55;
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
-const EXP_P: [f32; 6] = [1.987_569_2e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+const EXP_P: [f32; 6] = [1.987_569_2e-4, 1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
 
 #[inline(always)]
 fn exp_portable(x: f32) -> f32 {
@@ -252,23 +252,13 @@ mod avx2 {
         }
     }
 
+    /// The eight lanes of `v` folded by `op` (max or add), in a fixed order.
     #[inline(always)]
-    unsafe fn hmax(v: __m256) -> f32 {
+    unsafe fn fold8(v: __m256, op: impl Fn(__m128, __m128) -> __m128) -> f32 {
         unsafe {
-            let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-            let m = _mm_max_ss(m, _mm_shuffle_ps::<1>(m, m));
-            _mm_cvtss_f32(m)
-        }
-    }
-
-    #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
-        unsafe {
-            let m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-            let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
-            let m = _mm_add_ss(m, _mm_shuffle_ps::<1>(m, m));
-            _mm_cvtss_f32(m)
+            let m = op(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            let m = op(m, _mm_movehl_ps(m, m));
+            _mm_cvtss_f32(op(m, _mm_shuffle_ps::<1>(m, m)))
         }
     }
 
@@ -310,7 +300,7 @@ mod avx2 {
                     for c in (0..keys).step_by(8) {
                         m = _mm256_max_ps(m, _mm256_loadu_ps(row.as_ptr().add(c)));
                     }
-                    let m = _mm256_set1_ps(hmax(m));
+                    let m = _mm256_set1_ps(fold8(m, |a, b| _mm_max_ps(a, b)));
                     let mut sum = _mm256_setzero_ps();
                     for c in (0..keys).step_by(8) {
                         let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row.as_ptr().add(c)), m));
@@ -320,7 +310,7 @@ mod avx2 {
                         }
                     }
                     row[tokens..].fill(0.0);
-                    let mut total = hsum(sum);
+                    let mut total = fold8(sum, |a, b| _mm_add_ps(a, b));
                     for &x in &row[tokens / 8 * 8..tokens] {
                         total += x;
                     }

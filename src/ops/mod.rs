@@ -137,7 +137,7 @@ fn match_attention(model: &TypedModel, softmax: usize) -> TractResult<Option<Att
     }
     // Scale: a Mul by a scalar constant.
     let mul = model.node(node.inputs[0].node);
-    if !mul.op_as::<TypedBinOp>().is_some_and(|b| b.0.name() == "Mul") {
+    if mul.op_as::<TypedBinOp>().is_none_or(|b| b.0.name() != "Mul") {
         return Ok(None);
     }
     let Some((qk, scale)) = split_scalar_const(model, &mul.inputs)? else { return Ok(None) };
@@ -212,7 +212,7 @@ fn axis_op_input(model: &TypedModel, id: usize, expected: &AxisOp) -> Option<Out
 fn gather_input(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, i64)>> {
     use tract_onnx::tract_core::ops::array::Gather;
     let node = model.node(id);
-    if !node.op_as::<Gather>().is_some_and(|g| g.axis == 0) {
+    if node.op_as::<Gather>().is_none_or(|g| g.axis != 0) {
         return Ok(None);
     }
     let Some(index) = model.outlet_fact(node.inputs[1])?.konst.clone() else { return Ok(None) };
