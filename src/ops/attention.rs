@@ -109,17 +109,20 @@ impl Attention {
         if tokens == 0 {
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        let vector = kernel == Kernel::Auto && self.head_dim.is_multiple_of(8) && avx2::available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = kernel;
         let mut scratch = Scratch::new(tokens, self.head_dim);
         for b in 0..batch {
             for h in 0..self.heads {
                 scratch.pack(self, qkv, b, h, tokens);
                 #[cfg(target_arch = "x86_64")]
-                if kernel == Kernel::Auto && self.head_dim.is_multiple_of(8) && avx2::available() {
+                if vector {
                     // SAFETY: the CPU has AVX2 and FMA; D is a multiple of the vector width.
                     unsafe { avx2::head(self, &mut scratch, out, b, h, tokens) };
                     continue;
                 }
-                let _ = kernel;
                 portable_head(self, &mut scratch, out, b, h, tokens);
             }
         }

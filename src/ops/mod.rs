@@ -75,9 +75,8 @@ fn fuse_quantize(model: &mut TypedModel) -> TractResult<usize> {
         let mut k = [0f32; 5];
         let mut scalars = true;
         for (i, slot) in k.iter_mut().enumerate() {
-            let fact = model.outlet_fact(chain.inputs[i + 1])?;
-            match fact.konst.as_ref().filter(|t| t.datum_type() == DatumType::F32 && t.volume() == 1) {
-                Some(t) => *slot = t.try_as_plain_ram()?.as_slice::<f32>()?[0],
+            match scalar_f32(model, chain.inputs[i + 1])? {
+                Some(v) => *slot = v,
                 None => scalars = false,
             }
         }
@@ -187,13 +186,19 @@ fn match_attention(model: &TypedModel, softmax: usize) -> TractResult<Option<Att
 /// Of a binary node's two inputs, the one that is not a scalar f32 constant, and the constant.
 fn split_scalar_const(model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<(OutletId, f32)>> {
     for (i, &inlet) in inputs.iter().enumerate() {
-        let fact = model.outlet_fact(inlet)?;
-        if let Some(t) = fact.konst.as_ref().filter(|t| t.datum_type() == DatumType::F32 && t.volume() == 1) {
-            let value = t.try_as_plain_ram()?.as_slice::<f32>()?[0];
+        if let Some(value) = scalar_f32(model, inlet)? {
             return Ok(Some((inputs[1 - i], value)));
         }
     }
     Ok(None)
+}
+
+/// The value of `outlet` when it is a constant f32 scalar (of any rank, volume 1).
+fn scalar_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<f32>> {
+    match model.outlet_fact(outlet)?.konst.as_ref().filter(|t| t.datum_type() == DatumType::F32 && t.volume() == 1) {
+        Some(t) => Ok(Some(t.try_as_plain_ram()?.as_slice::<f32>()?[0])),
+        None => Ok(None),
+    }
 }
 
 fn einsum_inputs(model: &TypedModel, id: usize, formula: &str) -> Option<[OutletId; 2]> {
