@@ -22,7 +22,7 @@ def main():
     rows = list(csv.DictReader(open(a.csv)))
     step = [int(r["step"]) for r in rows]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    for k, lab in (("loss", "total"), ("mse", "masked-patch MSE (norm. pixels)"), ("fft", "FFT-amplitude L1")):
+    for k, lab in (("loss", "total"), ("mse", "masked-patch pixel MSE"), ("fft", "FFT-amplitude L1")):
         ax[0].plot(step, [float(r[k]) for r in rows], lw=0.8, label=lab)
     ax[0].set_xlabel("step")
     ax[0].set_ylabel("loss (mean over each logging window)")

@@ -2,10 +2,10 @@
 """Self-supervised masked-image-modelling (MAE-style) training of the TinyUSFM encoder on
 ultrasound: HC18 fetal-head frames (subjects 000-599 only) + simulated B-mode of several organs.
 
-    python3 models/train_mim.py                          # the recipe, CPU (about 2 h on 2 cores)
+    python3 models/train_mim.py                          # the recipe, CPU (about 1 h on 2 cores)
     python3 models/train_mim.py --device cuda            # same recipe on a GPU
     python3 models/convert_tinyusfm.py models/runs/mim/encoder.part0.pth models/runs/mim/encoder.part1.pth \
-        --out models/tinyusfm.onnx --label "usq-mim-v1"
+        --out models/tinyusfm.onnx --label "usq-mim-v2"
 
 Recipe (every number is a default below; seeded):
 - Input exactly as the metric preprocesses: gray 0..255 -> /255 -> 3 channels -> (x-0.5)/0.5.
@@ -18,7 +18,9 @@ Recipe (every number is a default below; seeded):
 - MAE: 75% of the 196 patches masked (per-sample random), the encoder (all 12 blocks + final norm)
   sees the cls token + the 49 visible patches; a light decoder (2 blocks, width 128, 4 heads,
   fixed 2-D sin-cos positions, mask token) predicts the 16x16 gray pixels of every patch.
-- Loss on masked patches only: MSE against the per-patch normalised target (MAE norm_pix_loss)
+- Loss on masked patches only: MSE against the gray itself in the metric's normalisation
+  (brightness and contrast kept, as SimMIM and USFM reconstruct; --target norm is MAE's
+  norm_pix_loss, the per-patch normalised target of usq-mim-v1)
   + 0.5 x L1 between the amplitudes of the orthonormal 2-D FFT of predicted and target patches.
 - AdamW (betas 0.9/0.95, weight decay 0.05 on matrices), lr 5e-4 with linear warmup over 5% of
   the steps then cosine to 0, gradient-norm clip 1.0, fp32.
@@ -187,9 +189,10 @@ def patchify(g):
     return g.reshape(n, GRID, PATCH, GRID, PATCH).permute(0, 1, 3, 2, 4).reshape(n, GRID * GRID, PATCH * PATCH)
 
 
-def mim_loss(pred, gray_norm, mask, fft_weight):
+def mim_loss(pred, gray_norm, mask, fft_weight, target="norm"):
     t = patchify(gray_norm)
-    t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
+    if target == "norm":  # MAE's norm_pix_loss: each patch's mean and contrast removed
+        t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
     m = mask.bool()
     p, t = pred[m], t[m]                                               # masked patches [K,256]
     mse = ((p - t) ** 2).mean()
@@ -222,13 +225,16 @@ def main():
     ap.add_argument("--hc18", default=os.path.join(ROOT, "..", "shared", "data", "hc18", "images"))
     ap.add_argument("--out", default=os.path.join(HERE, "runs", "mim"))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--steps", type=int, default=2400)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=20261128)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--warmup", type=float, default=0.05, help="fraction of steps")
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--fft-weight", type=float, default=0.5)
+    ap.add_argument("--target", default="raw", choices=["norm", "raw"],
+                    help="reconstruction target: per-patch normalised pixels (MAE norm_pix_loss) or the "
+                         "normalised gray itself, brightness and contrast kept (SimMIM/USFM style)")
     ap.add_argument("--n-sim", type=int, default=480)
     ap.add_argument("--p-sim", type=float, default=0.35)
     ap.add_argument("--p-whole", type=float, default=0.2)
@@ -282,7 +288,7 @@ def main():
         gn = (gray / 255.0 - 0.5) / 0.5                               # the metric's normalisation
         x = gn[:, None].expand(-1, 3, -1, -1)                          # replicated to 3 channels
         pred, mask = model(x)
-        loss, mse, fft = mim_loss(pred, gn, mask, a.fft_weight)
+        loss, mse, fft = mim_loss(pred, gn, mask, a.fft_weight, a.target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

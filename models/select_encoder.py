@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Choose between candidate encoders on training subjects only, before anything touches the
+held-out report: the whole evaluation pipeline of models/evaluate.py with everything fitted on
+HC18 subjects 000-499 (NRQ manifold by `usq fit-nrq` with its defaults, U-Net segmenter) and
+measured on distorted frames of 12 subjects of 500-599.
+
+    models/.venv/bin/python models/select_encoder.py NAME=MODEL.onnx [...]
+    e.g. shipped=models/tinyusfm.onnx raw=/tmp/raw.onnx
+
+Prints per candidate: how many families reach the monotonicity targets (NRQ median Spearman
+<= -0.9, uLPIPS >= 0.9) with the medians, and the task anchor (Spearman with the Dice drop and
+2AFC) of uLPIPS and NRQ beside PSNR and SSIM. Writes the numbers to --out (JSON).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import evaluate as ev  # noqa: E402
+
+FIT_BELOW = 500  # subjects 000-499 fit the manifold and the segmenter; 500-599 validate
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("candidates", nargs="+", help="NAME=MODEL.onnx")
+    ap.add_argument("--n", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--max-patches", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--work", default="/tmp/usq-select")
+    ap.add_argument("--out", default="/tmp/usq-select/selection.json")
+    a = ap.parse_args()
+    os.chdir(ev.ROOT)
+    os.makedirs(a.work, exist_ok=True)
+    cands = dict(c.split("=", 1) for c in a.candidates)
+    subject = lambda f: int(ev.NAME.match(f).group(1))
+    train = ev.frames("train")
+    fit = [f for f in train if subject(f) < FIT_BELOW]
+    by_subject = {}
+    for f in train:
+        if subject(f) >= FIT_BELOW:
+            by_subject.setdefault(subject(f), []).append(f)
+    subs = sorted(by_subject)
+    names = [sorted(by_subject[subs[i]])[0]
+             for i in sorted(np.random.default_rng(a.seed).choice(len(subs), a.n, replace=False))]
+    print("validation frames:", ", ".join(names), flush=True)
+
+    tmp = tempfile.mkdtemp(prefix="frames-", dir=a.work)
+    clean = {f: ev.read_gray(os.path.join(ev.DATA, "images", f)) for f in names}
+    items, imgs = [], {}
+    for fi, f in enumerate(names):
+        items.append((f, "clean", 0, os.path.realpath(os.path.join(ev.DATA, "images", f))))
+        imgs[items[-1][3]] = clean[f]
+        for ki, fam in enumerate(ev.FAMILIES):
+            for sev in ev.SEVERITIES[1:]:
+                d = ev.distort(clean[f], fam, sev, a.seed * 1000 + fi * 16 + ki)
+                p = os.path.join(tmp, f"{f[:-4]}_{fam}_{sev}.png")
+                cv2.imwrite(p, d)
+                items.append((f, fam, sev, p))
+                imgs[p] = d
+
+    predict, n_train, _ = ev.train_segmenter(a.seed, 8, print, names=fit)
+    masks = {f: ev.seg_mask(f) for f in names}
+    dices = {}
+    for s in range(0, len(items), 64):
+        chunk = items[s:s + 64]
+        for it, pr in zip(chunk, predict([imgs[it[3]] for it in chunk])):
+            dices[it[3]] = ev.dice(pr, masks[it[0]])
+    clean_dice = {f: dices[p] for f, fam, _, p in items if fam == "clean"}
+    print(f"segmenter on {n_train} frames of 000-{FIT_BELOW - 1}; validation clean Dice "
+          f"{np.mean(list(clean_dice.values())):.3f}", flush=True)
+
+    root = os.path.join(a.work, "fit_root")
+    os.makedirs(os.path.join(root, "FetalHead"), exist_ok=True)
+    for f in fit:
+        link = os.path.join(root, "FetalHead", f)
+        if not os.path.lexists(link):
+            os.symlink(os.path.realpath(os.path.join(ev.DATA, "images", f)), link)
+
+    dist = [it for it in items if it[1] != "clean"]
+    drop = np.array([clean_dice[f] - dices[p] for f, _, _, p in dist])
+    groups = {}
+    for i, it in enumerate(dist):
+        groups.setdefault(it[0], []).append(i)
+    groups = list(groups.values())
+
+    def anchor(bad):
+        acc, _ = ev.two_afc(drop, np.asarray(bad, np.float64), groups)
+        return {"spearman": ev.srho(drop, bad), "afc": acc}
+
+    def monotone(vals):
+        med = {}
+        for fam in ev.FAMILIES:
+            rhos = []
+            for f in names:
+                sel = [(0, it[3]) for it in items if it[0] == f and it[1] == "clean"] + \
+                      [(it[2], it[3]) for it in items if it[0] == f and it[1] == fam]
+                rhos.append(ev.srho([s for s, _ in sel], [vals[p] for _, p in sel]))
+            med[fam] = float(np.median(rhos))
+        return med
+
+    out = {"frames": names, "psnr": anchor([-ev.psnr(clean[f], imgs[p]) for f, _, _, p in dist]),
+           "ssim": anchor([-ev.ssim(clean[f], imgs[p]) for f, _, _, p in dist]), "candidates": {}}
+    print(f"PSNR anchor {out['psnr']}, SSIM anchor {out['ssim']}", flush=True)
+    for name, model in cands.items():
+        t0 = time.time()
+        man = os.path.join(a.work, "manifold_" + name)
+        ev.run([ev.USQ, "fit-nrq", root, "--out", man, "--model", model])
+        nrq = ev.usq_score([it[3] for it in items], model, man, a.max_patches, a.workers)
+        pairs = [(os.path.realpath(os.path.join(ev.DATA, "images", f)), p) for f, _, _, p in dist]
+        ulp = ev.usq_compare(pairs, model, a.workers)
+        for f in names:
+            ulp[os.path.realpath(os.path.join(ev.DATA, "images", f))] = 0.0
+        r = {"nrq_monotone": monotone(nrq), "ulpips_monotone": monotone(ulp),
+             "nrq_anchor": anchor([-nrq[p] for _, _, _, p in dist]),
+             "ulpips_anchor": anchor([ulp[p] for _, _, _, p in dist]), "seconds": time.time() - t0}
+        out["candidates"][name] = r
+        nm = sum(v <= -0.9 + ev.TARGET_EPS for v in r["nrq_monotone"].values())
+        um = sum(v >= 0.9 - ev.TARGET_EPS for v in r["ulpips_monotone"].values())
+        print(f"{name} ({model}, {r['seconds']:.0f} s): NRQ monotone {nm}/9 "
+              + " ".join(f"{k} {v:+.2f}" for k, v in r["nrq_monotone"].items())
+              + f"; uLPIPS monotone {um}/9; anchor uLPIPS rho {r['ulpips_anchor']['spearman']:+.3f} "
+              f"2AFC {r['ulpips_anchor']['afc']:.3f}; NRQ rho {r['nrq_anchor']['spearman']:+.3f} "
+              f"2AFC {r['nrq_anchor']['afc']:.3f}", flush=True)
+        with open(a.out, "w") as fh:
+            json.dump(out, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
