@@ -640,8 +640,8 @@ _DARK = ("Darkening moves patches towards the dark, anechoic patches (fluid, the
 _NOISE = ("Mild noise adds speckle-like texture that the manifold finds typical, so NRQ does not fall at "
           "severity 1-2 and only drops at 3-4; with 5 points one inversion gives rho 0.9 and two 0.7. "
           "usq-mim-v2 reconstructs raw pixels, so its features follow local brightness more than the speckle "
-          "pattern and moderate noise moves them less than v1's (v1 met both noise families; so did v2's "
-          "uLPIPS, which is what the 2AFC gains from).")
+          "pattern and moderate noise moves them less than v1's (v1 met both noise families). The same trait "
+          "is what lifts v2's uLPIPS above PSNR on the task anchor's 2AFC.")
 HYPOTHESES = {
     ("nrq", "blur"): _SMOOTH, ("nrq", "jpeg"): _SMOOTH, ("nrq", "downup"): _SMOOTH,
     ("nrq", "shadow"): _DARK, ("nrq", "gain"): _DARK, ("nrq", "dropout"): _DARK,
