@@ -442,6 +442,16 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def dice_drops(items, dices, clean_dice):
+    """The distorted items, their Dice drops and, per frame, their indices (the 2AFC groups)."""
+    dist = [it for it in items if it[1] != "clean"]
+    drop = np.array([clean_dice[f] - dices[p] for f, _, _, p in dist])
+    groups = {}
+    for i, it in enumerate(dist):
+        groups.setdefault(it[0], []).append(i)
+    return dist, drop, list(groups.values())
+
+
 def analyse(items, names, dices, clean_dice, ps, ss, nrq, ulp):
     res = {"families": {}, "anchor": {}, "int8_fidelity": {}}
     # per family: median over frames of the Spearman of each metric with severity 0..4
@@ -465,12 +475,7 @@ def analyse(items, names, dices, clean_dice, ps, ss, nrq, ulp):
             row[metric] = {"median": float(np.median(rhos)), "per_frame": rhos}
         res["families"][fam] = row
     # task anchor on the distorted frames
-    dist = [it for it in items if it[1] != "clean"]
-    drop = np.array([clean_dice[f] - dices[p] for f, _, _, p in dist])
-    groups = {}
-    for i, it in enumerate(dist):
-        groups.setdefault(it[0], []).append(i)
-    groups = list(groups.values())
+    dist, drop, groups = dice_drops(items, dices, clean_dice)
     anchor = {"dice_drop_mean": float(drop.mean()), "dice_drop_median": float(np.median(drop)),
               "clean_dice_mean": float(np.mean(list(clean_dice.values()))),
               "dice_drop_by_family": {fam: [float(np.mean([clean_dice[f] - dices[p] for f, fm, s, p in dist

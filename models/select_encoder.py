@@ -85,12 +85,7 @@ def main():
         if not os.path.lexists(link):
             os.symlink(os.path.realpath(os.path.join(ev.DATA, "images", f)), link)
 
-    dist = [it for it in items if it[1] != "clean"]
-    drop = np.array([clean_dice[f] - dices[p] for f, _, _, p in dist])
-    groups = {}
-    for i, it in enumerate(dist):
-        groups.setdefault(it[0], []).append(i)
-    groups = list(groups.values())
+    dist, drop, groups = ev.dice_drops(items, dices, clean_dice)
 
     def anchor(bad):
         acc, _ = ev.two_afc(drop, np.asarray(bad, np.float64), groups)
