@@ -74,13 +74,46 @@ def frames(split):
     return [f for f in fs if lo <= int(NAME.match(f).group(1)) < hi]
 
 
-def pick_eval(split, n, rng):
+def pick_frames(fs, n, rng):
+    """One frame per subject (its first file name) for n subjects of fs drawn with rng."""
     by_subject = {}
-    for f in frames(split):
+    for f in fs:
         by_subject.setdefault(NAME.match(f).group(1), []).append(f)
     subjects = sorted(by_subject)
     chosen = sorted(rng.choice(len(subjects), size=n, replace=False))
     return [sorted(by_subject[subjects[i]])[0] for i in chosen]
+
+
+def pick_eval(split, n, rng):
+    return pick_frames(frames(split), n, rng)
+
+
+def link_fit_root(root, fs):
+    """A `usq fit-nrq` root: root/FetalHead/ with a link to each of the HC18 frames fs."""
+    os.makedirs(os.path.join(root, "FetalHead"), exist_ok=True)
+    for f in fs:
+        link = os.path.join(root, "FetalHead", f)
+        if not os.path.lexists(link):
+            os.symlink(os.path.realpath(os.path.join(DATA, "images", f)), link)
+    return root
+
+
+def distorted_items(names, seed, tmp):
+    """Each frame (severity 0, the original file) and its 9 families x severities 1-4, written as
+    PNG into tmp. Returns the clean grays, the items (frame, family, severity, path) and path -> gray."""
+    clean = {f: read_gray(os.path.join(DATA, "images", f)) for f in names}
+    items, imgs = [], {}
+    for fi, f in enumerate(names):
+        items.append((f, "clean", 0, os.path.realpath(os.path.join(DATA, "images", f))))
+        imgs[items[-1][3]] = clean[f]
+        for ki, fam in enumerate(FAMILIES):
+            for sev in SEVERITIES[1:]:
+                d = distort(clean[f], fam, sev, seed * 1000 + fi * 16 + ki)
+                p = os.path.join(tmp, f"{f[:-4]}_{fam}_{sev}.png")
+                cv2.imwrite(p, d)
+                items.append((f, fam, sev, p))
+                imgs[p] = d
+    return clean, items, imgs
 
 
 def read_gray(path):
@@ -248,6 +281,17 @@ def train_segmenter(seed, epochs, log, names=None):
     return predict, len(names), sum(p.numel() for p in net.parameters())
 
 
+def segment_dices(predict, items, imgs):
+    """Dice of every item against its frame's mask, and the clean frames' Dice per frame."""
+    masks = {f: seg_mask(f) for f in {it[0] for it in items}}
+    dices = {}
+    for s in range(0, len(items), 64):
+        chunk = items[s:s + 64]
+        for it, pr in zip(chunk, predict([imgs[it[3]] for it in chunk])):
+            dices[it[3]] = dice(pr, masks[it[0]])
+    return dices, {f: dices[p] for f, fam, _, p in items if fam == "clean"}
+
+
 def dice(p, m):
     inter = np.logical_and(p, m).sum()
     s = p.sum() + m.sum()
@@ -291,12 +335,9 @@ def usq_compare(pairs, model, workers):
 
 
 def fit_seeded_manifold(tmp, n, seed, log):
-    root = os.path.join(tmp, "fit_root")
-    os.makedirs(os.path.join(root, "FetalHead"))
     fs = frames("train")
     pick = sorted(np.random.default_rng(seed).choice(len(fs), size=n, replace=False))
-    for i in pick:
-        os.symlink(os.path.realpath(os.path.join(DATA, "images", fs[i])), os.path.join(root, "FetalHead", fs[i]))
+    root = link_fit_root(os.path.join(tmp, "fit_root"), [fs[i] for i in pick])
     out = os.path.join(tmp, "nrq_seeded")
     run([USQ, "fit-nrq", root, "--out", out, "--model", MODELS["seeded"]])
     log(f"  fitted {out} on {n} training frames")
@@ -364,33 +405,14 @@ def main():
         # 1-2. frames and distortions
         names = pick_eval(a.split, a.n, np.random.default_rng(a.seed))
         log(f"{len(names)} {a.split} frames: {', '.join(names)}")
-        clean = {f: read_gray(os.path.join(DATA, "images", f)) for f in names}
-        items = []   # (frame, family, severity, path); severity 0 = the original file
-        imgs = {}
-        for fi, f in enumerate(names):
-            src = os.path.join(DATA, "images", f)
-            items.append((f, "clean", 0, os.path.realpath(src)))
-            imgs[items[-1][3]] = clean[f]
-            for ki, fam in enumerate(FAMILIES):
-                for sev in SEVERITIES[1:]:
-                    d = distort(clean[f], fam, sev, a.seed * 1000 + fi * 16 + ki)
-                    p = os.path.join(tmp, f"{f[:-4]}_{fam}_{sev}.png")
-                    cv2.imwrite(p, d)
-                    items.append((f, fam, sev, p))
-                    imgs[p] = d
+        clean, items, imgs = distorted_items(names, a.seed, tmp)
         log(f"{len(items)} frames to score ({len(items) - len(names)} distorted)")
 
         # 3. segmenter and Dice
         t0 = time.time()
         predict, n_train, n_par = train_segmenter(a.seed, a.seg_epochs, log)
         t_seg = time.time() - t0
-        masks = {f: seg_mask(f) for f in names}
-        dices = {}
-        for s in range(0, len(items), 64):
-            chunk = items[s:s + 64]
-            for it, pr in zip(chunk, predict([imgs[it[3]] for it in chunk])):
-                dices[it[3]] = dice(pr, masks[it[0]])
-        clean_dice = {f: dices[p] for f, fam, _, p in items if fam == "clean"}
+        dices, clean_dice = segment_dices(predict, items, imgs)
         log(f"segmenter: {n_par} parameters, {n_train} training frames, {t_seg:.0f} s; "
             f"held-out clean Dice mean {np.mean(list(clean_dice.values())):.3f}")
 
@@ -442,6 +464,16 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def severity_rhos(items, names, fam, vals):
+    """Per frame, Spearman of vals with severity 0-4 in one family, and the median over frames."""
+    rhos = []
+    for f in names:
+        sel = [(0, it[3]) for it in items if it[0] == f and it[1] == "clean"] + \
+              [(it[2], it[3]) for it in items if it[0] == f and it[1] == fam]
+        rhos.append(srho([s for s, _ in sel], [vals[p] for _, p in sel]))
+    return {"median": float(np.median(rhos)), "per_frame": rhos}
+
+
 def dice_drops(items, dices, clean_dice):
     """The distorted items, their Dice drops and, per frame, their indices (the 2AFC groups)."""
     dist = [it for it in items if it[1] != "clean"]
@@ -456,23 +488,10 @@ def analyse(items, names, dices, clean_dice, ps, ss, nrq, ulp):
     res = {"families": {}, "anchor": {}, "int8_fidelity": {}}
     # per family: median over frames of the Spearman of each metric with severity 0..4
     for fam in FAMILIES:
-        row = {}
-        for metric in ["nrq", "ulpips"]:
-            for mk in MODELS:
-                rhos = []
-                for f in names:
-                    sel = [(0, it[3]) for it in items if it[0] == f and it[1] == "clean"] + \
-                          [(it[2], it[3]) for it in items if it[0] == f and it[1] == fam]
-                    vals = (nrq if metric == "nrq" else ulp)[mk]
-                    rhos.append(srho([s for s, _ in sel], [vals[p] for _, p in sel]))
-                row[f"{metric}_{mk}"] = {"median": float(np.median(rhos)), "per_frame": rhos}
+        row = {f"{metric}_{mk}": severity_rhos(items, names, fam, (nrq if metric == "nrq" else ulp)[mk])
+               for metric in ["nrq", "ulpips"] for mk in MODELS}
         for metric, src in [("psnr", ps), ("ssim", ss), ("dice", dices)]:
-            rhos = []
-            for f in names:
-                sel = [(0, it[3]) for it in items if it[0] == f and it[1] == "clean"] + \
-                      [(it[2], it[3]) for it in items if it[0] == f and it[1] == fam]
-                rhos.append(srho([s for s, _ in sel], [src[p] for _, p in sel]))
-            row[metric] = {"median": float(np.median(rhos)), "per_frame": rhos}
+            row[metric] = severity_rhos(items, names, fam, src)
         res["families"][fam] = row
     # task anchor on the distorted frames
     dist, drop, groups = dice_drops(items, dices, clean_dice)

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import shutil
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,17 +38,10 @@ def main():
     print(f"{len(names)} {a.split} frames: {', '.join(names)}", flush=True)
     tmp = tempfile.mkdtemp(prefix="usq-int8-")
     try:
-        paths, pairs = [], []
-        for fi, f in enumerate(names):
-            src = os.path.realpath(os.path.join(ev.DATA, "images", f))
-            clean = ev.read_gray(src)
-            paths.append(src)
-            for ki, fam in enumerate(ev.FAMILIES):
-                for sev in ev.SEVERITIES[1:]:
-                    p = os.path.join(tmp, f"{f[:-4]}_{fam}_{sev}.png")
-                    cv2.imwrite(p, ev.distort(clean, fam, sev, a.seed * 1000 + fi * 16 + ki))
-                    paths.append(p)
-                    pairs.append((src, p))
+        _, items, _ = ev.distorted_items(names, a.seed, tmp)
+        paths = [it[3] for it in items]
+        src = {it[0]: it[3] for it in items if it[1] == "clean"}
+        pairs = [(src[it[0]], it[3]) for it in items if it[1] != "clean"]
         ref = ev.usq_score(paths, a.fp32, a.manifold, a.max_patches, a.workers)
         ref_u = ev.usq_compare(pairs, a.fp32, a.workers) if a.ulpips else None
         x = np.array([ref[p] for p in paths])

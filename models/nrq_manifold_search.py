@@ -24,6 +24,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "reference"))
 import evaluate as ev  # noqa: E402
 import usq_reference as ref  # noqa: E402
+from select_encoder import validation_split  # noqa: E402
 
 
 def main():
@@ -36,15 +37,7 @@ def main():
     a = ap.parse_args()
     os.chdir(ev.ROOT)
     os.makedirs(a.work, exist_ok=True)
-    train = ev.frames("train")
-    subject = lambda f: int(ev.NAME.match(f).group(1))
-    by_subject = {}
-    for f in train:
-        if subject(f) >= 500:
-            by_subject.setdefault(subject(f), []).append(f)
-    subs = sorted(by_subject)
-    names = [sorted(by_subject[subs[i]])[0]
-             for i in sorted(np.random.default_rng(a.seed).choice(len(subs), a.n, replace=False))]
+    fit, names = validation_split(a.n, a.seed)
     print("validation frames:", ", ".join(names), flush=True)
 
     cache = os.path.join(a.work, f"features_seed{a.seed}_n{a.n}.npz")
@@ -66,12 +59,7 @@ def main():
         Z = np.stack(Z)
         np.savez(cache, Z=Z, keys=np.array(keys, dtype=object))
 
-    root = os.path.join(a.work, "fit_root")
-    os.makedirs(os.path.join(root, "FetalHead"), exist_ok=True)
-    for f in train:
-        link = os.path.join(root, "FetalHead", f)
-        if subject(f) < 500 and not os.path.lexists(link):
-            os.symlink(os.path.realpath(os.path.join(ev.DATA, "images", f)), link)
+    root = ev.link_fit_root(os.path.join(a.work, "fit_root"), fit)
     for setting in a.settings:
         name, _, args = setting.partition(":")
         out = os.path.join(a.work, "manifold_" + name)

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 
-import cv2
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,6 +25,15 @@ sys.path.insert(0, HERE)
 import evaluate as ev  # noqa: E402
 
 FIT_BELOW = 500  # subjects 000-499 fit the manifold and the segmenter; 500-599 validate
+
+
+def validation_split(n, seed):
+    """Training frames of subjects below FIT_BELOW (for fitting), and one frame each of n subjects
+    of FIT_BELOW-599 drawn with the seed (for validating)."""
+    train = ev.frames("train")
+    below = lambda f: int(ev.NAME.match(f).group(1)) < FIT_BELOW
+    return ([f for f in train if below(f)],
+            ev.pick_frames([f for f in train if not below(f)], n, np.random.default_rng(seed)))
 
 
 def main():
@@ -41,49 +49,15 @@ def main():
     os.chdir(ev.ROOT)
     os.makedirs(a.work, exist_ok=True)
     cands = dict(c.split("=", 1) for c in a.candidates)
-    subject = lambda f: int(ev.NAME.match(f).group(1))
-    train = ev.frames("train")
-    fit = [f for f in train if subject(f) < FIT_BELOW]
-    by_subject = {}
-    for f in train:
-        if subject(f) >= FIT_BELOW:
-            by_subject.setdefault(subject(f), []).append(f)
-    subs = sorted(by_subject)
-    names = [sorted(by_subject[subs[i]])[0]
-             for i in sorted(np.random.default_rng(a.seed).choice(len(subs), a.n, replace=False))]
+    fit, names = validation_split(a.n, a.seed)
     print("validation frames:", ", ".join(names), flush=True)
 
-    tmp = tempfile.mkdtemp(prefix="frames-", dir=a.work)
-    clean = {f: ev.read_gray(os.path.join(ev.DATA, "images", f)) for f in names}
-    items, imgs = [], {}
-    for fi, f in enumerate(names):
-        items.append((f, "clean", 0, os.path.realpath(os.path.join(ev.DATA, "images", f))))
-        imgs[items[-1][3]] = clean[f]
-        for ki, fam in enumerate(ev.FAMILIES):
-            for sev in ev.SEVERITIES[1:]:
-                d = ev.distort(clean[f], fam, sev, a.seed * 1000 + fi * 16 + ki)
-                p = os.path.join(tmp, f"{f[:-4]}_{fam}_{sev}.png")
-                cv2.imwrite(p, d)
-                items.append((f, fam, sev, p))
-                imgs[p] = d
-
+    clean, items, imgs = ev.distorted_items(names, a.seed, tempfile.mkdtemp(prefix="frames-", dir=a.work))
     predict, n_train, _ = ev.train_segmenter(a.seed, 8, print, names=fit)
-    masks = {f: ev.seg_mask(f) for f in names}
-    dices = {}
-    for s in range(0, len(items), 64):
-        chunk = items[s:s + 64]
-        for it, pr in zip(chunk, predict([imgs[it[3]] for it in chunk])):
-            dices[it[3]] = ev.dice(pr, masks[it[0]])
-    clean_dice = {f: dices[p] for f, fam, _, p in items if fam == "clean"}
+    dices, clean_dice = ev.segment_dices(predict, items, imgs)
     print(f"segmenter on {n_train} frames of 000-{FIT_BELOW - 1}; validation clean Dice "
           f"{np.mean(list(clean_dice.values())):.3f}", flush=True)
-
-    root = os.path.join(a.work, "fit_root")
-    os.makedirs(os.path.join(root, "FetalHead"), exist_ok=True)
-    for f in fit:
-        link = os.path.join(root, "FetalHead", f)
-        if not os.path.lexists(link):
-            os.symlink(os.path.realpath(os.path.join(ev.DATA, "images", f)), link)
+    root = ev.link_fit_root(os.path.join(a.work, "fit_root"), fit)
 
     dist, drop, groups = ev.dice_drops(items, dices, clean_dice)
 
@@ -92,15 +66,7 @@ def main():
         return {"spearman": ev.srho(drop, bad), "afc": acc}
 
     def monotone(vals):
-        med = {}
-        for fam in ev.FAMILIES:
-            rhos = []
-            for f in names:
-                sel = [(0, it[3]) for it in items if it[0] == f and it[1] == "clean"] + \
-                      [(it[2], it[3]) for it in items if it[0] == f and it[1] == fam]
-                rhos.append(ev.srho([s for s, _ in sel], [vals[p] for _, p in sel]))
-            med[fam] = float(np.median(rhos))
-        return med
+        return {fam: ev.severity_rhos(items, names, fam, vals)["median"] for fam in ev.FAMILIES}
 
     out = {"frames": names, "psnr": anchor([-ev.psnr(clean[f], imgs[p]) for f, _, _, p in dist]),
            "ssim": anchor([-ev.ssim(clean[f], imgs[p]) for f, _, _, p in dist]), "candidates": {}}
