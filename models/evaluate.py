@@ -334,6 +334,20 @@ def usq_compare(pairs, model, workers):
         return dict(ex.map(one, pairs))
 
 
+def reference_pairs(items):
+    """(clean frame, distorted frame) paths of every distorted item."""
+    src = {f: p for f, fam, _, p in items if fam == "clean"}
+    return [(src[f], p) for f, fam, _, p in items if fam != "clean"]
+
+
+def ulpips_scores(items, model, workers):
+    """uLPIPS of every item against its clean frame; the clean frames themselves 0, since identical
+    frames give exactly 0 (checked by the project's tests)."""
+    ulp = usq_compare(reference_pairs(items), model, workers)
+    ulp.update({p: 0.0 for _, fam, _, p in items if fam == "clean"})
+    return ulp
+
+
 def fit_seeded_manifold(tmp, n, seed, log):
     fs = frames("train")
     pick = sorted(np.random.default_rng(seed).choice(len(fs), size=n, replace=False))
@@ -426,16 +440,14 @@ def main():
         nrq_dirs = {"fp32": "models/nrq", "int8": "models/nrq",
                     "seeded": fit_seeded_manifold(tmp, a.fit_frames, a.seed, log)}
         paths = [it[3] for it in items]
-        pairs = [(os.path.realpath(os.path.join(DATA, "images", f)), p) for f, fam, _, p in items if fam != "clean"]
+        n_pairs = len(items) - len(names)
         nrq, ulp, t_models = {}, {}, {}
         for mk, mp in MODELS.items():
             t0 = time.time()
             nrq[mk] = usq_score(paths, mp, nrq_dirs[mk], a.max_patches, a.workers)
-            ulp[mk] = usq_compare(pairs, mp, a.workers)
-            for f in names:   # identical frames give exactly 0 (checked by the project's tests)
-                ulp[mk][os.path.realpath(os.path.join(DATA, "images", f))] = 0.0
+            ulp[mk] = ulpips_scores(items, mp, a.workers)
             t_models[mk] = time.time() - t0
-            log(f"  scored {len(paths)} frames + {len(pairs)} pairs with {mp}: {t_models[mk]:.0f} s")
+            log(f"  scored {len(paths)} frames + {n_pairs} pairs with {mp}: {t_models[mk]:.0f} s")
 
         # 5. statistics
         res = analyse(items, names, dices, clean_dice, ps, ss, nrq, ulp)
@@ -448,7 +460,7 @@ def main():
             "params": PARAMS, "shadow_half_width": SHADOW_HALF_WIDTH,
             "wall_s": time.time() - t_wall,
             "cpu_s": cpu.user + cpu.system + cpu.children_user + cpu.children_system,
-            "seg_wall_s": t_seg, "score_wall_s": t_models, "n_scored": len(items), "n_pairs": len(pairs),
+            "seg_wall_s": t_seg, "score_wall_s": t_models, "n_scored": len(items), "n_pairs": n_pairs,
             "models": {k: {"path": v, "bytes": os.path.getsize(v)} for k, v in MODELS.items()},
         }
         res["raw"] = [{"frame": f, "family": fam, "severity": sev,

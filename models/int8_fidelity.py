@@ -40,8 +40,7 @@ def main():
     try:
         _, items, _ = ev.distorted_items(names, a.seed, tmp)
         paths = [it[3] for it in items]
-        src = {it[0]: it[3] for it in items if it[1] == "clean"}
-        pairs = [(src[it[0]], it[3]) for it in items if it[1] != "clean"]
+        pairs = ev.reference_pairs(items)
         ref = ev.usq_score(paths, a.fp32, a.manifold, a.max_patches, a.workers)
         ref_u = ev.usq_compare(pairs, a.fp32, a.workers) if a.ulpips else None
         x = np.array([ref[p] for p in paths])

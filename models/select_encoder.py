@@ -76,10 +76,7 @@ def main():
         man = os.path.join(a.work, "manifold_" + name)
         ev.run([ev.USQ, "fit-nrq", root, "--out", man, "--model", model])
         nrq = ev.usq_score([it[3] for it in items], model, man, a.max_patches, a.workers)
-        pairs = [(os.path.realpath(os.path.join(ev.DATA, "images", f)), p) for f, _, _, p in dist]
-        ulp = ev.usq_compare(pairs, model, a.workers)
-        for f in names:
-            ulp[os.path.realpath(os.path.join(ev.DATA, "images", f))] = 0.0
+        ulp = ev.ulpips_scores(items, model, a.workers)
         r = {"nrq_monotone": monotone(nrq), "ulpips_monotone": monotone(ulp),
              "nrq_anchor": anchor([-nrq[p] for _, _, _, p in dist]),
              "ulpips_anchor": anchor([ulp[p] for _, _, _, p in dist]), "seconds": time.time() - t0}

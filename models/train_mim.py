@@ -189,7 +189,7 @@ def patchify(g):
     return g.reshape(n, GRID, PATCH, GRID, PATCH).permute(0, 1, 3, 2, 4).reshape(n, GRID * GRID, PATCH * PATCH)
 
 
-def mim_loss(pred, gray_norm, mask, fft_weight, target="norm"):
+def mim_loss(pred, gray_norm, mask, fft_weight, target):
     t = patchify(gray_norm)
     if target == "norm":  # MAE's norm_pix_loss: each patch's mean and contrast removed
         t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
