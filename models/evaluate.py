@@ -306,7 +306,9 @@ def run(cmd):
     return r.stdout
 
 
-def usq_score(paths, model, manifold, max_patches, workers):
+def usq_score(paths, model, manifold, max_patches, workers, patches=None):
+    """NRQ of every path; with a dict as `patches`, also each path's scored patches into it, as
+    [x, y, loglik] (x, y: the patch's corner in the frame)."""
     chunks = [paths[i::workers] for i in range(workers)]
 
     def one(chunk):
@@ -320,6 +322,8 @@ def usq_score(paths, model, manifold, max_patches, workers):
         for recs in ex.map(one, chunks):
             for r in recs:
                 out[r["path"]] = r["nrq"]
+                if patches is not None:
+                    patches[r["path"]] = [[q["x"], q["y"], q["loglik"]] for q in r["patches"]]
     missing = [p for p in paths if p not in out]
     assert not missing, f"usq score gave no result for {missing[:3]}"
     return out
@@ -441,16 +445,18 @@ def main():
                     "seeded": fit_seeded_manifold(tmp, a.fit_frames, a.seed, log)}
         paths = [it[3] for it in items]
         n_pairs = len(items) - len(names)
-        nrq, ulp, t_models = {}, {}, {}
+        nrq, ulp, t_models, patches = {}, {}, {}, {}
         for mk, mp in MODELS.items():
             t0 = time.time()
-            nrq[mk] = usq_score(paths, mp, nrq_dirs[mk], a.max_patches, a.workers)
+            nrq[mk] = usq_score(paths, mp, nrq_dirs[mk], a.max_patches, a.workers,
+                                patches=patches if mk == "fp32" else None)
             ulp[mk] = ulpips_scores(items, mp, a.workers)
             t_models[mk] = time.time() - t0
             log(f"  scored {len(paths)} frames + {n_pairs} pairs with {mp}: {t_models[mk]:.0f} s")
 
         # 5. statistics
-        res = analyse(items, names, dices, clean_dice, ps, ss, nrq, ulp)
+        patches = {p: [[x, y, ll, patch_mean(imgs[p], x, y)] for x, y, ll in q] for p, q in patches.items()}
+        res = analyse(items, names, dices, clean_dice, ps, ss, nrq, ulp, patches)
         cpu = os.times()
         res["meta"] = {
             "command": " ".join(["models/.venv/bin/python", "models/evaluate.py"] + sys.argv[1:]),
@@ -465,7 +471,8 @@ def main():
         }
         res["raw"] = [{"frame": f, "family": fam, "severity": sev,
                        "dice": dices[p], "psnr": ps[p], "ssim": ss[p],
-                       **{f"nrq_{k}": nrq[k][p] for k in MODELS}, **{f"ulpips_{k}": ulp[k][p] for k in MODELS}}
+                       **{f"nrq_{k}": nrq[k][p] for k in MODELS}, **{f"ulpips_{k}": ulp[k][p] for k in MODELS},
+                       "patches_fp32": patches[p]}
                       for f, fam, sev, p in items]
         with open(os.path.join(rdir, "results.json"), "w") as fh:
             json.dump(res, fh, indent=1)
@@ -496,8 +503,54 @@ def dice_drops(items, dices, clean_dice):
     return dist, drop, list(groups.values())
 
 
-def analyse(items, names, dices, clean_dice, ps, ss, nrq, ulp):
+def patch_mean(g, x, y, side=224):
+    """Mean gray of the scored patch at (x, y), clipped to the frame."""
+    return float(g[y:y + side, x:x + side].astype(np.float64).mean())
+
+
+def darkening(items, names, patches, nrq):
+    """For the families that darken part of the frame: per severity, the medians over frames of
+    where the most-darkened patch's brightness falls among all clean patches (percentile), how
+    its log-likelihood moved from the clean frame's, whether it joined the worst region, and how
+    NRQ moved. Tests the hypothesis that the clean manifold rates dark patches as typical."""
+    clean = {it[0]: it[3] for it in items if it[1] == "clean"}
+    clean_means = np.array([q[3] for f in names for q in patches[clean[f]]])
+    out = {}
+    for fam in ("shadow", "gain", "dropout"):
+        rows = []
+        for sev in SEVERITIES[1:]:
+            pct, dll, worst, dnrq, dold = [], [], [], [], []
+            for f, fm, s, p in items:
+                if fm != fam or s != sev:
+                    continue
+                ref = {(x, y): (ll, m) for x, y, ll, m in patches[clean[f]]}
+                x, y, ll, m = max(patches[p], key=lambda q: ref[(q[0], q[1])][1] - q[3])
+                pct.append(100.0 * np.mean(clean_means <= m))
+                dll.append(ll - ref[(x, y)][0])
+                lls = sorted(q[2] for q in patches[p])
+                worst.append(ll <= lls[nrq_worst_k(len(lls)) - 1])
+                dnrq.append(nrq[p] - nrq[clean[f]])
+                # the clean frame's own worst patches: how they moved
+                k = nrq_worst_k(len(ref))
+                was = sorted(ref, key=lambda xy: ref[xy][0])[:k]
+                now = {(q[0], q[1]): q[2] for q in patches[p]}
+                dold.append(float(np.mean([now[xy] - ref[xy][0] for xy in was])))
+            rows.append({"severity": sev, "darkest_change_percentile": float(np.median(pct)),
+                         "loglik_change": float(np.median(dll)), "in_worst_region": float(np.mean(worst)),
+                         "clean_worst_change": float(np.median(dold)), "nrq_change": float(np.median(dnrq))})
+        out[fam] = rows
+    return out
+
+
+def nrq_worst_k(n):
+    """usq's worst-region size: max(1, round(0.15 n)), ties to even (src/metrics/nrq.rs)."""
+    return max(1, round(0.15 * n))
+
+
+def analyse(items, names, dices, clean_dice, ps, ss, nrq, ulp, patches=None):
     res = {"families": {}, "anchor": {}, "int8_fidelity": {}}
+    if patches:
+        res["darkening"] = darkening(items, names, patches, nrq["fp32"])
     # per family: median over frames of the Spearman of each metric with severity 0..4
     for fam in FAMILIES:
         row = {f"{metric}_{mk}": severity_rhos(items, names, fam, (nrq if metric == "nrq" else ulp)[mk])
@@ -672,7 +725,7 @@ _DARK = ("Darkening moves patches towards the dark, anechoic patches (fluid, the
          "shadow / lost gain / dropped signal' from 'dark because anechoic', so NRQ falls only once the "
          "darkened region is large or deep enough to leave that part of the manifold. usq-mim-v2 keeps "
          "brightness in its features, so a darkened patch lands even closer to the anechoic ones and NRQ can "
-         "rise with gain loss.")
+         "rise with gain loss. The darkening table below measures this.")
 _NOISE = ("Mild noise adds speckle-like texture that the manifold finds typical, so NRQ does not fall at "
           "severity 1-2 and only drops at 3-4; with 5 points one inversion gives rho 0.9 and two 0.7. "
           "usq-mim-v2 reconstructs raw pixels, so its features follow local brightness more than the speckle "
@@ -782,6 +835,21 @@ def write_report(res, out):
             h = HYPOTHESES.get((metric, f_), "no hypothesis recorded.")
             L.append(f"- {'NRQ' if metric == 'nrq' else 'uLPIPS'}, {FAMILY_TITLE[f_]}: median {v:+.3f} "
                      f"(target {'≤ -0.9' if metric == 'nrq' else '≥ 0.9'}). {h}")
+        L.append("")
+    if "darkening" in res:
+        L.append("**The darkening families, measured** (tests the 'dark = typical' hypothesis). Per distorted "
+                 "frame, the scored patch whose mean gray fell most from the clean frame's; medians over "
+                 "frames: where its mean gray now falls among all clean frames' scored patches (percentile), "
+                 "how its log-likelihood under the manifold moved, the share of frames where it is in the "
+                 "worst region (the patches NRQ averages), how the clean frame's own worst patches moved, "
+                 "and how NRQ moved.\n")
+        L.append("| family | severity | darkest patch: brightness percentile among clean patches | its log-likelihood change | "
+                 "in worst region | clean worst patches' change | NRQ change |")
+        L.append("|---|---|---|---|---|---|---|")
+        for f_, rows in res["darkening"].items():
+            for r in rows:
+                L.append(f"| {FAMILY_TITLE[f_]} | {r['severity']} | {r['darkest_change_percentile']:.0f} % | "
+                         f"{r['loglik_change']:+.2f} | {100 * r['in_worst_region']:.0f} % | {r['clean_worst_change']:+.2f} | {r['nrq_change']:+.2f} |")
         L.append("")
     L.append("![uLPIPS vs severity](report/ulpips_vs_severity.png)\n")
     L.append("![NRQ vs severity](report/nrq_vs_severity.png)\n")

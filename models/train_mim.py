@@ -132,7 +132,7 @@ def sincos_2d(dim, grid=GRID, cls=True):
 
 
 class MAE(nn.Module):
-    def __init__(self, dec_dim=128, dec_depth=2, dec_heads=4, mask_ratio=0.75):
+    def __init__(self, dec_dim=128, dec_depth=2, dec_heads=4, mask_ratio=0.75, n_targets=1):
         super().__init__()
         self.encoder = TinyUSFM()
         self.mask_ratio = mask_ratio
@@ -141,7 +141,8 @@ class MAE(nn.Module):
         self.register_buffer("dec_pos", sincos_2d(dec_dim))
         self.dec_blocks = nn.ModuleList([Block(dec_dim, dec_heads, 4 * dec_dim) for _ in range(dec_depth)])
         self.dec_norm = nn.LayerNorm(dec_dim, eps=1e-6)
-        self.dec_pred = nn.Linear(dec_dim, PATCH * PATCH)   # one gray channel: the 3 input channels are equal
+        # one gray channel per target (the 3 input channels are equal)
+        self.dec_pred = nn.Linear(dec_dim, n_targets * PATCH * PATCH)
         self._init()
 
     def _init(self):
@@ -177,7 +178,7 @@ class MAE(nn.Module):
         d = torch.cat([h[:, :1], full], dim=1) + self.dec_pos
         for blk in self.dec_blocks:
             d = blk(d)
-        pred = self.dec_pred(self.dec_norm(d))[:, 1:]                 # [N,196,256]
+        pred = self.dec_pred(self.dec_norm(d))[:, 1:]                 # [N,196,256 x targets]
         mask = torch.ones(n, L, device=x.device)
         mask[:, :keep] = 0
         return pred, torch.gather(mask, 1, restore)                    # mask: 1 = masked
@@ -190,6 +191,13 @@ def patchify(g):
 
 
 def mim_loss(pred, gray_norm, mask, fft_weight, target):
+    """MSE + fft_weight x FFT-amplitude L1 on the masked patches. target "both": the decoder
+    predicts the raw and the normalised patch side by side, and the loss is the mean of the two."""
+    if target == "both":
+        n = PATCH * PATCH
+        parts = [mim_loss(pred[..., i * n:(i + 1) * n], gray_norm, mask, fft_weight, t)
+                 for i, t in enumerate(("raw", "norm"))]
+        return tuple((a + b) / 2 for a, b in zip(*parts))
     t = patchify(gray_norm)
     if target == "norm":  # MAE's norm_pix_loss: each patch's mean and contrast removed
         t = (t - t.mean(-1, keepdim=True)) / (t.var(-1, keepdim=True) + 1e-6).sqrt()
@@ -232,9 +240,10 @@ def main():
     ap.add_argument("--warmup", type=float, default=0.05, help="fraction of steps")
     ap.add_argument("--wd", type=float, default=0.05)
     ap.add_argument("--fft-weight", type=float, default=0.5)
-    ap.add_argument("--target", default="raw", choices=["norm", "raw"],
+    ap.add_argument("--target", default="raw", choices=["norm", "raw", "both"],
                     help="reconstruction target: per-patch normalised pixels (MAE norm_pix_loss) or the "
-                         "normalised gray itself, brightness and contrast kept (SimMIM/USFM style)")
+                         "normalised gray itself, brightness and contrast kept (SimMIM/USFM style), or both "
+                         "from two decoder heads, the loss their mean")
     ap.add_argument("--n-sim", type=int, default=480)
     ap.add_argument("--p-sim", type=float, default=0.35)
     ap.add_argument("--p-whole", type=float, default=0.2)
@@ -264,7 +273,7 @@ def main():
           + ", ".join(f"{o} {organs.count(o)}" for o in sorted(set(organs))), flush=True)
     sampler = Sampler(hc18, sims, rng, a.p_sim, a.p_whole)
 
-    model = MAE().to(dev)
+    model = MAE(n_targets=2 if a.target == "both" else 1).to(dev)
     n_enc = sum(p.numel() for p in model.encoder.parameters())
     print(f"encoder {n_enc / 1e6:.2f}M params, MAE total {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M; "
           f"steps {a.steps} x batch {a.batch} on {a.device} (torch {torch.__version__}, "
