@@ -514,8 +514,9 @@ def patch_mean(g, x, y, side=224):
 def darkening(items, names, patches, nrq):
     """For the families that darken part of the frame: per severity, the medians over frames of
     where the most-darkened patch's brightness falls among all clean patches (percentile), how
-    its log-likelihood moved from the clean frame's, whether it joined the worst region, and how
-    NRQ moved. Tests the hypothesis that the clean manifold rates dark patches as typical."""
+    its log-likelihood moved from the clean frame's, whether it joined the worst region, how the
+    clean frame's own worst patches moved, and how NRQ moved. Tests the hypothesis that the clean
+    manifold rates dark patches as typical."""
     clean = {it[0]: it[3] for it in items if it[1] == "clean"}
     clean_means = np.array([q[3] for f in names for q in patches[clean[f]]])
     out = {}
@@ -763,7 +764,7 @@ def write_report(res, out):
              f"for the seeded model one fitted by `usq fit-nrq` on {m['fit_frames_seeded']} training frames (000-599) "
              "into a temporary folder. Scores come from the usq CLI (`usq score --json`, `usq compare --json`). "
              f"NRQ is computed on `--max-patches {m['max_patches']}` spatially spread patches of each 800x540 frame "
-             f"(of 28 on the full grid; worst 15 % = {max(1, round(0.15 * m['max_patches']))} patches) to fit the CPU "
+             f"(of 28 on the full grid; worst 15 % = {nrq_worst_k(m['max_patches'])} patches) to fit the CPU "
              "budget.\n")
     L.append("Which weights: usq-mim-v2 replaced usq-mim-v1 (per-patch normalised MIM target, 5000 steps) after "
              "v1's report missed the uLPIPS 2AFC target here (v1 on these frames: NRQ monotone in 5/9 families; "
@@ -963,7 +964,7 @@ def write_report(res, out):
             f"frames lie within an NRQ band of {np.percentile(a_, 75) - np.percentile(a_, 25):.1f} (IQR), where "
             f"a frame-to-frame spread of 1-2 reorders neighbours (per-frame Spearman over the 37 versions of "
             f"one frame: median {np.median(pf):.3f}, lowest {min(pf):.3f}). NRQ averages only the worst "
-            f"{max(1, round(0.15 * m['max_patches']))} patches, the least typical ones, in the tails of the GMM "
+            f"{nrq_worst_k(m['max_patches'])} patches, the least typical ones, in the tails of the GMM "
             "where the log-likelihood is steepest (quadratic Mahalanobis term), so the same feature error "
             "moves NRQ more than it moves a typical patch. In a one-off check on training frames only (170 "
             "native patches of 10 frames of subjects 000-599, clean and distorted; onnxruntime; not part of "
