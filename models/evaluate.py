@@ -475,9 +475,11 @@ def main():
                       for f, fam, sev, p in items]
         with open(os.path.join(rdir, "results.json"), "w") as fh:
             json.dump(res, fh, indent=1)
-        # per-patch scores of the fp32 model, in raw's order: [x, y, loglik, mean gray] (compact)
+        # per-patch scores of the fp32 model, in raw's order: [x, y, loglik, mean gray] (compact; 6
+        # decimals keep every tie and order, so darkening() recomputes the report's table from it,
+        # log-likelihood changes to 1e-6)
         with open(os.path.join(rdir, "patches_fp32.json"), "w") as fh:
-            json.dump([[[x, y, round(ll, 4), round(mg, 2)] for x, y, ll, mg in patches[p]] for *_, p in items],
+            json.dump([[[x, y, round(ll, 6), round(mg, 6)] for x, y, ll, mg in patches[p]] for *_, p in items],
                       fh, separators=(",", ":"))
         plots(res, rdir)
         write_report(res, a.out)
@@ -519,6 +521,9 @@ def darkening(items, names, patches, nrq):
     manifold rates dark patches as typical."""
     clean = {it[0]: it[3] for it in items if it[1] == "clean"}
     clean_means = np.array([q[3] for f in names for q in patches[clean[f]]])
+    # per frame: the clean patches by position, (loglik, mean gray), and the clean worst region
+    refs = {f: {(x, y): (ll, m) for x, y, ll, m in patches[clean[f]]} for f in names}
+    was_worst = {f: sorted(r, key=lambda xy: r[xy][0])[:nrq_worst_k(len(r))] for f, r in refs.items()}
     out = {}
     for fam in ("shadow", "gain", "dropout"):
         rows = []
@@ -527,18 +532,15 @@ def darkening(items, names, patches, nrq):
             for f, fm, s, p in items:
                 if fm != fam or s != sev:
                     continue
-                ref = {(x, y): (ll, m) for x, y, ll, m in patches[clean[f]]}
+                ref = refs[f]
                 x, y, ll, m = max(patches[p], key=lambda q: ref[(q[0], q[1])][1] - q[3])
                 pct.append(100.0 * np.mean(clean_means <= m))
                 dll.append(ll - ref[(x, y)][0])
                 lls = sorted(q[2] for q in patches[p])
                 worst.append(ll <= lls[nrq_worst_k(len(lls)) - 1])
                 dnrq.append(nrq[p] - nrq[clean[f]])
-                # the clean frame's own worst patches: how they moved
-                k = nrq_worst_k(len(ref))
-                was = sorted(ref, key=lambda xy: ref[xy][0])[:k]
                 now = {(q[0], q[1]): q[2] for q in patches[p]}
-                dold.append(float(np.mean([now[xy] - ref[xy][0] for xy in was])))
+                dold.append(float(np.mean([now[xy] - ref[xy][0] for xy in was_worst[f]])))
             rows.append({"severity": sev, "darkest_change_percentile": float(np.median(pct)),
                          "loglik_change": float(np.median(dll)), "in_worst_region": float(np.mean(worst)),
                          "clean_worst_change": float(np.median(dold)), "nrq_change": float(np.median(dnrq))})
