@@ -25,30 +25,28 @@ case "$target" in
     aarch64-unknown-linux-gnu)
         gnu=aarch64-linux-gnu
         qemu=qemu-aarch64-static
-        packages=(gcc-aarch64-linux-gnu qemu-user-static)
+        # The cross gcc only recommends its C library (crt*.o, libc.so, libdl, libm): named here.
+        packages=(gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross
+                  libc6-arm64-cross libgcc-s1-arm64-cross qemu-user-static)
         ;;
     armv7-unknown-linux-gnueabihf)
         gnu=arm-linux-gnueabihf
         qemu=qemu-arm-static
-        packages=(gcc-arm-linux-gnueabihf qemu-user-static)
+        packages=(gcc-arm-linux-gnueabihf binutils-arm-linux-gnueabihf libc6-dev-armhf-cross
+                  libc6-armhf-cross libgcc-s1-armhf-cross qemu-user-static)
         ;;
     *) usage ;;
 esac
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# --- Toolchain: Debian packages (only touch apt when something is missing) and the Rust target.
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-    sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    echo "cross: installing ${missing[*]}" >&2
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# --- Toolchain: every Debian package the build and the runs need (.ci/apt-ensure.sh touches
+# apt only when one is missing, and checks each one), and the Rust target.
+# shellcheck source=../.ci/apt-ensure.sh
+source .ci/apt-ensure.sh
+apt_ensure cross "${packages[@]}"
+need_files cross "/usr/bin/$gnu-gcc" "/usr/$gnu/lib/Scrt1.o" "/usr/$gnu/lib/crti.o" \
+    "/usr/$gnu/lib/libc.so" "/usr/$gnu/lib/libgcc_s.so.1" "/usr/bin/$qemu"
 if ! rustup target list --installed | grep -qx "$target"; then
     rustup target add "$target"
 fi

@@ -38,25 +38,24 @@ if [ -z "${E2E_INNER:-}" ]; then
   if "$USQ" live --device /dev/null 2>&1 | grep -q "built without V4L2"; then
     fail "$USQ was built without V4L2 capture: cargo build --release --features v4l2"
   fi
-  PW_V4L2=$(ls /usr/lib/*/pipewire-0.3/v4l2/libpw-v4l2.so 2>/dev/null | head -n1)
+  # Every Debian package the camera needs, named (installed without recommends), then every
+  # program, GStreamer element and library the run uses, checked by name.
+  PACKAGES="pipewire pipewire-bin pipewire-v4l2 libspa-0.2-modules wireplumber gstreamer1.0-pipewire
+    gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good dbus dbus-daemon gcc libc6-dev"
+  # shellcheck source=../../.ci/apt-ensure.sh
+  . "$ROOT/.ci/apt-ensure.sh"
+  [ "$(id -u)" = 0 ] && [ -z "${NO_INSTALL:-}" ] || export APT_ENSURE_NO_INSTALL=1
+  # shellcheck disable=SC2086
+  apt_ensure e2e $PACKAGES || fail "the userspace camera's packages are missing (see above)"
   missing=
-  for c in pipewire wireplumber pw-cli gst-launch-1.0 dbus-run-session cc; do
+  for c in pipewire wireplumber pw-cli gst-launch-1.0 gst-inspect-1.0 dbus-run-session cc; do
     command -v "$c" >/dev/null || missing="$missing $c"
   done
-  gst-inspect-1.0 pipewiresink >/dev/null 2>&1 || missing="$missing pipewiresink"
-  gst-inspect-1.0 pngdec >/dev/null 2>&1 || missing="$missing pngdec"
-  [ -n "$PW_V4L2" ] || missing="$missing libpw-v4l2.so"
-  if [ -n "$missing" ]; then
-    if [ "$(id -u)" = 0 ] && [ -z "${NO_INSTALL:-}" ]; then
-      say "installing the userspace camera packages (missing:$missing)"
-      export DEBIAN_FRONTEND=noninteractive
-      { apt-get update -q && apt-get install -y -q --no-install-recommends pipewire pipewire-v4l2 \
-          wireplumber gstreamer1.0-pipewire gstreamer1.0-tools gstreamer1.0-plugins-base \
-          gstreamer1.0-plugins-good dbus gcc libc6-dev; } >&2 || fail "apt-get install failed"
-    else
-      fail "missing:$missing (Debian: pipewire pipewire-v4l2 wireplumber gstreamer1.0-pipewire gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good dbus)"
-    fi
-  fi
+  for e in multifilesrc pngdec videoconvert jpegenc pipewiresink; do
+    gst-inspect-1.0 "$e" >/dev/null 2>&1 || missing="$missing gst:$e"
+  done
+  ls /usr/lib/*/pipewire-0.3/v4l2/libpw-v4l2.so >/dev/null 2>&1 || missing="$missing libpw-v4l2.so"
+  [ -z "$missing" ] || fail "installed, yet missing:$missing"
   # A private D-Bus session: wireplumber needs one.
   E2E_INNER=1 exec timeout -k 10 $(( (RUN_SECONDS + 40) * ($(wc -w <<<"$FORMATS") + 1) + 60 )) \
     dbus-run-session -- "$0" "$@"
