@@ -10,7 +10,7 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::path::PathBuf;
 use usq::metrics::ulpips::{TokenGrid, layer_terms};
-use usq::{Encoder, EncoderOptions, GrayFrame, ManifoldSet, ScoreOptions};
+use usq::{Encoder, EncoderOptions, GrayFrame, ManifoldSet, ScoreOptions, Scorer};
 
 fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models")
@@ -61,9 +61,10 @@ fn nrq_frame(c: &mut Criterion) {
     let mut group = c.benchmark_group("nrq_frame");
     group.sample_size(10);
     for batch in [1, 4] {
-        let mut enc = Encoder::from_path(models().join("tinyusfm.onnx"), batch).unwrap();
+        let enc = Encoder::from_path(models().join("tinyusfm.onnx"), batch).unwrap();
+        let mut scorer = Scorer::from_parts(enc, manifolds.clone()).unwrap();
         group.bench_function(BenchmarkId::new("fp32", format!("batch{batch}")), |b| {
-            b.iter(|| usq::score(&mut enc, &manifolds, &frame, &ScoreOptions::default()).unwrap().nrq)
+            b.iter(|| scorer.score(&frame, &ScoreOptions::default()).unwrap().nrq)
         });
     }
     group.finish();
@@ -80,7 +81,7 @@ fn ulpips_pair(c: &mut Criterion) {
     .unwrap();
     let mut group = c.benchmark_group("ulpips");
     group.sample_size(10);
-    group.bench_function("pair", |b| b.iter(|| usq::compare(&mut enc, &frame, &noisy).unwrap().ulpips));
+    group.bench_function("pair", |b| b.iter(|| usq::quality::compare(&mut enc, &frame, &noisy).unwrap().ulpips));
     // The maths alone, on one layer of features.
     let a = enc.run(&[&usq::preprocess::ulpips_input(&frame)]).unwrap().remove(0);
     let n = enc.run(&[&usq::preprocess::ulpips_input(&noisy)]).unwrap().remove(0);

@@ -7,7 +7,7 @@
 #   cross/test.sh aarch64-unknown-linux-gnu          # CI: every cheap test binary + ViT goldens
 #   cross/test.sh armv7-unknown-linux-gnueabihf
 #   cross/test.sh TARGET --full                      # the whole suite (hours under emulation)
-#   cross/test.sh TARGET [cargo test args...]        # e.g. --test cli; --no-run only builds
+#   cross/test.sh TARGET [cargo test args...]        # e.g. --test it -- cli::; --no-run only builds
 #
 # See cross/README.md for what runs, the times, and what differs under emulation.
 set -euo pipefail
@@ -58,7 +58,7 @@ export "CARGO_TARGET_${triple}_LINKER=$gnu-gcc"
 export "CARGO_TARGET_${triple}_RUNNER=$runner"
 export "CC_${target//-/_}=$gnu-gcc"
 export "AR_${target//-/_}=$gnu-ar"
-# tests/cli.rs spawns the cross-built `usq` through this runner (see tests/common/mod.rs).
+# tests/it/cli.rs spawns the cross-built `usq` through this runner (see tests/it/common.rs).
 export USQ_TEST_RUNNER="$runner"
 # qemu-user shows the host's /proc/cpuinfo: without these, tract runs its VFPv2 fallback on
 # armv7 and SVE2 kernels on aarch64, neither of which a Cortex-A board uses.
@@ -76,7 +76,7 @@ cargo test --release --target "$target" -p usq --no-run
 cargo build --release --target "$target" -p usq-ffi
 # The C example links against the cross-built static library (the link is the check).
 "$gnu-gcc" -std=c11 -O2 -Wall -Wextra -Werror -pthread -Iinclude ffi/firmware_loop.c \
-    "target/$target/release/libusq.a" -ldl -lm -Wl,-z,noexecstack -o "target/$target/firmware_loop"
+    "target/$target/release/libusq_ffi.a" -ldl -lm -Wl,-z,noexecstack -o "target/$target/firmware_loop"
 t1=$(date +%s)
 echo "cross: build for $target took $((t1 - t0)) s (library, tests, libusq, firmware_loop)" >&2
 if [[ ${1:-} == --no-run ]]; then exit 0; fi
@@ -87,12 +87,13 @@ status=0
 run() { cargo test --release --target "$target" -p usq "$@" 2>&1 | tee -a "$log" || status=$?; }
 if [[ $# -eq 0 ]]; then
     # Every test binary that does not loop the ViT over whole patch grids (cross/README.md).
-    run --lib --test preprocess_parity --test manifold_files --test model_contract --test project_ops
+    run --lib
+    run --test it -- preprocess_parity:: manifold_files:: model_contract:: project_ops::
     # The encoder against the NumPy/onnxruntime goldens: one patch descriptor (1e-5) and the
     # six uLPIPS pairs (1e-4), about 100 s of emulation.
-    run --test golden -- decoding patch_descriptor worst_k ulpips_matches_the_reference
+    run --test it -- golden::decoding golden::patch_descriptor golden::worst_k golden::ulpips_matches_the_reference
     # Which kernels tract picked under the emulated CPU (NEON expected), shown in the log.
-    run --test model_contract -- simd_kernels --nocapture
+    run --test it -- model_contract::simd_kernels --nocapture
 elif [[ $1 == --full ]]; then
     shift
     run "$@"

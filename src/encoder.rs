@@ -1,27 +1,17 @@
 //! The TinyUSFM encoder through tract: loading a contract model, checking the contract,
 //! optimising once for a fixed batch, and running it with a reused state.
 //!
-//! The model contract (models/README.md): ONNX; one input `image` `[N,1,224,224]` f32 of raw
-//! gray 0..255; outputs `block2`, `block4`, `block6`, `block10`, each `[N,197,192]` f32 (the
-//! residual stream after those 0-based blocks, token 0 = cls); metadata `usq.layers` =
-//! "2,4,6,10", `usq.weights` (provenance) and `usq.version` = "1".
+//! The contract it checks is [`crate::contract`].
 
+use crate::contract::{
+    CONTRACT_VERSION, EMBED_DIM, INPUT_NAME, INPUT_SIDE, LAYER_BLOCKS, LAYER_LEN, META_LAYERS, META_VERSION,
+    META_WEIGHTS, OUTPUT_NAMES, TOKENS_WITH_CLS,
+};
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::metrics::{EMBED_DIM, TOKENS_WITH_CLS};
-use crate::preprocess::INPUT_SIDE;
 use std::path::Path;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-/// The contract's output names, in the order features are returned.
-pub const OUTPUT_NAMES: [&str; 4] = ["block2", "block4", "block6", "block10"];
-/// The 0-based blocks those outputs follow (the paper's layers 3, 5, 7, 11).
-pub const LAYER_BLOCKS: [usize; 4] = [2, 4, 6, 10];
-/// Values per image per layer.
-pub const LAYER_LEN: usize = TOKENS_WITH_CLS * EMBED_DIM;
-/// Length of the NRQ patch descriptor: one mean token per layer.
-pub const DESCRIPTOR_LEN: usize = OUTPUT_NAMES.len() * EMBED_DIM;
-const CONTRACT_VERSION: &str = "1";
 const ONNX_FLOAT: i32 = 1;
 
 /// What the model says about itself in its metadata.
@@ -43,9 +33,24 @@ pub struct EncoderOptions {
     pub threads: usize,
 }
 
+/// Most threads an encoder may ask for (more than any scanner's CPU has cores).
+pub const MAX_THREADS: usize = 64;
+
 impl EncoderOptions {
+    /// `batch` images per run on the calling thread.
     pub fn batch(batch: usize) -> EncoderOptions {
         EncoderOptions { batch, threads: 1 }
+    }
+
+    /// Fails unless an encoder can be built with these options.
+    pub fn check(&self) -> Result<()> {
+        if self.batch == 0 {
+            crate::bail!(InvalidArgument, "batch must be at least 1");
+        }
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            crate::bail!(InvalidArgument, "threads must be 1 to {MAX_THREADS}, not {}", self.threads);
+        }
+        Ok(())
     }
 }
 
@@ -113,13 +118,8 @@ impl Encoder {
     }
 
     fn build(bytes: &[u8], options: EncoderOptions, project_ops: bool) -> Result<Encoder> {
+        options.check()?;
         let EncoderOptions { batch, threads } = options;
-        if batch == 0 {
-            crate::bail!(InvalidArgument, "batch must be at least 1");
-        }
-        if threads == 0 {
-            crate::bail!(InvalidArgument, "threads must be at least 1");
-        }
         let run_options = run_options(threads)?;
         let onnx = tract_onnx::onnx();
         let proto = onnx
@@ -312,7 +312,7 @@ fn check_contract(proto: &pb::ModelProto) -> Result<(ModelInfo, [usize; 4])> {
     let initialisers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> =
         graph.input.iter().filter(|i| !initialisers.contains(i.name.as_str())).collect();
-    if inputs.len() != 1 || inputs[0].name != "image" {
+    if inputs.len() != 1 || inputs[0].name != INPUT_NAME {
         let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
         return err(format!("expected one input named 'image', found {names:?}"));
     }
@@ -334,15 +334,15 @@ fn check_contract(proto: &pb::ModelProto) -> Result<(ModelInfo, [usize; 4])> {
     }
     let output_index = std::array::from_fn(|k| outputs.iter().position(|o| *o == OUTPUT_NAMES[k]).unwrap());
     let layers = LAYER_BLOCKS.map(|b| b.to_string()).join(",");
-    match metadata(proto, "usq.layers") {
+    match metadata(proto, META_LAYERS) {
         Some(l) if l.replace(' ', "") == layers => {}
         other => return err(format!("metadata usq.layers must be \"{layers}\", found {other:?}")),
     }
-    match metadata(proto, "usq.version") {
+    match metadata(proto, META_VERSION) {
         Some(CONTRACT_VERSION) => {}
         other => return err(format!("metadata usq.version must be \"{CONTRACT_VERSION}\", found {other:?}")),
     }
-    let Some(weights) = metadata(proto, "usq.weights").filter(|w| !w.trim().is_empty()) else {
+    let Some(weights) = metadata(proto, META_WEIGHTS).filter(|w| !w.trim().is_empty()) else {
         return err("metadata usq.weights (the weights' provenance) is missing".into());
     };
     let info = ModelInfo {

@@ -2,8 +2,8 @@
 //! (red = unlike clean anatomy, green = like it), the worst-region patches outlined in
 //! magenta, and a colour bar underneath (left = lowest, right = highest patch score).
 
+use crate::contract::INPUT_SIDE;
 use crate::frame::GrayFrame;
-use crate::preprocess::INPUT_SIDE;
 use crate::quality::ScoreReport;
 use image::{Rgb, RgbImage};
 

@@ -1,5 +1,7 @@
 //! usq: live ultrasound image quality from the TinyUSFM foundation model.
 //!
+//! - [`contract`]: the model contract's sizes, names and metadata keys;
+//! - [`scorer`]: a model and its manifolds, checked once; NRQ, uLPIPS and heatmaps;
 //! - [`frame`]: decoding images into 8-bit gray frames;
 //! - [`preprocess`]: OpenCV-exact resampling, padding and the NRQ patch grid;
 //! - [`encoder`]: the TinyUSFM contract model through tract;
@@ -11,9 +13,10 @@
 //! - [`engine`]: the live engine (frame ring, latency budget, rotating patch schedule);
 //! - [`ops`]: tract ops the project owns (faster casts for the int8 model);
 //! - [`pool`]: a fixed-pool global allocator for allocation-free firmware;
-//! - [`defaults`]: the shipped model and manifold.
+//! - [`defaults`]: the shipped models and manifold, and which a scorer uses.
 
 pub mod capture;
+pub mod contract;
 pub mod defaults;
 pub mod encoder;
 pub mod engine;
@@ -26,9 +29,12 @@ pub mod ops;
 pub mod pool;
 pub mod preprocess;
 pub mod quality;
+pub mod scorer;
 
+pub use defaults::{ManifoldSource, ModelSource};
 pub use encoder::{Encoder, EncoderOptions, ImageFeatures, ModelInfo};
 pub use error::{Context, Error, ErrorKind, Result};
 pub use frame::GrayFrame;
 pub use manifold::{ManifoldSet, OrganModel};
-pub use quality::{CompareReport, ScoreOptions, ScoreReport, compare, score};
+pub use quality::{CompareReport, ScoreOptions, ScoreReport};
+pub use scorer::Scorer;

@@ -2,10 +2,9 @@
 //! `cv2.resize(.., INTER_AREA)` for the full-reference path and `BORDER_REFLECT_101` padding
 //! plus a 224-pixel patch grid for the no-reference path. Pure functions, no I/O.
 
+use crate::contract::INPUT_SIDE;
 use crate::frame::GrayFrame;
 
-/// Side of the encoder's square input.
-pub const INPUT_SIDE: usize = 224;
 /// Stride of the NRQ patch grid (half a patch).
 pub const PATCH_STRIDE: usize = 112;
 

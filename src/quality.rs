@@ -1,11 +1,12 @@
 //! The two metrics end to end on gray frames: preprocessing, the encoder, the maths.
 
-use crate::encoder::{DESCRIPTOR_LEN, Encoder, LAYER_BLOCKS};
+use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE, LAYER_BLOCKS};
+use crate::encoder::Encoder;
 use crate::error::{Context, Result};
 use crate::frame::GrayFrame;
 use crate::manifold::ManifoldSet;
 use crate::metrics::{nrq, ulpips};
-use crate::preprocess::{self, INPUT_SIDE, PatchOrigin};
+use crate::preprocess::{self, PatchOrigin};
 
 /// One layer's share of a uLPIPS score.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -79,12 +80,33 @@ pub struct ScoreReport {
     pub pad_top: usize,
 }
 
+impl ScoreOptions {
+    /// Fails unless these options can score against `manifolds`: a known organ, a patch
+    /// budget of at least one.
+    pub fn check(&self, manifolds: &ManifoldSet) -> Result<()> {
+        if let Some(o) = &self.organ {
+            manifolds.organ(o)?;
+        }
+        if self.max_patches == Some(0) {
+            return Err(no_patches());
+        }
+        Ok(())
+    }
+}
+
+fn no_patches() -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::InvalidArgument,
+        "max_patches must be at least 1 (the patches scored per frame)",
+    )
+}
+
 /// The patches NRQ reads in a frame (after padding) and the padded frame.
 pub fn nrq_patches(frame: &GrayFrame, max_patches: Option<usize>) -> Result<(GrayFrame, Vec<PatchOrigin>)> {
     let padded = preprocess::pad_to_input(frame);
     let grid = preprocess::patch_grid(padded.width, padded.height);
     let patches = match max_patches {
-        Some(0) => crate::bail!(InvalidArgument, "--max-patches must be at least 1"),
+        Some(0) => return Err(no_patches()),
         Some(k) => preprocess::spread_subset(&grid, padded.width, padded.height, k),
         None => grid,
     };
@@ -116,6 +138,8 @@ pub fn score(
     frame: &GrayFrame,
     opts: &ScoreOptions,
 ) -> Result<ScoreReport> {
+    // Cheap, and it keeps a manifold of another model from scoring garbage.
+    manifolds.check_features(DESCRIPTOR_LEN)?;
     let organ = opts.organ.as_deref().map(|o| manifolds.organ(o)).transpose()?;
     let (padded, patches) = nrq_patches(frame, opts.max_patches)?;
     let descriptors = patch_descriptors(encoder, &padded, &patches).context("encoding the patches")?;

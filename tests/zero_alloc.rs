@@ -3,6 +3,9 @@
 //! the fixed pool. The engine's own per-frame path — push and result reading on the
 //! producer's thread — makes no allocation at all, not even from the pool.
 
+// The shared helpers of tests/it; this binary uses two of them.
+#[allow(dead_code)]
+#[path = "it/common.rs"]
 mod common;
 
 use common::*;
@@ -67,7 +70,7 @@ fn no_system_allocation_after_start_up() {
     let encoder = usq::Encoder::from_path(seeded_model(), 1).unwrap();
     // A budget that affords several patches per frame, so every path runs.
     let cfg = EngineConfig { budget_ms: 150.0, window_frames: 10, ..EngineConfig::for_frames(f.width, f.height) };
-    let engine = Engine::start(encoder, manifolds, cfg).unwrap();
+    let engine = Engine::start(usq::Scorer::from_parts(encoder, manifolds).unwrap(), cfg).unwrap();
     let layout = FrameLayout::packed(f.width, f.height, PixelFormat::Gray8);
     let run = |frames: u64| -> (u64, u64) {
         let (sys0, thread0) = (SYSTEM_CALLS.load(Ordering::SeqCst), thread_allocs());

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use usq::engine::pixel::{FrameLayout, PixelFormat};
 use usq::engine::{Engine, EngineConfig};
-use usq::{EncoderOptions, GrayFrame, ManifoldSet, ScoreOptions};
+use usq::{EncoderOptions, GrayFrame, ScoreOptions, Scorer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,14 +62,14 @@ pub struct Args {
 }
 
 impl Args {
-    fn load_encoder(&self, options: usq::EncoderOptions) -> usq::Result<usq::Encoder> {
-        if !self.tract_ops_only {
-            return self.model.load_with(options);
+    fn scorer(&self, options: usq::EncoderOptions) -> usq::Result<Scorer> {
+        let model = self.model.source();
+        let manifolds = usq::ManifoldSource::dir_or_default(self.manifold.clone());
+        if self.tract_ops_only {
+            Scorer::with_encoder(model.load_tract_ops_only(options)?, manifolds)
+        } else {
+            Scorer::new(&model, manifolds, options)
         }
-        let path = self.model.model.clone().unwrap_or_else(usq::defaults::model_path);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| usq::Error::from(e).context(format!("reading model {}", path.display())))?;
-        usq::Encoder::from_bytes_tract_ops_only(&bytes, options)
     }
 }
 
@@ -122,19 +122,17 @@ pub fn run(a: Args) -> usq::Result<bool> {
         usq::bail!(InvalidArgument, "--iterations and --frame-iterations must be at least 1");
     }
     let options = EncoderOptions { batch: a.batch, threads: a.threads };
-    let model_name = a.model.model.as_ref().map_or_else(usq::defaults::model_path, |p| p.clone());
-    let model_name = model_name.display().to_string();
+    let model_name = a.model.source().file().map_or_else(|| "(embedded)".into(), |p| p.display().to_string());
     let frame = match &a.image {
         Some(p) => GrayFrame::open(p)?,
         None => speckle_frame(800, 540),
     };
-    let manifolds = super::load_manifolds(a.manifold.as_deref())?;
     let mut records = Vec::new();
 
     // Encoder runs on real patches of the frame.
     reset_peak_rss();
     let started = Instant::now();
-    let mut encoder = a.load_encoder(options)?;
+    let mut scorer = a.scorer(options)?;
     let load_ms = ms(started.elapsed());
     let (padded, patches) = usq::quality::nrq_patches(&frame, None)?;
     let inputs: Vec<Vec<f32>> = (0..a.batch)
@@ -148,15 +146,15 @@ pub fn run(a: Args) -> usq::Result<bool> {
     let mut times = Vec::with_capacity(a.iterations);
     for i in 0..a.warmup + a.iterations {
         let t = Instant::now();
-        encoder.run_with(&refs, |_, _| {})?;
+        scorer.encoder_mut().run_with(&refs, |_, _| {})?;
         if i >= a.warmup {
             times.push(ms(t.elapsed()));
         }
     }
     records.push(Record::timed("forward", &model_name, &a, &times, load_ms));
     if a.profile {
-        eprintln!("matrix-product kernels: {}", encoder.matmul_kernels().join(", "));
-        let ops = encoder.profile(a.iterations.min(20))?;
+        eprintln!("matrix-product kernels: {}", scorer.encoder_mut().matmul_kernels().join(", "));
+        let ops = scorer.encoder_mut().profile(a.iterations.min(20))?;
         let total: f64 = ops.iter().map(|o| o.1).sum();
         eprintln!("profile, ms per encoder run by op kind (total {total:.2}):");
         for (op, t) in ops.iter().take(16) {
@@ -170,7 +168,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     let mut times = Vec::with_capacity(a.frame_iterations);
     for i in 0..a.warmup.min(1) + a.frame_iterations {
         let t = Instant::now();
-        let report = usq::score(&mut encoder, &manifolds, &frame, &opts)?;
+        let report = scorer.score(&frame, &opts)?;
         std::hint::black_box(report.nrq);
         if i >= a.warmup.min(1) {
             times.push(ms(t.elapsed()));
@@ -181,7 +179,8 @@ pub fn run(a: Args) -> usq::Result<bool> {
     records.push(r);
 
     if a.live_seconds > 0.0 {
-        records.push(live(&a, options, &model_name, &frame, manifolds)?);
+        drop(scorer);
+        records.push(live(&a, options, &model_name, &frame)?);
     }
 
     for r in &records {
@@ -211,19 +210,13 @@ pub fn run(a: Args) -> usq::Result<bool> {
 }
 
 /// The live engine fed at `fps` for `live_seconds`: latency from commit to result.
-fn live(
-    a: &Args,
-    options: EncoderOptions,
-    model_name: &str,
-    frame: &GrayFrame,
-    manifolds: ManifoldSet,
-) -> usq::Result<Record> {
+fn live(a: &Args, options: EncoderOptions, model_name: &str, frame: &GrayFrame) -> usq::Result<Record> {
     reset_peak_rss();
     let started = Instant::now();
-    let encoder = a.load_encoder(options)?;
+    let scorer = a.scorer(options)?;
     let mut cfg = EngineConfig::for_frames(frame.width, frame.height);
     cfg.budget_ms = a.budget_ms;
-    let engine = Engine::start(encoder, manifolds, cfg)?;
+    let engine = Engine::start(scorer, cfg)?;
     let load_ms = ms(started.elapsed());
     let layout = FrameLayout::packed(frame.width, frame.height, PixelFormat::Gray8);
     let t0 = Instant::now();

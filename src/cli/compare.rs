@@ -29,8 +29,8 @@ struct Line<'a> {
 pub fn run(a: Args) -> usq::Result<bool> {
     let reference = GrayFrame::open(&a.reference)?;
     let image = GrayFrame::open(&a.image)?;
-    let mut encoder = a.model.load(1)?;
-    let r = usq::compare(&mut encoder, &reference, &image)?;
+    let mut scorer = usq::Scorer::new(&a.model.source(), usq::ManifoldSource::None, usq::EncoderOptions::batch(1))?;
+    let r = scorer.compare(&reference, &image)?;
     if a.json {
         let line = Line {
             reference: a.reference.display().to_string(),

@@ -50,7 +50,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if organs.is_empty() {
         usq::bail!(InvalidArgument, "{} has no organ sub-folders", a.root.display());
     }
-    let mut encoder = a.model.load(a.batch)?;
+    let mut encoder = a.model.source().load(usq::EncoderOptions::batch(a.batch))?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let settings = FitSettings { max_dim: a.pca_dim, components: a.components, seed: a.seed, ..Default::default() };
     for dir in organs {
@@ -77,7 +77,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
                 eprintln!("{organ}: {}/{} images encoded", i + 1, images.len());
             }
         }
-        let (model, rep) = fit_organ(&organ, &samples, usq::encoder::DESCRIPTOR_LEN, &settings)
+        let (model, rep) = fit_organ(&organ, &samples, usq::contract::DESCRIPTOR_LEN, &settings)
             .with_context(|| format!("fitting organ {organ}"))?;
         let out = a.out.join(format!("{organ}.npz"));
         model.save(&out)?;

@@ -41,23 +41,8 @@ struct ModelArg {
 }
 
 impl ModelArg {
-    fn load(&self, batch: usize) -> usq::Result<usq::Encoder> {
-        self.load_with(usq::EncoderOptions::batch(batch))
-    }
-
-    fn load_with(&self, options: usq::EncoderOptions) -> usq::Result<usq::Encoder> {
-        match &self.model {
-            Some(p) => usq::Encoder::from_path_with(p, options),
-            None => usq::defaults::encoder_with(options).map_err(|e| e.context("loading the default model")),
-        }
-    }
-}
-
-/// The manifold set in `dir`, or the shipped default.
-fn load_manifolds(dir: Option<&std::path::Path>) -> usq::Result<usq::ManifoldSet> {
-    match dir {
-        Some(d) => usq::ManifoldSet::load_dir(d),
-        None => usq::defaults::manifolds().map_err(|e| e.context("loading the default manifold")),
+    fn source(&self) -> usq::ModelSource {
+        usq::ModelSource::path_or(self.model.clone(), usq::ModelSource::Reference)
     }
 }
 
@@ -71,11 +56,8 @@ struct LiveModelArg {
 }
 
 impl LiveModelArg {
-    fn load_with(&self, options: usq::EncoderOptions) -> usq::Result<usq::Encoder> {
-        match &self.model {
-            Some(p) => usq::Encoder::from_path_with(p, options),
-            None => usq::defaults::live_encoder_with(options).map_err(|e| e.context("loading the default live model")),
-        }
+    fn source(&self) -> usq::ModelSource {
+        usq::ModelSource::path_or(self.model.clone(), usq::ModelSource::Live)
     }
 }
 

@@ -1,6 +1,6 @@
 use super::{ModelArg, report};
 use std::path::PathBuf;
-use usq::{Context, GrayFrame, ScoreOptions};
+use usq::{Context, GrayFrame, ManifoldSource, ScoreOptions, Scorer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,27 +50,23 @@ fn heatmap_path(base: &std::path::Path, image: &std::path::Path, many: bool) -> 
 }
 
 pub fn run(a: Args) -> usq::Result<bool> {
-    let manifolds = super::load_manifolds(a.manifold.as_deref())?;
-    manifolds.check_features(usq::encoder::DESCRIPTOR_LEN)?;
-    if let Some(o) = &a.organ {
-        manifolds.organ(o)?;
-    }
-    if a.max_patches == Some(0) {
-        usq::bail!(InvalidArgument, "--max-patches must be at least 1");
-    }
-    let mut encoder = a.model.load_with(usq::EncoderOptions { batch: a.batch, threads: a.threads })?;
     let opts = ScoreOptions { organ: a.organ.clone(), max_patches: a.max_patches };
+    let mut scorer = Scorer::new(
+        &a.model.source(),
+        ManifoldSource::dir_or_default(a.manifold.clone()),
+        usq::EncoderOptions { batch: a.batch, threads: a.threads },
+    )?;
+    scorer.check_options(&opts)?;
     if !a.json {
         println!("{:<40} {:>12} {:>12} {:>8} {:>6}", "image", "nrq", "organ", "patches", "worst");
     }
     let mut all_ok = true;
     for path in &a.images {
         let result = GrayFrame::open(path).and_then(|f| {
-            let r = usq::score(&mut encoder, &manifolds, &f, &opts)
-                .with_context(|| format!("scoring {}", path.display()))?;
+            let r = scorer.score(&f, &opts).with_context(|| format!("scoring {}", path.display()))?;
             if let Some(base) = &a.heatmap {
                 let out = heatmap_path(base, path, a.images.len() > 1);
-                usq::heatmap::render(&f, &r)
+                Scorer::heatmap(&f, &r)
                     .save(&out)
                     .map_err(|e| usq::Error::from_source(usq::ErrorKind::Io, &e))
                     .with_context(|| format!("writing heatmap {}", out.display()))?;

@@ -18,10 +18,12 @@ pub mod pixel;
 pub mod ring;
 pub mod schedule;
 
-use crate::encoder::{DESCRIPTOR_LEN, Encoder};
+use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};
+use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::manifold::ManifoldSet;
-use crate::preprocess::{self, INPUT_SIDE, PatchOrigin};
+use crate::preprocess::{self, PatchOrigin};
+use crate::scorer::Scorer;
 use budget::LatencyBudget;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use pixel::{FrameLayout, Roi};
@@ -34,6 +36,14 @@ use std::time::{Duration, Instant};
 
 /// Largest encoder batch the engine runs (patch inputs are kept in a fixed-size list).
 pub const MAX_BATCH: usize = 8;
+/// Fails unless the live engine can run encoder batches of `batch` images.
+pub fn check_batch(batch: usize) -> Result<()> {
+    if !(1..=MAX_BATCH).contains(&batch) {
+        crate::bail!(InvalidArgument, "the live engine runs batches of 1 to {MAX_BATCH} images, not {batch}");
+    }
+    Ok(())
+}
+
 /// Latencies kept for the percentiles.
 const LATENCY_HISTORY: usize = 1024;
 
@@ -130,15 +140,16 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the worker with this encoder and manifold set, after one warm-up run.
-    pub fn start(mut encoder: Encoder, manifolds: ManifoldSet, config: EngineConfig) -> Result<Engine> {
-        if encoder.batch() > MAX_BATCH {
-            crate::bail!(InvalidArgument, "the live engine runs batches of at most {MAX_BATCH}");
-        }
+    /// Starts the worker with this scorer's encoder and manifold set, after one warm-up run.
+    pub fn start(scorer: Scorer, config: EngineConfig) -> Result<Engine> {
+        let (mut encoder, manifolds) = scorer.into_parts();
+        let Some(manifolds) = manifolds else {
+            crate::bail!(InvalidArgument, "the live engine needs a scorer with a manifold set");
+        };
+        check_batch(encoder.batch())?;
         if !(config.budget_ms.is_finite() && config.budget_ms > 0.0) {
             crate::bail!(InvalidArgument, "the latency budget must be a positive number of milliseconds");
         }
-        manifolds.check_features(DESCRIPTOR_LEN)?;
         let organ = match &config.organ {
             Some(name) => Some(manifolds.organs.iter().position(|o| &o.name == name).ok_or_else(|| {
                 manifolds.organ(name).err().unwrap_or_else(|| Error::new(crate::ErrorKind::InvalidArgument, "organ"))

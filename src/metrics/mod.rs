@@ -4,15 +4,6 @@
 pub mod nrq;
 pub mod ulpips;
 
-/// Tokens per encoder output, cls first.
-pub const TOKENS_WITH_CLS: usize = 197;
-/// Patch tokens (14x14 grid), cls dropped.
-pub const PATCH_TOKENS: usize = 196;
-/// Side of the token grid.
-pub const GRID_SIDE: usize = 14;
-/// Channels per token.
-pub const EMBED_DIM: usize = 192;
-
 /// `x / max(||x||, 1e-12)`, as torch's `F.normalize`.
 pub fn l2_normalise(x: &mut [f64]) {
     let n = x.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);

@@ -1,7 +1,8 @@
 //! TinyUSFM-NRQ maths: the patch descriptor and the worst-region aggregation.
 //! The manifold log-likelihood itself lives with the manifold ([`crate::manifold`]).
 
-use super::{EMBED_DIM, TOKENS_WITH_CLS, l2_normalise};
+use super::l2_normalise;
+use crate::contract::{EMBED_DIM, TOKENS_WITH_CLS};
 
 /// Share of patches, the worst ones, averaged into the frame score.
 pub const WORST_FRACTION: f64 = 0.15;

@@ -8,7 +8,8 @@
 //!
 //! The score is (sum of structure terms + sum of Gram terms) / number of layers. Lower is closer.
 
-use super::{EMBED_DIM, GRID_SIDE, TOKENS_WITH_CLS, l2_normalise};
+use super::l2_normalise;
+use crate::contract::{EMBED_DIM, GRID_SIDE, TOKENS_WITH_CLS};
 
 /// Softmax temperature of the structure term.
 pub const TAU: f64 = 20.0;

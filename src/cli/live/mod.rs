@@ -100,8 +100,11 @@ pub fn run(a: Args) -> usq::Result<bool> {
         (None, Some(input)) => open_input(input, &a)?,
         (None, None) => usq::bail!(InvalidArgument, "give --device /dev/videoN or --input PATH"),
     };
-    let manifolds = super::load_manifolds(a.manifold.as_deref())?;
-    let encoder = a.model.load_with(usq::EncoderOptions { batch: 1, threads: a.threads })?;
+    let scorer = usq::Scorer::new(
+        &a.model.source(),
+        usq::ManifoldSource::dir_or_default(a.manifold.clone()),
+        usq::EncoderOptions { batch: 1, threads: a.threads },
+    )?;
     let mut cfg = EngineConfig::for_frames(layout.width, layout.height);
     cfg.max_frame_bytes = cfg.max_frame_bytes.max(layout.required_bytes()?);
     cfg.budget_ms = a.budget_ms;
@@ -110,7 +113,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if let Some(r) = &a.roi {
         r.check_within(&layout)?;
     }
-    let engine = Arc::new(Engine::start(encoder, manifolds, cfg)?);
+    let engine = Arc::new(Engine::start(scorer, cfg)?);
 
     let stop = Arc::new(AtomicBool::new(false));
     {

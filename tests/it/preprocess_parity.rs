@@ -1,12 +1,11 @@
 //! INTER_AREA resizing and BORDER_REFLECT_101 padding against values OpenCV produced
 //! (tests/golden/inter_area, made by models/reference/make_goldens.py).
 
-mod common;
-
-use common::at;
+use crate::common::at;
 use ndarray::{Array2, Ix2};
 use usq::GrayFrame;
-use usq::preprocess::{INPUT_SIDE, pad_to_input, resize_area};
+use usq::contract::INPUT_SIDE;
+use usq::preprocess::{pad_to_input, resize_area};
 
 #[test]
 fn inter_area_matches_opencv() {

@@ -1,9 +1,7 @@
 //! `usq live --input`: frames played through the live engine, as plain lines, JSON lines and a
 //! CSV record, from a folder, a .y4m video, raw GRAY8 and a DICOM cine; and its bad inputs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::Output;
 
 fn live(args: &[&str]) -> Output {

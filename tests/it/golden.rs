@@ -1,11 +1,9 @@
 //! Parity with the independent NumPy/onnxruntime reference (models/reference/), on the
 //! seeded contract model and the project's simulated fixtures. Goldens: tests/golden/golden.json.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use sha2::{Digest, Sha256};
-use usq::{Encoder, GrayFrame, ManifoldSet, ScoreOptions};
+use usq::{Encoder, GrayFrame, ScoreOptions, Scorer};
 
 fn f(v: &serde_json::Value) -> f64 {
     v.as_f64().expect("number")
@@ -38,7 +36,7 @@ fn decoding_matches_the_reference() {
 }
 
 fn check_ulpips(records: &[serde_json::Value]) -> usize {
-    let mut enc = Encoder::from_path(seeded_model(), 1).unwrap();
+    let mut scorer = Scorer::for_comparison(Encoder::from_path(seeded_model(), 1).unwrap());
     let mut checked = 0;
     for g in records {
         let (r, i) = (g["ref"].as_str().unwrap(), g["img"].as_str().unwrap());
@@ -46,7 +44,7 @@ fn check_ulpips(records: &[serde_json::Value]) -> usize {
             skip(&format!("{r} or {i} is not here"));
             continue;
         };
-        let rep = usq::compare(&mut enc, &GrayFrame::open(rp).unwrap(), &GrayFrame::open(ip).unwrap()).unwrap();
+        let rep = scorer.compare(&GrayFrame::open(rp).unwrap(), &GrayFrame::open(ip).unwrap()).unwrap();
         let want = f(&g["ulpips"]);
         let tol = 1e-4 * want.abs() + 1e-9;
         assert!((rep.ulpips - want).abs() <= tol, "{r} vs {i}: {} against reference {want}", rep.ulpips);
@@ -67,7 +65,7 @@ fn ulpips_matches_the_reference() {
     assert!(check_ulpips(golden()["ulpips"].as_array().unwrap()) >= 6);
 }
 
-fn check_nrq(records: &[serde_json::Value], enc: &mut Encoder) -> usize {
+fn check_nrq(records: &[serde_json::Value], scorer: &mut Scorer) -> usize {
     let mut checked = 0;
     for g in records {
         let path = g["path"].as_str().unwrap();
@@ -75,9 +73,9 @@ fn check_nrq(records: &[serde_json::Value], enc: &mut Encoder) -> usize {
             skip(&format!("{path} or manifold {} is not here", g["manifold"]));
             continue;
         };
-        let set = ManifoldSet::load_dir(&dir).unwrap();
+        scorer.set_manifolds(usq::ManifoldSource::Dir(dir)).unwrap();
         let opts = ScoreOptions { organ: g["organ"].as_str().map(String::from), max_patches: None };
-        let rep = usq::score(enc, &set, &GrayFrame::open(image).unwrap(), &opts).unwrap();
+        let rep = scorer.score(&GrayFrame::open(image).unwrap(), &opts).unwrap();
         let want = f(&g["nrq"]);
         // The bar is 0.01 absolute; parity is far tighter than that.
         assert!(
@@ -111,8 +109,8 @@ fn check_nrq(records: &[serde_json::Value], enc: &mut Encoder) -> usize {
 
 #[test]
 fn nrq_matches_the_reference() {
-    let mut enc = Encoder::from_path(seeded_model(), 4).unwrap();
-    let n = check_nrq(golden()["nrq"].as_array().unwrap(), &mut enc);
+    let mut scorer = Scorer::for_comparison(Encoder::from_path(seeded_model(), 4).unwrap());
+    let n = check_nrq(golden()["nrq"].as_array().unwrap(), &mut scorer);
     assert!(n >= 5);
 }
 
@@ -121,8 +119,8 @@ fn nrq_with_the_published_organ_files_matches_the_reference() {
     if shared_data().is_none() {
         return skip("../shared/data is absent: published organ files not checked");
     }
-    let mut enc = Encoder::from_path(seeded_model(), 4).unwrap();
-    check_nrq(golden()["nrq_published"].as_array().unwrap(), &mut enc);
+    let mut scorer = Scorer::for_comparison(Encoder::from_path(seeded_model(), 4).unwrap());
+    check_nrq(golden()["nrq_published"].as_array().unwrap(), &mut scorer);
 }
 
 #[test]
@@ -167,7 +165,7 @@ fn ulpips_on_real_frames_matches_the_reference() {
 #[test]
 fn nrq_on_real_frames_matches_the_reference() {
     if let Some(g) = hc18() {
-        let mut enc = Encoder::from_path(seeded_model(), 4).unwrap();
-        assert!(check_nrq(g["nrq"].as_array().unwrap(), &mut enc) >= 11);
+        let mut scorer = Scorer::for_comparison(Encoder::from_path(seeded_model(), 4).unwrap());
+        assert!(check_nrq(g["nrq"].as_array().unwrap(), &mut scorer) >= 11);
     }
 }

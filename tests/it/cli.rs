@@ -1,9 +1,7 @@
 //! The `usq` binary as a user runs it: outputs, and a clear message with a non-zero exit
 //! (never a panic) for each kind of bad input.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Output;
 

@@ -3,9 +3,7 @@
 //! quantisation) gives identical features; the attention op agrees with its definition (f64)
 //! and the encoders with it agree with tract's ops to float rounding.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::EvalOp;
 use tract_onnx::tract_core::ops::cast::cast;

@@ -2,13 +2,11 @@
 //! the budget allows, pixel formats, region of interest, the budget's patch rotation, and
 //! accounting of every pushed frame.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use usq::engine::pixel::{FrameLayout, PixelFormat, Roi};
 use usq::engine::{Engine, EngineConfig, LiveResult};
-use usq::{Encoder, GrayFrame, ManifoldSet, ScoreOptions};
+use usq::{Encoder, GrayFrame, ManifoldSet, ScoreOptions, Scorer};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -17,7 +15,12 @@ fn manifolds() -> ManifoldSet {
 }
 
 fn engine(batch: usize, cfg: EngineConfig) -> Engine {
-    Engine::start(Encoder::from_path(seeded_model(), batch).unwrap(), manifolds(), cfg).unwrap()
+    Engine::start(Scorer::from_parts(Encoder::from_path(seeded_model(), batch).unwrap(), manifolds()).unwrap(), cfg)
+        .unwrap()
+}
+
+fn offline_scorer() -> Scorer {
+    Scorer::from_parts(Encoder::from_path(seeded_model(), 1).unwrap(), manifolds()).unwrap()
 }
 
 fn frame(name: &str) -> GrayFrame {
@@ -38,9 +41,7 @@ fn push_and_wait(e: &Engine, data: &[u8], layout: FrameLayout) -> LiveResult {
 #[test]
 fn live_equals_offline_when_the_whole_grid_fits() {
     let f = frame("tests/fixtures/sim_sector_800x540.png");
-    let offline =
-        usq::score(&mut Encoder::from_path(seeded_model(), 1).unwrap(), &manifolds(), &f, &ScoreOptions::default())
-            .unwrap();
+    let offline = offline_scorer().score(&f, &ScoreOptions::default()).unwrap();
     let e = engine(1, unlimited(&f));
     let r = push_and_wait(&e, &f.pixels, FrameLayout::packed(f.width, f.height, PixelFormat::Gray8));
     assert_eq!(r.patches_scored, 28);
@@ -98,13 +99,7 @@ fn region_of_interest_scores_only_the_sector() {
         (0..roi.height).flat_map(|y| f.pixels[(roi.y + y) * f.width + roi.x..][..roi.width].to_vec()).collect(),
     )
     .unwrap();
-    let offline = usq::score(
-        &mut Encoder::from_path(seeded_model(), 1).unwrap(),
-        &manifolds(),
-        &cropped,
-        &ScoreOptions::default(),
-    )
-    .unwrap();
+    let offline = offline_scorer().score(&cropped, &ScoreOptions::default()).unwrap();
     let e = engine(1, EngineConfig { roi: Some(roi), ..unlimited(&f) });
     let r = push_and_wait(&e, &f.pixels, FrameLayout::packed(f.width, f.height, PixelFormat::Gray8));
     assert_eq!(r.patches_scored as usize, offline.patches.len());
@@ -140,9 +135,7 @@ fn a_tight_budget_rotates_patches_over_frames() {
     assert!((coverage[13] - 14.0 / 28.0).abs() < 1e-6);
     assert_eq!(coverage[29], 1.0, "28 frames cover the grid");
     // Once covered, the windowed score is the offline score of the (unchanged) frame.
-    let offline =
-        usq::score(&mut Encoder::from_path(seeded_model(), 1).unwrap(), &manifolds(), &f, &ScoreOptions::default())
-            .unwrap();
+    let offline = offline_scorer().score(&f, &ScoreOptions::default()).unwrap();
     let last = push_and_wait(&e, &f.pixels, layout);
     assert!((last.nrq - offline.nrq).abs() < 1e-9);
     let s = e.stop();
@@ -187,6 +180,6 @@ fn bad_pushes_are_refused() {
     assert_eq!(e.stats().frames_pushed, 0);
     let mut cfg = EngineConfig::for_frames(10, 10);
     cfg.organ = Some("Spleen".into());
-    let err = Engine::start(Encoder::from_path(seeded_model(), 1).unwrap(), manifolds(), cfg).err().unwrap();
+    let err = Engine::start(offline_scorer(), cfg).err().unwrap();
     assert!(err.to_string().contains("unknown organ"), "{err}");
 }

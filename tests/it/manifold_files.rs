@@ -1,9 +1,7 @@
 //! Reading and writing manifold files: the published organ files (reference format, `D`
 //! for the dimension, Fortran-ordered components), the project's own, and broken ones.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use ndarray::{Array1, Array2, arr0};
 use ndarray_npy::NpzWriter;
 use usq::{ErrorKind, ManifoldSet, OrganModel};
@@ -24,7 +22,7 @@ fn reads_the_published_organ_files() {
             o.gmm_covariances[..128].iter().map(|v| v.ln()).sum::<f64>() + 128.0 * (2.0 * std::f64::consts::PI).ln();
         assert!((o.log_det[0] - ld).abs() < 1e-6 * ld.abs().max(1.0), "{}: {} vs {ld}", o.name, o.log_det[0]);
     }
-    set.check_features(usq::encoder::DESCRIPTOR_LEN).unwrap();
+    set.check_features(usq::contract::DESCRIPTOR_LEN).unwrap();
 }
 
 #[test]

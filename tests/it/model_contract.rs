@@ -2,9 +2,7 @@
 //! one whose weights give non-finite features. Broken models are made by editing the seeded
 //! contract model's protobuf.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use prost::Message;
 use tract_onnx::pb;
 use usq::{Encoder, ErrorKind, GrayFrame};
@@ -115,9 +113,9 @@ fn non_finite_weights_never_give_a_score() {
     let mut p = seeded_proto();
     let w = graph(&mut p).initializer.iter_mut().find(|t| t.name == "patch_b").unwrap();
     w.raw_data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let mut enc = load(&p).expect("the contract itself holds");
+    let enc = load(&p).expect("the contract itself holds");
     let f = GrayFrame::open(at("tests/fixtures/sim_small_200x150.png")).unwrap();
-    let e = usq::compare(&mut enc, &f, &f).unwrap_err();
+    let e = usq::Scorer::for_comparison(enc).compare(&f, &f).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NonFinite, "{e}");
 }
 

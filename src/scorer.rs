@@ -1,0 +1,97 @@
+//! The scorer: one encoder and one manifold set, checked against each other once, with the
+//! offline metrics as methods. The CLI, the C library and the live engine all start from one.
+
+use crate::defaults::{ManifoldSource, ModelSource};
+use crate::encoder::{Encoder, EncoderOptions};
+use crate::error::Result;
+use crate::frame::GrayFrame;
+use crate::manifold::ManifoldSet;
+use crate::quality::{self, CompareReport, ScoreOptions, ScoreReport};
+
+/// A model and its organ manifolds, ready to score frames.
+///
+/// Not `Sync`: the encoder keeps per-run state, so one scorer serves one thread at a time.
+#[derive(Debug)]
+pub struct Scorer {
+    encoder: Encoder,
+    manifolds: Option<ManifoldSet>,
+}
+
+impl Scorer {
+    /// Loads the model and the manifolds and checks that they fit each other.
+    /// The manifolds are read first: they fail faster than a model loads.
+    pub fn new(model: &ModelSource, manifolds: ManifoldSource, options: EncoderOptions) -> Result<Scorer> {
+        let manifolds = manifolds.load()?;
+        let encoder = model.load(options)?;
+        Ok(Scorer { encoder, manifolds })
+    }
+
+    /// A scorer from an encoder already built (e.g. [`ModelSource::load_tract_ops_only`]).
+    pub fn with_encoder(encoder: Encoder, manifolds: ManifoldSource) -> Result<Scorer> {
+        Ok(Scorer { encoder, manifolds: manifolds.load()? })
+    }
+
+    /// A scorer from an encoder and a manifold set already loaded.
+    pub fn from_parts(encoder: Encoder, manifolds: ManifoldSet) -> Result<Scorer> {
+        Scorer::with_encoder(encoder, ManifoldSource::Set(manifolds))
+    }
+
+    /// Swaps the manifold set (another organ set for the same model), checked as at start.
+    pub fn set_manifolds(&mut self, manifolds: ManifoldSource) -> Result<()> {
+        self.manifolds = manifolds.load()?;
+        Ok(())
+    }
+
+    /// A scorer for comparisons only (no manifold: [`Scorer::score`] fails).
+    pub fn for_comparison(encoder: Encoder) -> Scorer {
+        Scorer { encoder, manifolds: None }
+    }
+
+    /// TinyUSFM-NRQ of one frame (higher = better).
+    pub fn score(&mut self, frame: &GrayFrame, options: &ScoreOptions) -> Result<ScoreReport> {
+        let Some(manifolds) = &self.manifolds else { return Err(no_manifolds()) };
+        quality::score(&mut self.encoder, manifolds, frame, options)
+    }
+
+    /// TinyUSFM-uLPIPS of `image` against `reference` (lower = closer).
+    pub fn compare(&mut self, reference: &GrayFrame, image: &GrayFrame) -> Result<CompareReport> {
+        quality::compare(&mut self.encoder, reference, image)
+    }
+
+    /// Fails unless `options` can score with this scorer (known organ, at least one patch),
+    /// so a caller with many frames learns of a bad option before the first one.
+    pub fn check_options(&self, options: &ScoreOptions) -> Result<()> {
+        options.check(self.manifolds_or_fail()?)
+    }
+
+    /// The frame tinted by its patch scores, the worst region outlined ([`crate::heatmap`]).
+    pub fn heatmap(frame: &GrayFrame, report: &ScoreReport) -> image::RgbImage {
+        crate::heatmap::render(frame, report)
+    }
+
+    /// The manifold set, if the scorer has one.
+    pub fn manifolds(&self) -> Option<&ManifoldSet> {
+        self.manifolds.as_ref()
+    }
+
+    /// The encoder (for timing and inspection).
+    pub fn encoder_mut(&mut self) -> &mut Encoder {
+        &mut self.encoder
+    }
+
+    /// The encoder and the manifold set, e.g. to start the live engine with.
+    pub fn into_parts(self) -> (Encoder, Option<ManifoldSet>) {
+        (self.encoder, self.manifolds)
+    }
+
+    fn manifolds_or_fail(&self) -> Result<&ManifoldSet> {
+        self.manifolds.as_ref().ok_or_else(no_manifolds)
+    }
+}
+
+fn no_manifolds() -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::InvalidArgument,
+        "this scorer has no manifold set: it compares but cannot score",
+    )
+}
