@@ -138,7 +138,7 @@ static uint64_t now_us(void) {
 
 static void *produce(void *arg) {
   struct producer_args *p = arg;
-  usq_frame_desc desc = {p->clip->width, p->clip->height, 0, USQ_PIXEL_GRAY8};
+  usq_frame_desc desc = {sizeof(usq_frame_desc), p->clip->width, p->clip->height, 0, USQ_PIXEL_GRAY8};
   size_t bytes = (size_t)desc.width * desc.height;
   struct timespec next;
   clock_gettime(CLOCK_MONOTONIC, &next);
@@ -245,16 +245,16 @@ int main(int argc, char **argv) {
     uint64_t settled = st.frames_scored + st.frames_dropped + st.frames_skipped + st.frames_failed;
     if (settled >= st.frames_pushed) break;
   }
-  usq_pool_stats pool;
-  usq_pool_get_stats(&pool);
+  usq_pool_stats pool = {.struct_size = sizeof(usq_pool_stats)};
+  s = usq_pool_get_stats(&pool);
+  if (s != USQ_OK) return fail_usq("pool stats", s);
   printf("stats pushed=%llu scored=%llu dropped=%llu skipped=%llu failed=%llu misses=%llu p50_ms=%.2f p99_ms=%.2f "
          "run_ms=%.2f pool_peak_mb=%.1f pool_fallbacks=%llu\n",
          (unsigned long long)st.frames_pushed, (unsigned long long)st.frames_scored,
          (unsigned long long)st.frames_dropped, (unsigned long long)st.frames_skipped,
          (unsigned long long)st.frames_failed, (unsigned long long)st.deadline_misses, st.latency_p50_ms,
          st.latency_p99_ms, st.run_ms, pool.peak_bytes / 1048576.0, (unsigned long long)pool.fallbacks);
-  s = usq_engine_stop(engine);
-  if (s != USQ_OK) return fail_usq("stop", s);
+  usq_engine_free(engine);
   for (size_t i = 0; i < clip.count; i++) free(clip.frames[i]);
   free(clip.frames);
   return atomic_load(&p.failed);

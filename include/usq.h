@@ -80,13 +80,13 @@ typedef uint32_t usq_pixel_format;
 // A running live engine: a worker thread that owns the encoder and scores the newest frame.
 //
 // Underneath: a `Box` holding the engine and the producer's pending slot. Created by
-// `usq_engine_start`, freed by `usq_engine_stop`.
+// `usq_engine_start`, freed by `usq_engine_free`.
 //
 // Threads: frames go in from one producer thread at a time (`usq_engine_push`,
 // `usq_engine_acquire`, `usq_engine_commit`, `usq_engine_abandon`; a concurrent second
 // producer gets `USQ_ERR_BUSY`). Results and statistics may be read from any thread
 // (`usq_engine_next_result`, `usq_engine_wait_result`, `usq_engine_get_stats`). No call may
-// race with `usq_engine_stop`.
+// race with `usq_engine_free`.
 typedef struct usq_engine usq_engine;
 
 // An encoder and a manifold set for offline scoring.
@@ -97,6 +97,8 @@ typedef struct usq_scorer usq_scorer;
 
 // Allocation pool statistics (all zero when the library is built without the pool).
 typedef struct usq_pool_stats {
+  // Set by the caller to `sizeof(usq_pool_stats)`.
+  uint32_t struct_size;
   uint64_t pool_bytes;
   uint64_t in_use_bytes;
   uint64_t peak_bytes;
@@ -135,6 +137,8 @@ typedef struct usq_engine_config {
 
 // Geometry of one frame in memory.
 typedef struct usq_frame_desc {
+  // `sizeof(usq_frame_desc)`.
+  uint32_t struct_size;
   uint32_t width;
   uint32_t height;
   // Bytes from one row to the next; 0 = tightly packed.
@@ -184,14 +188,15 @@ typedef struct usq_engine_stats {
 extern "C" {
 #endif // __cplusplus
 
-// The library's version, e.g. "0.1.0". Static storage; never NULL. Thread-safe.
+// The library's version, e.g. "0.2.0". Static storage; never NULL. Thread-safe.
 const char *usq_version(void);
 
 // The message of the last failed call on the calling thread ("" if none). The pointer stays
 // valid until the next failing call on the same thread. Thread-safe (per-thread message).
 const char *usq_last_error(void);
 
-// Fills `out` with the allocation pool's statistics. Thread-safe.
+// Fills `out` (whose `struct_size` the caller sets) with the allocation pool's statistics.
+// Thread-safe.
 usq_status usq_pool_get_stats(struct usq_pool_stats *out);
 
 // The name of a `usq_status` value, for logs ("USQ_UNKNOWN_STATUS" for other numbers).
@@ -251,36 +256,38 @@ usq_status usq_engine_wait_result(const struct usq_engine *engine,
 // Fills `stats` (whose `struct_size` the caller sets). Any thread.
 usq_status usq_engine_get_stats(const struct usq_engine *engine, struct usq_engine_stats *stats);
 
-// Stops the worker (after the frame in progress) and frees the engine. NULL is accepted and
-// ignored. The handle must not be used afterwards, nor concurrently with this call.
-usq_status usq_engine_stop(struct usq_engine *engine);
+// Stops the worker (after the frame in progress) and frees the engine; a slot still
+// acquired is given back. NULL is accepted. The handle must not be used afterwards, nor
+// concurrently with this call.
+void usq_engine_free(struct usq_engine *engine);
 
-// Loads a model and a manifold folder (NULL for the shipped defaults). Thread-safe.
+// Loads a model and a manifold folder (NULL for the shipped defaults: the fp32 reference
+// model and the shipped manifolds). Thread-safe.
 usq_status usq_scorer_new(const char *model_path,
                           const char *manifold_dir,
                           struct usq_scorer **out);
 
-// Frees a scorer; NULL is accepted.
+// Frees a scorer; NULL is accepted. The handle must not be used afterwards.
 void usq_scorer_free(struct usq_scorer *scorer);
 
 // TinyUSFM-NRQ of one frame over its whole patch grid (higher is better). `organ` may be
 // NULL to combine all organs. Allocates (offline use).
-usq_status usq_score(struct usq_scorer *scorer,
-                     const uint8_t *data,
-                     size_t len,
-                     const struct usq_frame_desc *desc,
-                     const char *organ,
-                     double *nrq);
+usq_status usq_scorer_score(struct usq_scorer *scorer,
+                            const uint8_t *data,
+                            size_t len,
+                            const struct usq_frame_desc *desc,
+                            const char *organ,
+                            double *nrq);
 
 // TinyUSFM-uLPIPS of `img` against `reference` (lower is closer). Allocates (offline use).
-usq_status usq_compare(struct usq_scorer *scorer,
-                       const uint8_t *reference,
-                       size_t reference_len,
-                       const struct usq_frame_desc *reference_desc,
-                       const uint8_t *img,
-                       size_t img_len,
-                       const struct usq_frame_desc *img_desc,
-                       double *ulpips);
+usq_status usq_scorer_compare(struct usq_scorer *scorer,
+                              const uint8_t *reference,
+                              size_t reference_len,
+                              const struct usq_frame_desc *reference_desc,
+                              const uint8_t *img,
+                              size_t img_len,
+                              const struct usq_frame_desc *img_desc,
+                              double *ulpips);
 
 // Decodes an image file (PNG, JPEG, BMP, TIFF) to 8-bit gray into `buffer` (`capacity`
 // bytes), row-major with no padding. `*width` and `*height` are always set when the file

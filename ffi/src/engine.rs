@@ -1,12 +1,13 @@
 //! The live engine over C: configuration, frames in (copy or zero-copy), results out.
 
 use crate::{
-    DefaultModel, boundary, check_opt_ptr, check_ptr, fail, from_error, load_model_and_manifolds, opt_str, try_status,
-    usq_status,
+    boundary, check_opt_ptr, check_ptr, check_struct_size, fail, from_error, load_scorer, opt_str, try_out, try_ref,
+    try_status, try_take, usq_status,
 };
 use std::ffi::c_char;
 use std::sync::Mutex;
 use std::time::Duration;
+use usq_core::ModelSource;
 use usq_core::engine::pixel::{FrameLayout, PixelFormat, Roi};
 use usq_core::engine::ring::SlotTicket;
 use usq_core::engine::{Engine, EngineConfig};
@@ -32,6 +33,8 @@ pub enum usq_pixel_format {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct usq_frame_desc {
+    /// `sizeof(usq_frame_desc)`.
+    pub struct_size: u32,
     pub width: u32,
     pub height: u32,
     /// Bytes from one row to the next; 0 = tightly packed.
@@ -41,8 +44,8 @@ pub struct usq_frame_desc {
 }
 
 pub(crate) unsafe fn layout_of(desc: *const usq_frame_desc) -> Result<FrameLayout, usq_status> {
-    check_ptr(desc, "desc")?;
-    let d = unsafe { *desc };
+    let d = unsafe { try_ref(desc, "desc") }?;
+    check_struct_size::<usq_frame_desc>(d.struct_size, "desc")?;
     let format = PixelFormat::from_u32(d.format)
         .ok_or_else(|| fail(usq_status::USQ_ERR_INVALID_ARGUMENT, format!("unknown pixel format {}", d.format)))?;
     let (w, h) = (d.width as usize, d.height as usize);
@@ -130,13 +133,13 @@ pub struct usq_engine_stats {
 /// A running live engine: a worker thread that owns the encoder and scores the newest frame.
 ///
 /// Underneath: a `Box` holding the engine and the producer's pending slot. Created by
-/// `usq_engine_start`, freed by `usq_engine_stop`.
+/// `usq_engine_start`, freed by `usq_engine_free`.
 ///
 /// Threads: frames go in from one producer thread at a time (`usq_engine_push`,
 /// `usq_engine_acquire`, `usq_engine_commit`, `usq_engine_abandon`; a concurrent second
 /// producer gets `USQ_ERR_BUSY`). Results and statistics may be read from any thread
 /// (`usq_engine_next_result`, `usq_engine_wait_result`, `usq_engine_get_stats`). No call may
-/// race with `usq_engine_stop`.
+/// race with `usq_engine_free`.
 pub struct usq_engine {
     engine: Engine,
     pending: Mutex<Option<SlotTicket>>,
@@ -151,25 +154,23 @@ pub unsafe extern "C" fn usq_engine_config_default(
     max_height: u32,
 ) -> usq_status {
     boundary(|| {
-        try_status!(check_ptr(config, "config"));
+        let config = try_status!(try_out(config, "config"));
         let d = EngineConfig::for_frames(max_width as usize, max_height as usize);
-        unsafe {
-            config.write(usq_engine_config {
-                struct_size: std::mem::size_of::<usq_engine_config>() as u32,
-                max_width,
-                max_height,
-                ring_capacity: d.ring_capacity as u32,
-                budget_ms: d.budget_ms,
-                window_frames: d.window_frames as u32,
-                roi_x: 0,
-                roi_y: 0,
-                roi_width: 0,
-                roi_height: 0,
-                batch: 1,
-                result_capacity: d.result_capacity as u32,
-                threads: 1,
-            })
-        };
+        config.write(usq_engine_config {
+            struct_size: std::mem::size_of::<usq_engine_config>() as u32,
+            max_width,
+            max_height,
+            ring_capacity: d.ring_capacity as u32,
+            budget_ms: d.budget_ms,
+            window_frames: d.window_frames as u32,
+            roi_x: 0,
+            roi_y: 0,
+            roi_width: 0,
+            roi_height: 0,
+            batch: 1,
+            result_capacity: d.result_capacity as u32,
+            threads: 1,
+        });
         usq_status::USQ_OK
     })
 }
@@ -188,25 +189,17 @@ pub unsafe extern "C" fn usq_engine_start(
     out: *mut *mut usq_engine,
 ) -> usq_status {
     boundary(|| {
-        try_status!(check_ptr(out, "out"));
-        try_status!(check_ptr(config, "config"));
-        let c = unsafe { *config };
-        if c.struct_size as usize != std::mem::size_of::<usq_engine_config>() {
-            return fail(usq_status::USQ_ERR_WRONG_SIZE, "config->struct_size is not sizeof(usq_engine_config)");
-        }
+        let out = try_status!(try_out(out, "out"));
+        let c = *try_status!(unsafe { try_ref(config, "config") });
+        try_status!(check_struct_size::<usq_engine_config>(c.struct_size, "config"));
         if c.max_width == 0 || c.max_height == 0 {
             return fail(usq_status::USQ_ERR_INVALID_ARGUMENT, "max_width and max_height must be positive");
         }
-        if !(1..=usq_core::engine::MAX_BATCH as u32).contains(&c.batch) {
-            return fail(usq_status::USQ_ERR_INVALID_ARGUMENT, "batch must be 1..8");
-        }
-        if !(1..=64).contains(&c.threads) {
-            return fail(usq_status::USQ_ERR_INVALID_ARGUMENT, "threads must be 1..64");
-        }
         let organ = try_status!(unsafe { opt_str(organ, "organ") });
         let options = usq_core::EncoderOptions { batch: c.batch as usize, threads: c.threads as usize };
-        let (encoder, manifolds) =
-            try_status!(unsafe { load_model_and_manifolds(model_path, manifold_dir, options, DefaultModel::Live) });
+        // Checked before the model loads (seconds), so a bad config fails at once.
+        try_status!(options.check().and_then(|_| usq_core::engine::check_batch(options.batch)).map_err(from_error));
+        let scorer = try_status!(unsafe { load_scorer(model_path, manifold_dir, options, ModelSource::Live) });
         let mut cfg = EngineConfig::for_frames(c.max_width as usize, c.max_height as usize);
         cfg.ring_capacity = c.ring_capacity as usize;
         cfg.budget_ms = c.budget_ms;
@@ -221,9 +214,9 @@ pub unsafe extern "C" fn usq_engine_start(
                 height: c.roi_height as usize,
             });
         }
-        let engine = try_status!(Engine::start(encoder, manifolds, cfg).map_err(from_error));
+        let engine = try_status!(Engine::start(scorer, cfg).map_err(from_error));
         let handle = Box::new(usq_engine { engine, pending: Mutex::new(None) });
-        unsafe { out.write(Box::into_raw(handle)) };
+        out.write(Box::into_raw(handle));
         usq_status::USQ_OK
     })
 }
@@ -233,11 +226,6 @@ impl usq_engine {
     fn producer(&self) -> Result<std::sync::MutexGuard<'_, Option<SlotTicket>>, usq_status> {
         self.pending.try_lock().map_err(|_| fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side"))
     }
-}
-
-unsafe fn engine_ref<'a>(e: *const usq_engine) -> Result<&'a usq_engine, usq_status> {
-    check_ptr(e, "engine")?;
-    Ok(unsafe { &*e })
 }
 
 /// Copies a frame into the ring. Never blocks, never allocates. `len` must cover the frame
@@ -252,7 +240,7 @@ pub unsafe extern "C" fn usq_engine_push(
     frame_id: *mut u64,
 ) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { engine_ref(engine) });
+        let e = try_status!(unsafe { try_ref(engine, "engine") });
         try_status!(check_ptr(data, "data"));
         try_status!(check_opt_ptr(frame_id, "frame_id"));
         let layout = try_status!(unsafe { layout_of(desc) });
@@ -292,7 +280,7 @@ pub unsafe extern "C" fn usq_engine_acquire(
     capacity: *mut usize,
 ) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { engine_ref(engine) });
+        let e = try_status!(unsafe { try_ref(engine, "engine") });
         try_status!(check_ptr(buffer, "buffer"));
         try_status!(check_ptr(capacity, "capacity"));
         let mut pending = try_status!(e.producer());
@@ -321,7 +309,7 @@ pub unsafe extern "C" fn usq_engine_commit(
     frame_id: *mut u64,
 ) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { engine_ref(engine) });
+        let e = try_status!(unsafe { try_ref(engine, "engine") });
         try_status!(check_opt_ptr(frame_id, "frame_id"));
         let mut pending = try_status!(e.producer());
         let Some(ticket) = pending.take() else {
@@ -350,7 +338,7 @@ pub unsafe extern "C" fn usq_engine_commit(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usq_engine_abandon(engine: *const usq_engine) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { engine_ref(engine) });
+        let e = try_status!(unsafe { try_ref(engine, "engine") });
         let mut pending = try_status!(e.producer());
         match pending.take() {
             Some(t) => {
@@ -362,27 +350,24 @@ pub unsafe extern "C" fn usq_engine_abandon(engine: *const usq_engine) -> usq_st
     })
 }
 
-fn write_result(out: *mut usq_result, r: &usq_core::engine::LiveResult) {
-    unsafe {
-        out.write(usq_result {
-            struct_size: std::mem::size_of::<usq_result>() as u32,
-            frame_id: r.frame_id,
-            timestamp_us: r.timestamp_us,
-            nrq: r.nrq,
-            patches_scored: r.patches_scored,
-            coverage: r.coverage,
-            latency_ms: r.latency_ms,
-            deadline_missed: r.deadline_missed as u32,
-        })
-    };
+fn write_result(out: crate::Out<usq_result>, r: &usq_core::engine::LiveResult) {
+    out.write(usq_result {
+        struct_size: std::mem::size_of::<usq_result>() as u32,
+        frame_id: r.frame_id,
+        timestamp_us: r.timestamp_us,
+        nrq: r.nrq,
+        patches_scored: r.patches_scored,
+        coverage: r.coverage,
+        latency_ms: r.latency_ms,
+        deadline_missed: r.deadline_missed as u32,
+    });
 }
 
-unsafe fn check_result_out(out: *mut usq_result) -> Result<(), usq_status> {
-    check_ptr(out, "result")?;
-    if unsafe { (*out).struct_size } as usize != std::mem::size_of::<usq_result>() {
-        return Err(fail(usq_status::USQ_ERR_WRONG_SIZE, "result->struct_size is not sizeof(usq_result)"));
-    }
-    Ok(())
+fn result_out(out: *mut usq_result) -> Result<crate::Out<usq_result>, usq_status> {
+    let out = try_out(out, "result")?;
+    // SAFETY: checked pointer; the caller set struct_size.
+    check_struct_size::<usq_result>(unsafe { (*out.as_ptr()).struct_size }, "result")?;
+    Ok(out)
 }
 
 /// The oldest unread result, without waiting: `USQ_OK` and `*result` filled, or `USQ_EMPTY`.
@@ -390,8 +375,8 @@ unsafe fn check_result_out(out: *mut usq_result) -> Result<(), usq_status> {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usq_engine_next_result(engine: *const usq_engine, result: *mut usq_result) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { engine_ref(engine) });
-        try_status!(unsafe { check_result_out(result) });
+        let e = try_status!(unsafe { try_ref(engine, "engine") });
+        let result = try_status!(result_out(result));
         match e.engine.results().try_recv() {
             Ok(r) => {
                 write_result(result, &r);
@@ -410,8 +395,8 @@ pub unsafe extern "C" fn usq_engine_wait_result(
     result: *mut usq_result,
 ) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { engine_ref(engine) });
-        try_status!(unsafe { check_result_out(result) });
+        let e = try_status!(unsafe { try_ref(engine, "engine") });
+        let result = try_status!(result_out(result));
         match e.engine.results().recv_timeout(Duration::from_millis(timeout_ms as u64)) {
             Ok(r) => {
                 write_result(result, &r);
@@ -426,45 +411,38 @@ pub unsafe extern "C" fn usq_engine_wait_result(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usq_engine_get_stats(engine: *const usq_engine, stats: *mut usq_engine_stats) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { engine_ref(engine) });
-        try_status!(check_ptr(stats, "stats"));
-        if unsafe { (*stats).struct_size } as usize != std::mem::size_of::<usq_engine_stats>() {
-            return fail(usq_status::USQ_ERR_WRONG_SIZE, "stats->struct_size is not sizeof(usq_engine_stats)");
-        }
+        let e = try_status!(unsafe { try_ref(engine, "engine") });
+        let stats = try_status!(try_out(stats, "stats"));
+        // SAFETY: checked pointer; the caller set struct_size.
+        try_status!(check_struct_size::<usq_engine_stats>(unsafe { (*stats.as_ptr()).struct_size }, "stats"));
         let s = e.engine.stats();
-        unsafe {
-            stats.write(usq_engine_stats {
-                struct_size: std::mem::size_of::<usq_engine_stats>() as u32,
-                frames_pushed: s.frames_pushed,
-                frames_scored: s.frames_scored,
-                frames_dropped: s.frames_dropped,
-                frames_skipped: s.frames_skipped,
-                frames_failed: s.frames_failed,
-                deadline_misses: s.deadline_misses,
-                results_overflowed: s.results_overflowed,
-                latency_p50_ms: s.latency_p50_ms,
-                latency_p99_ms: s.latency_p99_ms,
-                run_ms: s.run_ms,
-            })
-        };
+        stats.write(usq_engine_stats {
+            struct_size: std::mem::size_of::<usq_engine_stats>() as u32,
+            frames_pushed: s.frames_pushed,
+            frames_scored: s.frames_scored,
+            frames_dropped: s.frames_dropped,
+            frames_skipped: s.frames_skipped,
+            frames_failed: s.frames_failed,
+            deadline_misses: s.deadline_misses,
+            results_overflowed: s.results_overflowed,
+            latency_p50_ms: s.latency_p50_ms,
+            latency_p99_ms: s.latency_p99_ms,
+            run_ms: s.run_ms,
+        });
         usq_status::USQ_OK
     })
 }
 
-/// Stops the worker (after the frame in progress) and frees the engine. NULL is accepted and
-/// ignored. The handle must not be used afterwards, nor concurrently with this call.
+/// Stops the worker (after the frame in progress) and frees the engine; a slot still
+/// acquired is given back. NULL is accepted. The handle must not be used afterwards, nor
+/// concurrently with this call.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn usq_engine_stop(engine: *mut usq_engine) -> usq_status {
+pub unsafe extern "C" fn usq_engine_free(engine: *mut usq_engine) {
     boundary(|| {
-        if engine.is_null() {
-            return usq_status::USQ_OK;
+        if let Ok(Some(e)) = unsafe { try_take(engine, "engine") } {
+            if let Some(t) = e.pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                e.engine.ring().abandon_ticket(t);
+            }
         }
-        try_status!(check_ptr(engine, "engine"));
-        let e = unsafe { Box::from_raw(engine) };
-        if let Some(t) = e.pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            e.engine.ring().abandon_ticket(t);
-        }
-        drop(e);
-        usq_status::USQ_OK
     })
 }

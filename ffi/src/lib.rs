@@ -6,8 +6,16 @@
 //!   calling thread is `usq_last_error()`;
 //! - handles are opaque; each says what it is, which function frees it and how it may be
 //!   shared between threads;
-//! - no panic crosses the boundary: each function body runs inside [`boundary`], which turns
-//!   a panic into `USQ_ERR_PANIC`;
+//! - no panic crosses the boundary: every exported function's body runs inside [`boundary`],
+//!   which turns a panic into `USQ_ERR_PANIC` (or, for the few functions that return no
+//!   status, the documented default of [`PanicDefault`]);
+//! - one way from a C pointer to Rust, [`try_ref`] / [`try_mut`] for handles and inputs and
+//!   [`try_out`] for out-arguments (null and alignment checked, the argument named in the
+//!   error);
+//! - functions are named `usq_<type>_<verb>`; each handle has one destructor,
+//!   `usq_<type>_free`, which takes NULL and returns nothing;
+//! - every struct that crosses the boundary starts with `struct_size`, set by the caller to
+//!   `sizeof` the struct and checked, so a program built against another header is caught;
 //! - null, misaligned and wrongly sized arguments, and calls in the wrong state, are refused
 //!   with their own status before anything is touched.
 
@@ -93,19 +101,99 @@ fn from_error(e: usq_core::Error) -> usq_status {
     fail(status_of(&e), e.to_string())
 }
 
-/// Runs a function body, turning a panic into `USQ_ERR_PANIC`.
-fn boundary(f: impl FnOnce() -> usq_status) -> usq_status {
+/// What an exported function returns when [`boundary`] catches a panic in it.
+pub(crate) trait PanicDefault {
+    fn panic_default() -> Self;
+}
+
+impl PanicDefault for usq_status {
+    fn panic_default() -> usq_status {
+        usq_status::USQ_ERR_PANIC
+    }
+}
+
+/// Destructors return nothing: the handle is gone either way.
+impl PanicDefault for () {
+    fn panic_default() {}
+}
+
+/// Functions that return a string give the empty string.
+impl PanicDefault for *const c_char {
+    fn panic_default() -> *const c_char {
+        c"".as_ptr()
+    }
+}
+
+/// Runs an exported function's body; a panic becomes `T::panic_default()`, with its message
+/// in `usq_last_error()`. Every `extern "C"` function of this crate goes through here.
+pub(crate) fn boundary<T: PanicDefault>(f: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(s) => s,
+        Ok(v) => v,
         Err(p) => {
             let what = p
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            fail(usq_status::USQ_ERR_PANIC, format!("internal error (panic): {what}"))
+            set_last_error(&format!("internal error (panic): {what}"));
+            T::panic_default()
         }
     }
+}
+
+/// The one conversion from a C pointer to a shared reference: not null, aligned for `T`.
+/// The caller vouches that a non-null pointer points at a live `T` for `'a`.
+pub(crate) unsafe fn try_ref<'a, T>(p: *const T, name: &str) -> Result<&'a T, usq_status> {
+    check_ptr(p, name)?;
+    Ok(unsafe { &*p })
+}
+
+/// As [`try_ref`], for a handle the call may change.
+pub(crate) unsafe fn try_mut<'a, T>(p: *mut T, name: &str) -> Result<&'a mut T, usq_status> {
+    check_ptr(p, name)?;
+    Ok(unsafe { &mut *p })
+}
+
+/// An out-argument, checked (not null, aligned) but never turned into a reference: C may
+/// pass uninitialised memory, which Rust must only write.
+pub(crate) struct Out<T>(*mut T);
+
+impl<T> Out<T> {
+    /// Writes the result (no read, no drop of what was there).
+    pub(crate) fn write(self, value: T) {
+        // SAFETY: checked non-null and aligned by `try_out`; the caller vouched it is writable.
+        unsafe { self.0.write(value) }
+    }
+
+    /// The raw pointer, to read a field the caller set (`struct_size`) in place.
+    pub(crate) fn as_ptr(&self) -> *const T {
+        self.0
+    }
+}
+
+/// Checks an out-argument (see [`Out`]).
+pub(crate) fn try_out<T>(p: *mut T, name: &str) -> Result<Out<T>, usq_status> {
+    check_ptr(p, name)?;
+    Ok(Out(p))
+}
+
+/// Takes back ownership of a handle made with `Box::into_raw`; `None` for NULL (destructors
+/// accept NULL). A misaligned pointer is refused and left alone.
+pub(crate) unsafe fn try_take<T>(p: *mut T, name: &str) -> Result<Option<Box<T>>, usq_status> {
+    if p.is_null() {
+        return Ok(None);
+    }
+    check_ptr(p, name)?;
+    Ok(Some(unsafe { Box::from_raw(p) }))
+}
+
+/// Fails unless a struct's `struct_size` is `sizeof` the struct this library was built with.
+pub(crate) fn check_struct_size<T>(struct_size: u32, name: &str) -> Result<(), usq_status> {
+    if struct_size as usize == std::mem::size_of::<T>() {
+        return Ok(());
+    }
+    let want = std::mem::size_of::<T>();
+    Err(fail(usq_status::USQ_ERR_WRONG_SIZE, format!("{name}->struct_size is {struct_size}, this library's is {want}")))
 }
 
 /// Checks a pointer argument: not null, aligned for `T`.
@@ -135,38 +223,23 @@ fn check_opt_ptr<T>(p: *const T, name: &str) -> Result<(), usq_status> {
     if p.is_null() { Ok(()) } else { check_ptr(p, name) }
 }
 
-/// Which shipped model a NULL model path means.
-#[derive(Clone, Copy)]
-enum DefaultModel {
-    /// fp32, for offline scoring and comparison.
-    Reference,
-    /// int8, for the live engine.
-    Live,
-}
-
-/// The encoder and manifold set named by two C string arguments, NULL meaning the shipped
-/// defaults; the manifold must fit the model's descriptor.
-unsafe fn load_model_and_manifolds(
+/// The scorer named by two C string arguments: NULL means the library's default for this use
+/// (`default`: the reference model offline, the live model for the engine; the shipped
+/// manifolds).
+unsafe fn load_scorer(
     model_path: *const c_char,
     manifold_dir: *const c_char,
     options: usq_core::EncoderOptions,
-    default: DefaultModel,
-) -> Result<(usq_core::Encoder, usq_core::ManifoldSet), usq_status> {
+    default: usq_core::ModelSource,
+) -> Result<usq_core::Scorer, usq_status> {
     let model = unsafe { opt_str(model_path, "model_path") }?;
-    let manifold = unsafe { opt_str(manifold_dir, "manifold_dir") }?;
-    let encoder = match (model, default) {
-        (Some(p), _) => usq_core::Encoder::from_path_with(p, options),
-        (None, DefaultModel::Reference) => usq_core::defaults::encoder_with(options),
-        (None, DefaultModel::Live) => usq_core::defaults::live_encoder_with(options),
-    }
-    .map_err(from_error)?;
-    let manifolds = match manifold {
-        Some(d) => usq_core::ManifoldSet::load_dir(d),
-        None => usq_core::defaults::manifolds(),
-    }
-    .map_err(from_error)?;
-    manifolds.check_features(usq_core::encoder::DESCRIPTOR_LEN).map_err(from_error)?;
-    Ok((encoder, manifolds))
+    let manifolds = unsafe { opt_str(manifold_dir, "manifold_dir") }?;
+    usq_core::Scorer::new(
+        &usq_core::ModelSource::path_or(model, default),
+        usq_core::ManifoldSource::dir_or_default(manifolds),
+        options,
+    )
+    .map_err(from_error)
 }
 
 /// Turns an early-return `Result<(), usq_status>` into the status.
@@ -180,27 +253,29 @@ macro_rules! try_status {
 }
 pub(crate) use try_status;
 
-/// The library's version, e.g. "0.1.0". Static storage; never NULL. Thread-safe.
+/// The library's version, e.g. "0.2.0". Static storage; never NULL. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn usq_version() -> *const c_char {
     static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
         Ok(v) => v,
         Err(_) => c"unknown",
     };
-    VERSION.as_ptr()
+    boundary(|| VERSION.as_ptr())
 }
 
 /// The message of the last failed call on the calling thread ("" if none). The pointer stays
 /// valid until the next failing call on the same thread. Thread-safe (per-thread message).
 #[unsafe(no_mangle)]
 pub extern "C" fn usq_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    boundary(|| LAST_ERROR.with(|e| e.borrow().as_ptr()))
 }
 
 /// Allocation pool statistics (all zero when the library is built without the pool).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct usq_pool_stats {
+    /// Set by the caller to `sizeof(usq_pool_stats)`.
+    pub struct_size: u32,
     pub pool_bytes: u64,
     pub in_use_bytes: u64,
     pub peak_bytes: u64,
@@ -209,15 +284,20 @@ pub struct usq_pool_stats {
     pub fallbacks: u64,
 }
 
-/// Fills `out` with the allocation pool's statistics. Thread-safe.
+/// Fills `out` (whose `struct_size` the caller sets) with the allocation pool's statistics.
+/// Thread-safe.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usq_pool_get_stats(out: *mut usq_pool_stats) -> usq_status {
     boundary(|| {
-        try_status!(check_ptr(out, "out"));
+        let out = try_status!(try_out(out, "out"));
+        // SAFETY: checked pointer; the caller set struct_size.
+        let struct_size = unsafe { (*out.as_ptr()).struct_size };
+        try_status!(check_struct_size::<usq_pool_stats>(struct_size, "out"));
         #[cfg(feature = "pool")]
         let s = {
             let s = POOL.stats();
             usq_pool_stats {
+                struct_size,
                 pool_bytes: s.pool_bytes as u64,
                 in_use_bytes: s.in_use as u64,
                 peak_bytes: s.peak as u64,
@@ -226,8 +306,8 @@ pub unsafe extern "C" fn usq_pool_get_stats(out: *mut usq_pool_stats) -> usq_sta
             }
         };
         #[cfg(not(feature = "pool"))]
-        let s = usq_pool_stats::default();
-        unsafe { out.write(s) };
+        let s = usq_pool_stats { struct_size, ..Default::default() };
+        out.write(s);
         usq_status::USQ_OK
     })
 }
@@ -236,6 +316,10 @@ pub unsafe extern "C" fn usq_pool_get_stats(out: *mut usq_pool_stats) -> usq_sta
 /// Static storage; never NULL. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn usq_status_name(status: u32) -> *const c_char {
+    boundary(|| status_name(status).as_ptr())
+}
+
+fn status_name(status: u32) -> &'static CStr {
     use usq_status::*;
     const ALL: [usq_status; 15] = [
         USQ_OK,
@@ -255,9 +339,9 @@ pub extern "C" fn usq_status_name(status: u32) -> *const c_char {
         USQ_ERR_PANIC,
     ];
     let Some(status) = ALL.into_iter().find(|s| *s as u32 == status) else {
-        return c"USQ_UNKNOWN_STATUS".as_ptr();
+        return c"USQ_UNKNOWN_STATUS";
     };
-    let s: &CStr = match status {
+    match status {
         USQ_OK => c"USQ_OK",
         USQ_EMPTY => c"USQ_EMPTY",
         USQ_ERR_NULL_ARGUMENT => c"USQ_ERR_NULL_ARGUMENT",
@@ -273,6 +357,5 @@ pub extern "C" fn usq_status_name(status: u32) -> *const c_char {
         USQ_ERR_NON_FINITE => c"USQ_ERR_NON_FINITE",
         USQ_ERR_INFERENCE => c"USQ_ERR_INFERENCE",
         USQ_ERR_PANIC => c"USQ_ERR_PANIC",
-    };
-    s.as_ptr()
+    }
 }

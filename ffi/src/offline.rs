@@ -3,23 +3,23 @@
 
 use crate::engine::layout_of;
 use crate::{
-    DefaultModel, boundary, check_ptr, fail, from_error, load_model_and_manifolds, opt_str, try_status, usq_frame_desc,
-    usq_status,
+    boundary, check_ptr, fail, from_error, load_scorer, opt_str, try_mut, try_out, try_status, try_take,
+    usq_frame_desc, usq_status,
 };
 use std::ffi::c_char;
 use usq_core::engine::pixel::{Roi, to_gray};
-use usq_core::{Encoder, GrayFrame, ManifoldSet, ScoreOptions};
+use usq_core::{GrayFrame, ScoreOptions, Scorer};
 
 /// An encoder and a manifold set for offline scoring.
 ///
 /// Underneath: a `Box`. Created by `usq_scorer_new`, freed by `usq_scorer_free`. Not for
 /// concurrent use: one thread at a time per scorer (distinct scorers are independent).
 pub struct usq_scorer {
-    encoder: Encoder,
-    manifolds: ManifoldSet,
+    scorer: Scorer,
 }
 
-/// Loads a model and a manifold folder (NULL for the shipped defaults). Thread-safe.
+/// Loads a model and a manifold folder (NULL for the shipped defaults: the fp32 reference
+/// model and the shipped manifolds). Thread-safe.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usq_scorer_new(
     model_path: *const c_char,
@@ -27,29 +27,19 @@ pub unsafe extern "C" fn usq_scorer_new(
     out: *mut *mut usq_scorer,
 ) -> usq_status {
     boundary(|| {
-        try_status!(check_ptr(out, "out"));
-        let (encoder, manifolds) = try_status!(unsafe {
-            load_model_and_manifolds(
-                model_path,
-                manifold_dir,
-                usq_core::EncoderOptions::batch(1),
-                DefaultModel::Reference,
-            )
+        let out = try_status!(try_out(out, "out"));
+        let scorer = try_status!(unsafe {
+            load_scorer(model_path, manifold_dir, usq_core::EncoderOptions::batch(1), usq_core::ModelSource::Reference)
         });
-        unsafe { out.write(Box::into_raw(Box::new(usq_scorer { encoder, manifolds }))) };
+        out.write(Box::into_raw(Box::new(usq_scorer { scorer })));
         usq_status::USQ_OK
     })
 }
 
-/// Frees a scorer; NULL is accepted.
+/// Frees a scorer; NULL is accepted. The handle must not be used afterwards.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usq_scorer_free(scorer: *mut usq_scorer) {
-    let _ = boundary(|| {
-        if !scorer.is_null() && check_ptr(scorer, "scorer").is_ok() {
-            drop(unsafe { Box::from_raw(scorer) });
-        }
-        usq_status::USQ_OK
-    });
+    boundary(|| drop(unsafe { try_take(scorer, "scorer") }));
 }
 
 unsafe fn gray_of(data: *const u8, len: usize, desc: *const usq_frame_desc) -> Result<GrayFrame, usq_status> {
@@ -65,15 +55,10 @@ unsafe fn gray_of(data: *const u8, len: usize, desc: *const usq_frame_desc) -> R
     GrayFrame::new(layout.width, layout.height, pixels).map_err(from_error)
 }
 
-unsafe fn scorer_mut<'a>(s: *mut usq_scorer) -> Result<&'a mut usq_scorer, usq_status> {
-    check_ptr(s, "scorer")?;
-    Ok(unsafe { &mut *s })
-}
-
 /// TinyUSFM-NRQ of one frame over its whole patch grid (higher is better). `organ` may be
 /// NULL to combine all organs. Allocates (offline use).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn usq_score(
+pub unsafe extern "C" fn usq_scorer_score(
     scorer: *mut usq_scorer,
     data: *const u8,
     len: usize,
@@ -82,20 +67,20 @@ pub unsafe extern "C" fn usq_score(
     nrq: *mut f64,
 ) -> usq_status {
     boundary(|| {
-        let s = try_status!(unsafe { scorer_mut(scorer) });
-        try_status!(check_ptr(nrq, "nrq"));
+        let s = try_status!(unsafe { try_mut(scorer, "scorer") });
+        let nrq = try_status!(try_out(nrq, "nrq"));
         let organ = try_status!(unsafe { opt_str(organ, "organ") });
         let frame = try_status!(unsafe { gray_of(data, len, desc) });
         let opts = ScoreOptions { organ: organ.map(String::from), max_patches: None };
-        let r = try_status!(usq_core::score(&mut s.encoder, &s.manifolds, &frame, &opts).map_err(from_error));
-        unsafe { nrq.write(r.nrq) };
+        let r = try_status!(s.scorer.score(&frame, &opts).map_err(from_error));
+        nrq.write(r.nrq);
         usq_status::USQ_OK
     })
 }
 
 /// TinyUSFM-uLPIPS of `img` against `reference` (lower is closer). Allocates (offline use).
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn usq_compare(
+pub unsafe extern "C" fn usq_scorer_compare(
     scorer: *mut usq_scorer,
     reference: *const u8,
     reference_len: usize,
@@ -106,12 +91,12 @@ pub unsafe extern "C" fn usq_compare(
     ulpips: *mut f64,
 ) -> usq_status {
     boundary(|| {
-        let s = try_status!(unsafe { scorer_mut(scorer) });
-        try_status!(check_ptr(ulpips, "ulpips"));
+        let s = try_status!(unsafe { try_mut(scorer, "scorer") });
+        let ulpips = try_status!(try_out(ulpips, "ulpips"));
         let r = try_status!(unsafe { gray_of(reference, reference_len, reference_desc) });
         let i = try_status!(unsafe { gray_of(img, img_len, img_desc) });
-        let rep = try_status!(usq_core::compare(&mut s.encoder, &r, &i).map_err(from_error));
-        unsafe { ulpips.write(rep.ulpips) };
+        let rep = try_status!(s.scorer.compare(&r, &i).map_err(from_error));
+        ulpips.write(rep.ulpips);
         usq_status::USQ_OK
     })
 }
@@ -133,13 +118,11 @@ pub unsafe extern "C" fn usq_image_load_gray(
             return fail(usq_status::USQ_ERR_NULL_ARGUMENT, "path is NULL");
         }
         let path = try_status!(unsafe { opt_str(path, "path") }).unwrap_or_default();
-        try_status!(check_ptr(width, "width"));
-        try_status!(check_ptr(height, "height"));
+        let width = try_status!(try_out(width, "width"));
+        let height = try_status!(try_out(height, "height"));
         let frame = try_status!(GrayFrame::open(path).map_err(from_error));
-        unsafe {
-            width.write(frame.width as u32);
-            height.write(frame.height as u32);
-        }
+        width.write(frame.width as u32);
+        height.write(frame.height as u32);
         if capacity < frame.pixels.len() {
             return fail(
                 usq_status::USQ_ERR_WRONG_SIZE,

@@ -10,7 +10,7 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
-/// target/<profile>/deps/, beside this test: cargo rebuilds libusq.a and libusq.so there
+/// target/<profile>/deps/, beside this test: cargo rebuilds libusq_ffi.a and libusq_ffi.so there
 /// before running the tests (it does not always copy them up to target/<profile>/).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
@@ -229,6 +229,26 @@ fn no_malloc_after_warm_up() {
     assert_eq!(calls[0], calls[1], "frames 51..250 called the C allocator");
 }
 
+/// The soname this version must carry: the major version, or 0.y while the major is 0.
+fn soname() -> String {
+    let (major, minor) = (env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"));
+    if major == "0" { format!("libusq.so.0.{minor}") } else { format!("libusq.so.{major}") }
+}
+
+#[test]
+fn the_shared_library_carries_its_soname() {
+    if Command::new("readelf").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: readelf is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = install(dir.path());
+    let o = Command::new("readelf").args(["-dW"]).arg(prefix.join("lib/libusq.so")).output().unwrap();
+    let dynamic = String::from_utf8_lossy(&o.stdout);
+    let want = format!("[{}]", soname());
+    assert!(dynamic.lines().any(|l| l.contains("SONAME") && l.contains(&want)), "no SONAME {want} in:\n{dynamic}");
+}
+
 #[test]
 fn linked_programs_have_no_executable_stack() {
     if Command::new("readelf").arg("--version").output().is_err() {
@@ -237,7 +257,7 @@ fn linked_programs_have_no_executable_stack() {
     }
     let dir = tempfile::tempdir().unwrap();
     let exe = build("ffi/firmware_loop.c", "fw_stack", Link::Static, dir.path());
-    for file in [exe, dir.path().join("prefix/lib/libusq.so.0")] {
+    for file in [exe, dir.path().join(format!("prefix/lib/{}", soname()))] {
         let o = Command::new("readelf").args(["-lW"]).arg(&file).output().unwrap();
         let stack = String::from_utf8_lossy(&o.stdout).lines().find(|l| l.contains("GNU_STACK")).map(String::from);
         let stack = stack.unwrap_or_else(|| panic!("{}: no GNU_STACK header", file.display()));

@@ -59,8 +59,8 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(usq_image_load_gray(model, NULL, 0, &w, &h), USQ_ERR_IMAGE);
   uint8_t *ref = load(argv[3], &w, &h);
   uint8_t *img = load(argv[4], &iw, &ih);
-  usq_frame_desc desc = {w, h, 0, USQ_PIXEL_GRAY8};
-  usq_frame_desc idesc = {iw, ih, 0, USQ_PIXEL_GRAY8};
+  usq_frame_desc desc = {sizeof(usq_frame_desc), w, h, 0, USQ_PIXEL_GRAY8};
+  usq_frame_desc idesc = {sizeof(usq_frame_desc), iw, ih, 0, USQ_PIXEL_GRAY8};
 
   /* Offline scorer. */
   usq_scorer *scorer = NULL;
@@ -70,26 +70,29 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(usq_scorer_new(model, "/no/such/manifold", &scorer), USQ_ERR_IO);
   EXPECT_STATUS(usq_scorer_new(model, manifold, &scorer), USQ_OK);
   double nrq = NAN, ulpips = NAN;
-  EXPECT_STATUS(usq_score(NULL, ref, (size_t)w * h, &desc, NULL, &nrq), USQ_ERR_NULL_ARGUMENT);
-  EXPECT_STATUS(usq_score(scorer, ref, (size_t)w * h - 1, &desc, NULL, &nrq), USQ_ERR_WRONG_SIZE);
+  EXPECT_STATUS(usq_scorer_score(NULL, ref, (size_t)w * h, &desc, NULL, &nrq), USQ_ERR_NULL_ARGUMENT);
+  EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h - 1, &desc, NULL, &nrq), USQ_ERR_WRONG_SIZE);
   usq_frame_desc bad = desc;
   bad.format = 99;
-  EXPECT_STATUS(usq_score(scorer, ref, (size_t)w * h, &bad, NULL, &nrq), USQ_ERR_INVALID_ARGUMENT);
+  EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &bad, NULL, &nrq), USQ_ERR_INVALID_ARGUMENT);
   bad = desc;
   bad.stride = w - 1;
-  EXPECT_STATUS(usq_score(scorer, ref, (size_t)w * h, &bad, NULL, &nrq), USQ_ERR_INVALID_ARGUMENT);
+  EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &bad, NULL, &nrq), USQ_ERR_INVALID_ARGUMENT);
+  bad = desc;
+  bad.struct_size = 8; /* a program built against another header */
+  EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &bad, NULL, &nrq), USQ_ERR_WRONG_SIZE);
   bad = desc;
   bad.width = 0;
-  EXPECT_STATUS(usq_score(scorer, ref, (size_t)w * h, &bad, NULL, &nrq), USQ_ERR_INVALID_ARGUMENT);
-  EXPECT_STATUS(usq_score(scorer, ref, (size_t)w * h, &desc, "Spleen", &nrq), USQ_ERR_INVALID_ARGUMENT);
+  EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &bad, NULL, &nrq), USQ_ERR_INVALID_ARGUMENT);
+  EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &desc, "Spleen", &nrq), USQ_ERR_INVALID_ARGUMENT);
   char misaligned_storage[16];
   double *misaligned = (double *)(misaligned_storage + 1);
-  EXPECT_STATUS(usq_score(scorer, ref, (size_t)w * h, &desc, NULL, misaligned), USQ_ERR_MISALIGNED);
-  EXPECT_STATUS(usq_score(scorer, ref, (size_t)w * h, &desc, NULL, &nrq), USQ_OK);
+  EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &desc, NULL, misaligned), USQ_ERR_MISALIGNED);
+  EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &desc, NULL, &nrq), USQ_OK);
   EXPECT(isfinite(nrq), "nrq %f", nrq);
-  EXPECT_STATUS(usq_compare(scorer, ref, (size_t)w * h, &desc, img, (size_t)iw * ih, &idesc, &ulpips), USQ_OK);
+  EXPECT_STATUS(usq_scorer_compare(scorer, ref, (size_t)w * h, &desc, img, (size_t)iw * ih, &idesc, &ulpips), USQ_OK);
   EXPECT(fabs(ulpips - expected) <= 1e-4 * fabs(expected), "ulpips %.9f, reference %.9f", ulpips, expected);
-  EXPECT_STATUS(usq_compare(scorer, ref, (size_t)w * h, &desc, ref, (size_t)w * h, &desc, &ulpips), USQ_OK);
+  EXPECT_STATUS(usq_scorer_compare(scorer, ref, (size_t)w * h, &desc, ref, (size_t)w * h, &desc, &ulpips), USQ_OK);
   EXPECT(ulpips == 0.0, "identical frames: %g", ulpips);
   usq_scorer_free(scorer);
   usq_scorer_free(NULL);
@@ -122,7 +125,7 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(usq_engine_push(engine, NULL, (size_t)w * h, &desc, 0, &id), USQ_ERR_NULL_ARGUMENT);
   EXPECT_STATUS(usq_engine_push(engine, ref, (size_t)w * h, NULL, 0, &id), USQ_ERR_NULL_ARGUMENT);
   EXPECT_STATUS(usq_engine_push(engine, ref, 10, &desc, 0, &id), USQ_ERR_WRONG_SIZE);
-  usq_frame_desc huge = {w * 4, h * 4, 0, USQ_PIXEL_GRAY8};
+  usq_frame_desc huge = {sizeof(usq_frame_desc), w * 4, h * 4, 0, USQ_PIXEL_GRAY8};
   uint8_t *big = calloc((size_t)huge.width * huge.height, 1);
   EXPECT_STATUS(usq_engine_push(engine, big, (size_t)huge.width * huge.height, &huge, 0, &id), USQ_ERR_WRONG_SIZE);
   free(big);
@@ -160,7 +163,7 @@ int main(int argc, char **argv) {
   EXPECT(r.coverage == 1.0f && r.deadline_missed == 0, "coverage %f missed %u", r.coverage, r.deadline_missed);
   EXPECT_STATUS(usq_engine_acquire(engine, &slot, &cap), USQ_OK);
   memcpy(slot, ref, (size_t)w * h);
-  usq_frame_desc too_big = {w * 4, h * 4, 0, USQ_PIXEL_GRAY8};
+  usq_frame_desc too_big = {sizeof(usq_frame_desc), w * 4, h * 4, 0, USQ_PIXEL_GRAY8};
   EXPECT_STATUS(usq_engine_commit(engine, &too_big, 0, &id), USQ_ERR_WRONG_SIZE);
   EXPECT_STATUS(usq_engine_acquire(engine, &slot, &cap), USQ_OK);
   memcpy(slot, ref, (size_t)w * h);
@@ -172,10 +175,15 @@ int main(int argc, char **argv) {
   EXPECT(st.frames_pushed == 2 && st.frames_scored == 2, "pushed %llu scored %llu",
          (unsigned long long)st.frames_pushed, (unsigned long long)st.frames_scored);
   usq_pool_stats pool;
+  memset(&pool, 0, sizeof pool);
   EXPECT_STATUS(usq_pool_get_stats(NULL), USQ_ERR_NULL_ARGUMENT);
+  EXPECT_STATUS(usq_pool_get_stats(&pool), USQ_ERR_WRONG_SIZE);
+  pool.struct_size = sizeof pool;
   EXPECT_STATUS(usq_pool_get_stats(&pool), USQ_OK);
-  EXPECT_STATUS(usq_engine_stop(engine), USQ_OK);
-  EXPECT_STATUS(usq_engine_stop(NULL), USQ_OK);
+  /* Destructors take NULL and return nothing; a slot still acquired is given back. */
+  EXPECT_STATUS(usq_engine_acquire(engine, &slot, &cap), USQ_OK);
+  usq_engine_free(engine);
+  usq_engine_free(NULL);
 
   free(ref);
   free(img);
