@@ -26,7 +26,7 @@ fn patch_inputs(frame: &GrayFrame, n: usize) -> Vec<Vec<f32>> {
     (0..n)
         .map(|i| {
             let mut buf = vec![0f32; 224 * 224];
-            usq::preprocess::crop_patch(&padded, patches[i % patches.len()], &mut buf);
+            usq::imaging::preprocess::crop_patch(&padded, patches[i % patches.len()], &mut buf);
             buf
         })
         .collect()
@@ -83,8 +83,8 @@ fn ulpips_pair(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("pair", |b| b.iter(|| usq::quality::compare(&mut enc, &frame, &noisy).unwrap().ulpips));
     // The maths alone, on one layer of features.
-    let a = enc.run(&[&usq::preprocess::ulpips_input(&frame)]).unwrap().remove(0);
-    let n = enc.run(&[&usq::preprocess::ulpips_input(&noisy)]).unwrap().remove(0);
+    let a = enc.run(&[&usq::imaging::preprocess::ulpips_input(&frame)]).unwrap().remove(0);
+    let n = enc.run(&[&usq::imaging::preprocess::ulpips_input(&noisy)]).unwrap().remove(0);
     let (ga, gn) = (TokenGrid::from_encoder_output(&a.layers[0]), TokenGrid::from_encoder_output(&n.layers[0]));
     group.bench_function("layer_terms", |b| b.iter(|| layer_terms(black_box(&ga), black_box(&gn))));
     group.finish();
@@ -93,7 +93,7 @@ fn ulpips_pair(c: &mut Criterion) {
 fn preprocessing(c: &mut Criterion) {
     let frame = frame();
     let mut group = c.benchmark_group("preprocess");
-    group.bench_function("ulpips_input_800x540", |b| b.iter(|| usq::preprocess::ulpips_input(black_box(&frame))));
+    group.bench_function("ulpips_input_800x540", |b| b.iter(|| usq::imaging::preprocess::ulpips_input(black_box(&frame))));
     group.bench_function("pad_and_grid_800x540", |b| b.iter(|| usq::quality::nrq_patches(black_box(&frame), None)));
     group.finish();
 }

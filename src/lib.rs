@@ -2,13 +2,12 @@
 //!
 //! - [`contract`]: the model contract's sizes, names and metadata keys;
 //! - [`scorer`]: a model and its manifolds, checked once; NRQ, uLPIPS and heatmaps;
-//! - [`frame`]: decoding images into 8-bit gray frames;
-//! - [`preprocess`]: OpenCV-exact resampling, padding and the NRQ patch grid;
+//! - [`imaging`]: images from bytes to encoder inputs: decoding, pixel formats with stride,
+//!   gray conversion, OpenCV-exact resampling, the NRQ patch grid, heatmaps;
 //! - [`encoder`]: the TinyUSFM contract model through tract;
 //! - [`metrics`]: the uLPIPS and NRQ maths over features (pure);
 //! - [`manifold`]: organ manifolds (reading, writing, fitting);
 //! - [`quality`]: the metrics end to end;
-//! - [`heatmap`]: a picture of where a frame scores badly;
 //! - [`capture`]: capture-card frames (V4L2 with feature `v4l2`) and their formats;
 //! - [`engine`]: the live engine (frame ring, latency budget, rotating patch schedule);
 //! - [`ops`]: tract ops the project owns (faster casts for the int8 model);
@@ -21,20 +20,18 @@ pub mod defaults;
 pub mod encoder;
 pub mod engine;
 pub mod error;
-pub mod frame;
-pub mod heatmap;
+pub mod imaging;
 pub mod manifold;
 pub mod metrics;
 pub mod ops;
 pub mod pool;
-pub mod preprocess;
 pub mod quality;
 pub mod scorer;
 
 pub use defaults::{ManifoldSource, ModelSource};
 pub use encoder::{Encoder, EncoderOptions, ImageFeatures, ModelInfo};
 pub use error::{Context, Error, ErrorKind, Result};
-pub use frame::GrayFrame;
+pub use imaging::frame::GrayFrame;
 pub use manifold::{ManifoldSet, OrganModel};
 pub use quality::{CompareReport, ScoreOptions, ScoreReport};
 pub use scorer::Scorer;

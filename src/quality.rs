@@ -3,10 +3,10 @@
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE, LAYER_BLOCKS};
 use crate::encoder::Encoder;
 use crate::error::{Context, Result};
-use crate::frame::GrayFrame;
+use crate::imaging::frame::GrayFrame;
 use crate::manifold::ManifoldSet;
 use crate::metrics::{nrq, ulpips};
-use crate::preprocess::{self, PatchOrigin};
+use crate::imaging::preprocess::{self, PatchOrigin};
 
 /// One layer's share of a uLPIPS score.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

@@ -4,7 +4,7 @@
 use crate::defaults::{ManifoldSource, ModelSource};
 use crate::encoder::{Encoder, EncoderOptions};
 use crate::error::Result;
-use crate::frame::GrayFrame;
+use crate::imaging::frame::GrayFrame;
 use crate::manifold::ManifoldSet;
 use crate::quality::{self, CompareReport, ScoreOptions, ScoreReport};
 
@@ -64,9 +64,9 @@ impl Scorer {
         options.check(self.manifolds_or_fail()?)
     }
 
-    /// The frame tinted by its patch scores, the worst region outlined ([`crate::heatmap`]).
+    /// The frame tinted by its patch scores, the worst region outlined ([`crate::imaging::heatmap`]).
     pub fn heatmap(frame: &GrayFrame, report: &ScoreReport) -> image::RgbImage {
-        crate::heatmap::render(frame, report)
+        crate::imaging::heatmap::render(frame, report)
     }
 
     /// The manifold set, if the scorer has one.

@@ -13,7 +13,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use usq::engine::pixel::{FrameLayout, PixelFormat};
+use usq::imaging::pixel::{FrameLayout, PixelFormat};
 use usq::engine::{Engine, EngineConfig};
 use usq::pool::PoolAllocator;
 

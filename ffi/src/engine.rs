@@ -8,7 +8,7 @@ use std::ffi::c_char;
 use std::sync::Mutex;
 use std::time::Duration;
 use usq_core::ModelSource;
-use usq_core::engine::pixel::{FrameLayout, PixelFormat, Roi};
+use usq_core::imaging::pixel::{FrameLayout, PixelFormat, Roi};
 use usq_core::engine::ring::SlotTicket;
 use usq_core::engine::{Engine, EngineConfig};
 
@@ -28,6 +28,19 @@ pub enum usq_pixel_format {
     /// Luma plane then interleaved chroma; gray is the luma. `stride` is the luma stride.
     USQ_PIXEL_NV12 = 7,
 }
+
+// The C enum mirrors the library's formats value for value (`layout_of` maps through
+// `PixelFormat::from_u32`); a change on either side stops the build here.
+const _: () = {
+    use usq_pixel_format as C;
+    assert!(C::USQ_PIXEL_GRAY8 as u32 == PixelFormat::Gray8 as u32);
+    assert!(C::USQ_PIXEL_GRAY16 as u32 == PixelFormat::Gray16 as u32);
+    assert!(C::USQ_PIXEL_RGB24 as u32 == PixelFormat::Rgb24 as u32);
+    assert!(C::USQ_PIXEL_BGR24 as u32 == PixelFormat::Bgr24 as u32);
+    assert!(C::USQ_PIXEL_RGBA as u32 == PixelFormat::Rgba as u32);
+    assert!(C::USQ_PIXEL_YUYV as u32 == PixelFormat::Yuyv as u32);
+    assert!(C::USQ_PIXEL_NV12 as u32 == PixelFormat::Nv12 as u32);
+};
 
 /// Geometry of one frame in memory.
 #[repr(C)]

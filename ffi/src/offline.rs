@@ -7,7 +7,7 @@ use crate::{
     usq_frame_desc, usq_status,
 };
 use std::ffi::c_char;
-use usq_core::engine::pixel::{Roi, to_gray};
+use usq_core::imaging::pixel::gray_frame;
 use usq_core::{GrayFrame, ScoreOptions, Scorer};
 
 /// An encoder and a manifold set for offline scoring.
@@ -50,9 +50,7 @@ unsafe fn gray_of(data: *const u8, len: usize, desc: *const usq_frame_desc) -> R
         return Err(fail(usq_status::USQ_ERR_WRONG_SIZE, format!("len is {len}, the frame needs {need} bytes")));
     }
     let bytes = unsafe { std::slice::from_raw_parts(data, need) };
-    let mut pixels = vec![0u8; layout.width * layout.height];
-    to_gray(bytes, &layout, &Roi::whole(&layout), &mut pixels).map_err(from_error)?;
-    GrayFrame::new(layout.width, layout.height, pixels).map_err(from_error)
+    gray_frame(bytes, &layout).map_err(from_error)
 }
 
 /// TinyUSFM-NRQ of one frame over its whole patch grid (higher is better). `organ` may be

@@ -1,9 +1,9 @@
 //! Capture pixel formats: which V4L2 FourCCs usq reads, how a delivered buffer maps onto a
 //! [`FrameLayout`], and MJPEG decoding. No device here, so all of it is unit-tested.
 
-use crate::engine::pixel::{FrameLayout, PixelFormat};
+use crate::imaging::pixel::{FrameLayout, PixelFormat};
 use crate::error::{Context, Result};
-use crate::frame::GrayFrame;
+use crate::imaging::frame::GrayFrame;
 
 /// The V4L2 formats usq reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 //! - A corrupt MJPEG frame or a short raw buffer: skipped and counted.
 
 use super::format::{CaptureFormat, CapturedFrame, frame_from_buffer};
-use crate::engine::pixel::FrameLayout;
+use crate::imaging::pixel::FrameLayout;
 use crate::error::{Context, Error, ErrorKind, Result};
 use std::io;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@
 use super::ModelArg;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use usq::engine::pixel::{FrameLayout, PixelFormat};
+use usq::imaging::pixel::{FrameLayout, PixelFormat};
 use usq::engine::{Engine, EngineConfig};
 use usq::{EncoderOptions, GrayFrame, ScoreOptions, Scorer};
 
@@ -138,7 +138,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     let inputs: Vec<Vec<f32>> = (0..a.batch)
         .map(|i| {
             let mut buf = vec![0f32; 224 * 224];
-            usq::preprocess::crop_patch(&padded, patches[i % patches.len()], &mut buf);
+            usq::imaging::preprocess::crop_patch(&padded, patches[i % patches.len()], &mut buf);
             buf
         })
         .collect();

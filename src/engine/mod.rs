@@ -14,7 +14,6 @@
 //! [`crate::pool`]).
 
 pub mod budget;
-pub mod pixel;
 pub mod ring;
 pub mod schedule;
 
@@ -22,11 +21,11 @@ use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
 use crate::manifold::ManifoldSet;
-use crate::preprocess::{self, PatchOrigin};
+use crate::imaging::preprocess::{self, PatchOrigin};
 use crate::scorer::Scorer;
 use budget::LatencyBudget;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use pixel::{FrameLayout, Roi};
+use crate::imaging::pixel::{self, FrameLayout, Roi};
 use ring::FrameRing;
 use schedule::{PatchSchedule, WindowAggregate};
 use std::sync::atomic::{AtomicBool, Ordering};

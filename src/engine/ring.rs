@@ -6,7 +6,7 @@
 //! ownership moves through one atomic state per slot (free -> writing -> ready -> reading ->
 //! free). When no slot is free the oldest unscored frame is dropped and counted.
 
-use super::pixel::FrameLayout;
+use crate::imaging::pixel::FrameLayout;
 use crate::error::Result;
 use std::cell::UnsafeCell;
 use std::sync::OnceLock;
@@ -285,7 +285,7 @@ impl Drop for FrameReader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::pixel::PixelFormat;
+    use crate::imaging::pixel::PixelFormat;
 
     fn layout() -> FrameLayout {
         FrameLayout::packed(4, 2, PixelFormat::Gray8)

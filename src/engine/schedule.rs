@@ -8,7 +8,7 @@
 //! Memory: both allocate when built for a frame size, and nothing per frame.
 
 use crate::metrics::nrq::worst_region_mean_in_place;
-use crate::preprocess::{PatchOrigin, spread_order};
+use crate::imaging::preprocess::{PatchOrigin, spread_order};
 
 pub struct PatchSchedule {
     order: Vec<usize>,
@@ -75,7 +75,7 @@ impl WindowAggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preprocess::patch_grid;
+    use crate::imaging::preprocess::patch_grid;
 
     #[test]
     fn rotation_covers_the_grid() {

@@ -4,7 +4,7 @@
 
 use crate::common::*;
 use std::time::Duration;
-use usq::engine::pixel::{FrameLayout, PixelFormat, Roi};
+use usq::imaging::pixel::{FrameLayout, PixelFormat, Roi};
 use usq::engine::{Engine, EngineConfig, LiveResult};
 use usq::{Encoder, GrayFrame, ManifoldSet, ScoreOptions, Scorer};
 

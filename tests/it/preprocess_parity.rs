@@ -5,7 +5,7 @@ use crate::common::at;
 use ndarray::{Array2, Ix2};
 use usq::GrayFrame;
 use usq::contract::INPUT_SIDE;
-use usq::preprocess::{pad_to_input, resize_area};
+use usq::imaging::preprocess::{pad_to_input, resize_area};
 
 #[test]
 fn inter_area_matches_opencv() {

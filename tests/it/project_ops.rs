@@ -93,7 +93,7 @@ fn int8_outputs(rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
 #[test]
 fn int8_encoder_is_identical_with_and_without_the_cast_and_quantise_ops() {
     let frame = GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
-    let input = usq::preprocess::ulpips_input(&frame);
+    let input = usq::imaging::preprocess::ulpips_input(&frame);
     let (ours, ours_ops) = int8_outputs(true, &input);
     let (tracts, tract_ops) = int8_outputs(false, &input);
     assert_eq!(ours, tracts, "the rewrite changed the int8 encoder's features");
@@ -181,7 +181,7 @@ fn attention_kernels_keep_nan() {
 #[test]
 fn encoders_with_the_attention_op_match_tracts_ops() {
     let frame = GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
-    let whole = usq::preprocess::ulpips_input(&frame);
+    let whole = usq::imaging::preprocess::ulpips_input(&frame);
     let mut rng = fastrand::Rng::with_seed(7);
     let noise: Vec<f32> = whole.iter().map(|&x| (x + (rng.f32() - 0.5) * 0.2).clamp(0.0, 1.0)).collect();
     for model in ["models/tinyusfm.onnx", "models/tinyusfm-int8.onnx"] {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use usq::Context;
-use usq::engine::pixel::{FrameLayout, Roi};
+use usq::imaging::pixel::{FrameLayout, Roi};
 use usq::engine::{Engine, EngineConfig, LiveResult};
 
 #[derive(clap::Args)]

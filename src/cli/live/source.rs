@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use usq::engine::pixel::{FrameLayout, PixelFormat};
+use usq::imaging::pixel::{FrameLayout, PixelFormat};
 use usq::{Context, GrayFrame};
 
 /// A frame to push: its gray pixels and layout.

@@ -2,7 +2,7 @@
 //! metrics read. Conversion writes into a caller's buffer and never allocates.
 
 use crate::error::Result;
-use crate::frame::{bt601, u16_to_u8};
+use crate::imaging::frame::{bt601, u16_to_u8};
 
 /// Layouts of incoming frames. Multi-byte samples are little-endian.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,6 +118,13 @@ impl Roi {
         }
         Ok(())
     }
+}
+
+/// A whole frame in any supported layout as an owned gray frame (offline use: allocates).
+pub fn gray_frame(src: &[u8], layout: &FrameLayout) -> Result<crate::GrayFrame> {
+    let mut pixels = vec![0u8; layout.width * layout.height];
+    to_gray(src, layout, &Roi::whole(layout), &mut pixels)?;
+    crate::GrayFrame::new(layout.width, layout.height, pixels)
 }
 
 /// Converts the region `roi` of a frame to 8-bit gray, row-major into `out[..w*h]`.

@@ -3,7 +3,7 @@
 //! magenta, and a colour bar underneath (left = lowest, right = highest patch score).
 
 use crate::contract::INPUT_SIDE;
-use crate::frame::GrayFrame;
+use crate::imaging::frame::GrayFrame;
 use crate::quality::ScoreReport;
 use image::{Rgb, RgbImage};
 

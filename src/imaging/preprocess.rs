@@ -3,7 +3,7 @@
 //! plus a 224-pixel patch grid for the no-reference path. Pure functions, no I/O.
 
 use crate::contract::INPUT_SIDE;
-use crate::frame::GrayFrame;
+use crate::imaging::frame::GrayFrame;
 
 /// Stride of the NRQ patch grid (half a patch).
 pub const PATCH_STRIDE: usize = 112;
