@@ -256,15 +256,6 @@ impl Encoder {
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
         Ok(v)
     }
-
-    /// Runs any number of images in batches.
-    pub fn run_all(&mut self, images: &[&[f32]]) -> Result<Vec<ImageFeatures>> {
-        let mut out = Vec::with_capacity(images.len());
-        for chunk in images.chunks(self.batch) {
-            out.extend(self.run(chunk)?);
-        }
-        Ok(out)
-    }
 }
 
 #[cfg(feature = "multithread")]

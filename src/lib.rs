@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! usq: live ultrasound image quality from the TinyUSFM foundation model.
 //!
 //! - [`contract`]: the model contract's sizes, names and metadata keys;
@@ -23,7 +24,7 @@ pub mod error;
 pub mod imaging;
 pub mod manifold;
 pub mod metrics;
-pub mod ops;
+pub(crate) mod ops;
 pub mod pool;
 pub mod quality;
 pub mod scorer;

@@ -13,9 +13,9 @@
 //! nothing; tract allocates during each run (the C library serves those from a fixed pool, see
 //! [`crate::pool`]).
 
-pub mod budget;
+pub(crate) mod budget;
 pub mod ring;
-pub mod schedule;
+pub(crate) mod schedule;
 
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};
 use crate::encoder::Encoder;

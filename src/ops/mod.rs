@@ -15,9 +15,9 @@
 //! attention rows (tract's fast kernel wants multiples of 4) was no faster than tract's
 //! per-row fallback here: the rows are memory-bound.
 
-pub mod attention;
-pub mod cast;
-pub mod quantize;
+pub(crate) mod attention;
+pub(crate) mod cast;
+pub(crate) mod quantize;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -234,3 +234,6 @@ fn single_successor_with(model: &TypedModel, id: usize, expected: &AxisOp) -> Op
     let next = (succ.len() == 1).then(|| succ[0].node)?;
     (model.node(next).op_as::<AxisOp>() == Some(expected)).then_some(next)
 }
+
+#[cfg(test)]
+mod tests;

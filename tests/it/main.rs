@@ -11,4 +11,3 @@ mod live;
 mod manifold_files;
 mod model_contract;
 mod preprocess_parity;
-mod project_ops;

@@ -1,16 +1,24 @@
-//! The project's own tract ops (src/ops/) against the tract ops they replace: same values on
+//! The project's own tract ops against the tract ops they replace: same values on
 //! edge cases; the int8 encoder with and without the rewrite after optimisation (casts, fused
 //! quantisation) gives identical features; the attention op agrees with its definition (f64)
 //! and the encoders with it agree with tract's ops to float rounding.
 
-use crate::common::*;
+use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::EvalOp;
 use tract_onnx::tract_core::ops::cast::cast;
-use usq::ops::attention::{Attention, Kernel};
-use usq::ops::cast::SimdCast;
-use usq::ops::quantize::QuantizeI8;
-use usq::{Encoder, EncoderOptions, GrayFrame};
+use crate::ops::attention::{Attention, Kernel};
+use crate::ops::cast::SimdCast;
+use crate::ops::quantize::QuantizeI8;
+use crate::{Encoder, EncoderOptions, GrayFrame};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn at(rel: &str) -> PathBuf {
+    repo().join(rel)
+}
 
 fn eval<T: Datum + Copy>(op: &dyn EvalOp, input: Tensor) -> Vec<T> {
     let out = op.eval_out_of_plan(tvec!(input.into_tvalue())).unwrap().unwrap().remove(0).into_tensor();
@@ -80,7 +88,7 @@ fn int8_outputs(rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
     model.set_input_fact(0, f32::fact([1, 1, 224, 224]).into()).unwrap();
     let mut typed = model.into_optimized().unwrap();
     if rewrite {
-        assert!(usq::ops::rewrite(&mut typed).unwrap() > 0);
+        assert!(crate::ops::rewrite(&mut typed).unwrap() > 0);
     }
     let ops = typed.nodes().iter().map(|n| n.op.name().to_string()).collect();
     let plan = typed.into_runnable().unwrap();
@@ -93,7 +101,7 @@ fn int8_outputs(rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
 #[test]
 fn int8_encoder_is_identical_with_and_without_the_cast_and_quantise_ops() {
     let frame = GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
-    let input = usq::imaging::preprocess::ulpips_input(&frame);
+    let input = crate::imaging::preprocess::ulpips_input(&frame);
     let (ours, ours_ops) = int8_outputs(true, &input);
     let (tracts, tract_ops) = int8_outputs(false, &input);
     assert_eq!(ours, tracts, "the rewrite changed the int8 encoder's features");
@@ -181,7 +189,7 @@ fn attention_kernels_keep_nan() {
 #[test]
 fn encoders_with_the_attention_op_match_tracts_ops() {
     let frame = GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
-    let whole = usq::imaging::preprocess::ulpips_input(&frame);
+    let whole = crate::imaging::preprocess::ulpips_input(&frame);
     let mut rng = fastrand::Rng::with_seed(7);
     let noise: Vec<f32> = whole.iter().map(|&x| (x + (rng.f32() - 0.5) * 0.2).clamp(0.0, 1.0)).collect();
     for model in ["models/tinyusfm.onnx", "models/tinyusfm-int8.onnx"] {
