@@ -11,7 +11,7 @@
 //! Semantics are those of the graph it replaces: scores `(q·k) · scale`, then
 //! `exp(s - max) / Σ exp(s - max)` over the keys, then `Σ p·v`. Sums run in another order than
 //! tract's kernels and `exp` is a polynomial (relative error about 2e-7), so results agree with
-//! tract's to float rounding, not bit for bit (tests/project_ops.rs bounds the difference).
+//! tract's to float rounding, not bit for bit (src/ops/tests.rs bounds the difference).
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;

@@ -1,5 +1,5 @@
 //! tract ops the project owns, swapped into the optimised encoder graph where tract's own are
-//! slow for this model, each tested against the tract op it replaces (tests/project_ops.rs).
+//! slow for this model, each tested against the tract op it replaces (src/ops/tests.rs).
 //!
 //! - [`cast::SimdCast`]: the f32 -> i8 and i32 -> f32 casts around the int8 model's integer
 //!   matrix products; tract's generic cast runs them element by element (about a tenth of an
