@@ -1,9 +1,10 @@
 """Measures how far `usq` (release build) is from the reference goldens.
 
 Runs `usq compare/score --json` on every record of tests/golden/golden.json and hc18.json and
-prints the largest relative uLPIPS and absolute NRQ differences. Standard library only; run
-from the repo root after `cargo build --release`:
+prints the largest relative uLPIPS and absolute NRQ differences. Standard library only (no project
+imports, so it also runs as a plain file without the venv); after `cargo build --release`:
 
+    models/.venv/bin/python -m usq_reference.check_parity
     python3 models/reference/check_parity.py
 """
 import json

@@ -1,21 +1,16 @@
-#!/usr/bin/env python3
 """Write tests/golden/golden.json and tests/golden/inter_area/* with the independent reference
-(usq_reference.py + onnxruntime on models/tinyusfm-seeded.onnx).
+(usq_reference + onnxruntime on models/tinyusfm-seeded.onnx).
 
-    python3 models/reference/make_goldens.py
+    models/.venv/bin/python -m usq_reference.make_goldens
 """
 import hashlib
 import json
 import os
-import sys
 
 import cv2
 import numpy as np
 import onnxruntime
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import usq_reference as ref  # noqa: E402
+import usq_reference as ref
 
 ROOT = ref.ROOT
 FIX = "tests/fixtures"
@@ -62,6 +57,12 @@ def decode_records():
             r["gray_sha256"] = sha256(np.ascontiguousarray(g).tobytes())
         recs.append(r)
     return recs
+
+
+def ulpips_record(rp, ip, score, layers):
+    """A uLPIPS golden record (golden.json's and hc18.json's format) from ref.ulpips's result."""
+    return {"ref": rp, "img": ip, "ulpips": score,
+            "layers": [{"block": b, "structure": s, "gram": gr} for b, (s, gr) in zip((2, 4, 6, 10), layers)]}
 
 
 def nrq_records(enc, cases, manifold_rel):
@@ -112,9 +113,7 @@ def main():
          "decode": decode_records(), "ulpips": []}
     for rp, ip in ULPIPS_PAIRS:
         score, layers = ref.ulpips(enc, ref.load_gray(abs_(rp)), ref.load_gray(abs_(ip)))
-        g["ulpips"].append({"ref": rp, "img": ip, "ulpips": score,
-                            "layers": [{"block": b, "structure": s, "gram": gr}
-                                       for b, (s, gr) in zip((2, 4, 6, 10), layers)]})
+        g["ulpips"].append(ulpips_record(rp, ip, score, layers))
         print(f"uLPIPS {rp} vs {ip}: {score:.8f}")
     assert g["ulpips"][3]["ulpips"] == 0.0 and g["ulpips"][0]["ulpips"] > 0
     g["nrq"] = nrq_records(enc, NRQ_CASES, MANIFOLD)

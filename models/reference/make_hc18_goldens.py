@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Write tests/golden/hc18.json: uLPIPS and NRQ goldens on REAL HC18 fetal-head frames
 (../shared/data/hc18, read at run time only; the repo holds numbers, never the images).
 Same record formats as golden.json's "ulpips" and "nrq" lists; paths are repo-relative
 ("../shared/data/hc18/images/<file>"), so the Rust tests skip when the shared data is absent.
 
-    models/.venv/bin/python models/reference/make_hc18_goldens.py
+    models/.venv/bin/python -m usq_reference.make_hc18_goldens
 """
 import json
 import os
@@ -13,11 +12,8 @@ import sys
 import cv2
 import numpy as np
 import onnxruntime
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import usq_reference as ref  # noqa: E402
-import make_goldens as mg  # noqa: E402  (abs_, sha256, nrq_records, MANIFOLD, PUBLISHED)
+import usq_reference as ref
+from usq_reference import make_goldens as mg   # abs_, sha256, ulpips_record, nrq_records, MANIFOLD, PUBLISHED
 
 IMG = "../shared/data/hc18/images"
 hc = lambda name: f"{IMG}/{name}.png"
@@ -52,9 +48,7 @@ def main():
     for rp, ip in ULPIPS_PAIRS:
         score, layers = ref.ulpips(enc, load(rp), load(ip))
         assert np.isfinite(score) and score > 0 and all(np.isfinite(v) for l in layers for v in l)
-        g["ulpips"].append({"ref": rp, "img": ip, "ulpips": score,
-                            "layers": [{"block": b, "structure": s, "gram": gr}
-                                       for b, (s, gr) in zip((2, 4, 6, 10), layers)]})
+        g["ulpips"].append(mg.ulpips_record(rp, ip, score, layers))
         print(f"uLPIPS {rp} vs {ip}: {score:.8f}")
     g["nrq"] = mg.nrq_records(enc, NRQ_CASES, mg.MANIFOLD) + mg.nrq_records(enc, NRQ_PUBLISHED_CASES, mg.PUBLISHED)
     assert all(np.isfinite(p["loglik"]) for r in g["nrq"] for p in r["patches"])

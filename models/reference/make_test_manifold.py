@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Fit the small committed test manifold set tests/fixtures/manifold/{Phantom,Fetal}.npz.
 
 Features: NRQ patch features z (seeded contract model) of the grid patches of simulated B-mode
@@ -7,18 +6,13 @@ diagonal GMM (K=3) fitted by seeded EM. It only has to be a valid, plausible man
 published file format; the two organs use different image sets and dims, and the two spellings
 of the dimension key (`dim`, `D`) and both npz writers (plain, compressed).
 
-    python3 models/reference/make_test_manifold.py
+    models/.venv/bin/python -m usq_reference.make_test_manifold
 """
 import os
-import sys
 
 import numpy as np
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.dirname(HERE))
-import usq_reference as ref  # noqa: E402
-from simulate_bmode import simulate, to_u8  # noqa: E402
+import usq_reference as ref
+from usq_reference.simulate_bmode import simulate, to_u8
 
 OUT = os.path.join(ref.ROOT, "tests", "fixtures", "manifold")
 K, REG, EM_ITERS = 3, 1e-4, 200

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
-"""Plot a train_mim.py loss log: models/train_loss.csv -> models/train_loss.png.
+"""Plot a usq_tools.train.mim loss log: models/train_loss.csv -> models/train_loss.png.
 
-    python3 models/plot_loss.py [CSV] [--out PNG]
+    models/.venv/bin/python -m usq_tools.train.plot_loss [CSV] [--out PNG]
 """
 import argparse
 import csv
@@ -11,13 +10,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from ..paths import MODELS
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("csv", nargs="?", default=os.path.join(HERE, "train_loss.csv"))
-    ap.add_argument("--out", default=os.path.join(HERE, "train_loss.png"))
+    ap.add_argument("csv", nargs="?", default=os.path.join(MODELS, "train_loss.csv"))
+    ap.add_argument("--out", default=os.path.join(MODELS, "train_loss.png"))
     a = ap.parse_args()
     rows = list(csv.DictReader(open(a.csv)))
     step = [int(r["step"]) for r in rows]
@@ -26,7 +25,7 @@ def main():
         ax[0].plot(step, [float(r[k]) for r in rows], lw=0.8, label=lab)
     ax[0].set_xlabel("step")
     ax[0].set_ylabel("loss (mean over each logging window)")
-    ax[0].set_title("TinyUSFM MIM training (train_mim.py)")
+    ax[0].set_title("TinyUSFM MIM training (train_mim.py)")   # the former script's name, as in the shipped PNG
     ax[0].legend()
     ax[0].grid(alpha=0.3)
     ax[1].plot(step, [float(r["lr"]) for r in rows], color="k", lw=0.8)

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DIM, DEPTH, HEADS, MLP, PATCH, IMG = 192, 12, 12, 768, 16, 224
-GRID = IMG // PATCH
-OUT_BLOCKS = (2, 4, 6, 10)
+from .contract import D as DIM, GRID, HEADS, MLP, OUT_BLOCKS, PATCH
+
+DEPTH = 12   # the whole ViT; the contract graph keeps blocks 0-10
 
 
 class PatchEmbed(nn.Module):
@@ -101,7 +101,7 @@ def gray_to_input(gray):
 
 
 def load_checkpoint(paths):
-    """Join one or more checkpoint files (e.g. the two halves train_mim.py writes) into one state
+    """Join one or more checkpoint files (e.g. the two halves usq_tools.train.mim writes) into one state
     dict. A state dict at top level or under "model"/"state_dict"; a key in two files is an error."""
     if isinstance(paths, str):
         paths = [paths]

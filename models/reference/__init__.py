@@ -1,11 +1,16 @@
-#!/usr/bin/env python3
 """Independent NumPy reference of the usq metrics (the golden-value oracle), run with onnxruntime.
 
 Written from the metric definitions of the paper's official US-Metrics code (arXiv 2604.19512),
-not from the Rust sources, so the two implementations check each other.
+not from the Rust sources, so the two implementations check each other. This package
+(usq_reference, the folder models/reference/) imports nothing from usq_tools.
 
-    python3 models/reference/usq_reference.py ulpips REF IMG [--model M]
-    python3 models/reference/usq_reference.py nrq IMG --manifold DIR [--organ NAME] [--model M]
+    models/.venv/bin/python -m usq_reference ulpips REF IMG [--model M]
+    models/.venv/bin/python -m usq_reference nrq IMG --manifold DIR [--organ NAME] [--model M]
+
+Its modules make what the Rust tests check against: simulate_bmode (tests/fixtures/sim_*),
+make_test_manifold (tests/fixtures/manifold/), make_goldens (tests/golden/golden.json,
+tests/golden/inter_area/), make_hc18_goldens (tests/golden/hc18.json); check_parity compares a
+usq build with those goldens.
 """
 import argparse
 import os
@@ -214,7 +219,8 @@ def nrq(enc, gray, manifolds, organ=None):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m usq_reference", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=DEFAULT_MODEL)
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("ulpips")
@@ -232,7 +238,3 @@ def main():
     else:
         score, k, patches = nrq(enc, load_gray(args.img), load_manifold_set(args.manifold), args.organ)
         print(f"NRQ {score:.6f}  k={k} of {len(patches)} patches")
-
-
-if __name__ == "__main__":
-    main()

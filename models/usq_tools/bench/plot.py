@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
-"""Plot the side-by-side benchmark runs of bench_compare.py.
+"""Plot the side-by-side benchmark runs of usq_tools.bench.compare.
 
-    models/.venv/bin/python models/plot_benchmarks.py RUN.json [RUN.json ...] --out docs/benchmarks.png
+    models/.venv/bin/python -m usq_tools.bench.plot RUN.json [RUN.json ...] --out docs/benchmarks.png
 
 One panel per measurement (encoder forward, whole-frame NRQ); bars for usq/tract and
 onnxruntime (for NRQ: the Python reference) per model and thread count, p50 with a p99 whisker

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Make the int8 contract model models/tinyusfm-int8.onnx from the fp32 one.
 
-    models/.venv/bin/python models/quantize_int8.py [--model models/tinyusfm.onnx]
+    models/.venv/bin/python -m usq_tools.quantise.int8 [--model models/tinyusfm.onnx]
         [--out models/tinyusfm-int8.onnx] [--calib-crops 48] [--calib-frames 16] [--seed 20261129]
 
 Every Linear layer of the encoder (qkv, proj, fc1, fc2: a MatMul with a constant [K,N] weight
@@ -21,7 +20,7 @@ followed by the bias Add) becomes static int8 with zero points 0 in the integer 
 - weights: one scale per output column, sw[n] = max_k |W[k,n]| / 127 (the float Mul after
   MatMulInteger carries the per-column vector; QLinearMatMul would not load it in tract 0.23.9).
 
-Chosen on distorted *training* frames (models/int8_fidelity.py, 12 frames of subjects 000-599 x
+Chosen on distorted *training* frames (usq_tools.quantise.fidelity, 12 frames of subjects 000-599 x
 37 versions; NRQ int8 - fp32 standard deviation, with the earlier 4-patch default manifold): symmetric max 1.34, symmetric 99.99 % 1.14,
 centred max 1.10, centred 99.99 % 1.05, centred 99.999 % 0.99 (shipped), the same with 4x the
 calibration 1.07, with fc2 kept fp32 0.95 (slower; not shipped).
@@ -40,35 +39,28 @@ import argparse
 import os
 import re
 
-import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from usq_reference import grid_starts, resize_input   # the metric's NRQ patch grid and whole-frame input
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HC18 = os.environ.get("USQ_HC18", os.path.join(ROOT, "..", "shared", "data", "hc18", "images"))
-NAME = re.compile(r"^(\d{3})_.*HC\.png$")
+from ..data import hc18
+from ..paths import MODELS
+
+HC18 = os.environ.get("USQ_HC18", hc18.IMAGES)
+# The quantised model's provenance strings (its producer_name and the note appended to usq.weights)
+# still name quantize_int8.py, the script this module was, so a rerun rewrites the shipped file as it is.
+PRODUCER = "usq quantize_int8.py"
 LINEAR = re.compile(r"^b\d+_(qkv|proj|fc1|fc2)_w$")
 MAGIC = np.float32(12582912.0)   # 1.5 * 2^23
 
 
 def training_frames():
-    fs = sorted(f for f in os.listdir(HC18) if NAME.match(f) and int(NAME.match(f).group(1)) < 600)
+    fs = hc18.subject_frames(HC18, hc18.TRAIN_SUBJECTS)
     if not fs:
         raise SystemExit(f"no HC18 training frames in {HC18}")
     return [os.path.join(HC18, f) for f in fs]
-
-
-def grid_starts(n, size=224, stride=112):
-    s = list(range(0, n - size + 1, stride))
-    if s[-1] != n - size:
-        s.append(n - size)
-    return s
-
-
-def area224(g):
-    return cv2.resize(g.astype(np.float32) / 255.0, (224, 224), interpolation=cv2.INTER_AREA) * 255.0
 
 
 def sample_patches(files, rng, n_crops, n_frames):
@@ -76,13 +68,13 @@ def sample_patches(files, rng, n_crops, n_frames):
     idx = rng.permutation(len(files))[: n_crops + n_frames]
     out = []
     for j, i in enumerate(idx):
-        g = cv2.imread(files[i], cv2.IMREAD_GRAYSCALE)
+        g = hc18.read_gray(files[i])
         if j < n_crops:
             ys, xs = grid_starts(g.shape[0]), grid_starts(g.shape[1])
             y, x = ys[rng.integers(len(ys))], xs[rng.integers(len(xs))]
             out.append(g[y:y + 224, x:x + 224].astype(np.float32))
         else:
-            out.append(area224(g))
+            out.append(resize_input(g))
     return np.stack(out)[:, None], [files[i] for i in idx]
 
 
@@ -242,7 +234,7 @@ def quantize(m, lins, amax, note, keep_fp32=None, lohi=None):
     keep = [t for t in m.graph.initializer if t.name not in drop]
     g = helper.make_graph(graph_nodes, m.graph.name, list(m.graph.input), list(m.graph.output),
                           initializer=keep + new_inits)
-    q = helper.make_model(g, opset_imports=list(m.opset_import), producer_name="usq quantize_int8.py")
+    q = helper.make_model(g, opset_imports=list(m.opset_import), producer_name=PRODUCER)
     q.ir_version = m.ir_version
     for kv in m.metadata_props:
         v = kv.value + "; " + note if kv.key == "usq.weights" else kv.value
@@ -253,8 +245,8 @@ def quantize(m, lins, amax, note, keep_fp32=None, lohi=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=os.path.join(ROOT, "models", "tinyusfm.onnx"))
-    ap.add_argument("--out", default=os.path.join(ROOT, "models", "tinyusfm-int8.onnx"))
+    ap.add_argument("--model", default=os.path.join(MODELS, "tinyusfm.onnx"))
+    ap.add_argument("--out", default=os.path.join(MODELS, "tinyusfm-int8.onnx"))
     ap.add_argument("--calib-crops", type=int, default=48)
     ap.add_argument("--calib-frames", type=int, default=16)
     ap.add_argument("--seed", type=int, default=20261129)

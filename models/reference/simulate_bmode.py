@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A small B-mode ultrasound simulator (the project's own code) and the fixture writer.
 
 Pipeline, in beam space (rows = depth samples, cols = scan lines):
@@ -9,7 +8,11 @@ Pipeline, in beam space (rows = depth samples, cols = scan lines):
 The phantom (tissue background, anechoic cysts, a bright layer, a vessel with bright walls) is
 defined in physical (x, z) coordinates, so cysts stay round after scan conversion.
 
-    python3 models/simulate_bmode.py          # writes tests/fixtures/sim_*.{png,jpg,tif}
+    models/.venv/bin/python -m usq_reference.simulate_bmode   # writes tests/fixtures/sim_*.{png,jpg,tif}
+
+It lives in the reference package because the reference's test manifold (make_test_manifold) is
+fitted on its images and the reference imports nothing from usq_tools; usq_tools.train.mim uses
+its organ phantoms (simulate_random) for training data.
 """
 import io
 import os
@@ -19,7 +22,8 @@ import numpy as np
 from PIL import Image
 from scipy.signal import fftconvolve, hilbert
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from usq_reference import ROOT
+
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 
 

@@ -1,10 +1,9 @@
-#!/usr/bin/env python3
 """Choose between candidate encoders on training subjects only, before anything touches the
-held-out report: the whole evaluation pipeline of models/evaluate.py with everything fitted on
+held-out report: the whole evaluation pipeline of usq_tools.evaluate.report with everything fitted on
 HC18 subjects 000-499 (NRQ manifold by `usq fit-nrq` with its defaults, U-Net segmenter) and
 measured on distorted frames of 12 subjects of 500-599.
 
-    models/.venv/bin/python models/select_encoder.py NAME=MODEL.onnx [...]
+    models/.venv/bin/python -m usq_tools.select_encoder NAME=MODEL.onnx [...]
     e.g. shipped=models/tinyusfm.onnx raw=/tmp/raw.onnx
 
 Prints per candidate: how many families reach the monotonicity targets (NRQ median Spearman
@@ -14,26 +13,17 @@ Prints per candidate: how many families reach the monotonicity targets (NRQ medi
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import evaluate as ev  # noqa: E402
-
-FIT_BELOW = 500  # subjects 000-499 fit the manifold and the segmenter; 500-599 validate
-
-
-def validation_split(n, seed):
-    """Training frames of subjects below FIT_BELOW (for fitting), and one frame each of n subjects
-    of FIT_BELOW-599 drawn with the seed (for validating)."""
-    train = ev.frames("train")
-    below = lambda f: int(ev.NAME.match(f).group(1)) < FIT_BELOW
-    return ([f for f in train if below(f)],
-            ev.pick_frames([f for f in train if not below(f)], n, np.random.default_rng(seed)))
+from .data.hc18 import FIT_BELOW, validation_split
+from .evaluate.distortions import FAMILIES, distorted_items
+from .evaluate.segmenter import dice_drops, segment_dices, train_segmenter
+from .evaluate.stats import nrq_target_met, psnr, severity_rhos, srho, ssim, two_afc, ulpips_target_met
+from .evaluate.usq_cli import link_fit_root, run, ulpips_scores, usq_score
+from .paths import ROOT, USQ
 
 
 def main():
@@ -46,43 +36,43 @@ def main():
     ap.add_argument("--work", default="/tmp/usq-select")
     ap.add_argument("--out", default="/tmp/usq-select/selection.json")
     a = ap.parse_args()
-    os.chdir(ev.ROOT)
+    os.chdir(ROOT)
     os.makedirs(a.work, exist_ok=True)
     cands = dict(c.split("=", 1) for c in a.candidates)
     fit, names = validation_split(a.n, a.seed)
     print("validation frames:", ", ".join(names), flush=True)
 
-    clean, items, imgs = ev.distorted_items(names, a.seed, tempfile.mkdtemp(prefix="frames-", dir=a.work))
-    predict, n_train, _ = ev.train_segmenter(a.seed, 8, print, names=fit)
-    dices, clean_dice = ev.segment_dices(predict, items, imgs)
+    clean, items, imgs = distorted_items(names, a.seed, tempfile.mkdtemp(prefix="frames-", dir=a.work))
+    predict, n_train, _ = train_segmenter(a.seed, 8, print, names=fit)
+    dices, clean_dice = segment_dices(predict, items, imgs)
     print(f"segmenter on {n_train} frames of 000-{FIT_BELOW - 1}; validation clean Dice "
           f"{np.mean(list(clean_dice.values())):.3f}", flush=True)
-    root = ev.link_fit_root(os.path.join(a.work, "fit_root"), fit)
+    root = link_fit_root(os.path.join(a.work, "fit_root"), fit)
 
-    dist, drop, groups = ev.dice_drops(items, dices, clean_dice)
+    dist, drop, groups = dice_drops(items, dices, clean_dice)
 
     def anchor(bad):
-        acc, _ = ev.two_afc(drop, np.asarray(bad, np.float64), groups)
-        return {"spearman": ev.srho(drop, bad), "afc": acc}
+        acc, _ = two_afc(drop, np.asarray(bad, np.float64), groups)
+        return {"spearman": srho(drop, bad), "afc": acc}
 
     def monotone(vals):
-        return {fam: ev.severity_rhos(items, names, fam, vals)["median"] for fam in ev.FAMILIES}
+        return {fam: severity_rhos(items, names, fam, vals)["median"] for fam in FAMILIES}
 
-    out = {"frames": names, "psnr": anchor([-ev.psnr(clean[f], imgs[p]) for f, _, _, p in dist]),
-           "ssim": anchor([-ev.ssim(clean[f], imgs[p]) for f, _, _, p in dist]), "candidates": {}}
+    out = {"frames": names, "psnr": anchor([-psnr(clean[f], imgs[p]) for f, _, _, p in dist]),
+           "ssim": anchor([-ssim(clean[f], imgs[p]) for f, _, _, p in dist]), "candidates": {}}
     print(f"PSNR anchor {out['psnr']}, SSIM anchor {out['ssim']}", flush=True)
     for name, model in cands.items():
         t0 = time.time()
         man = os.path.join(a.work, "manifold_" + name)
-        ev.run([ev.USQ, "fit-nrq", root, "--out", man, "--model", model])
-        nrq = ev.usq_score([it[3] for it in items], model, man, a.max_patches, a.workers)
-        ulp = ev.ulpips_scores(items, model, a.workers)
+        run([USQ, "fit-nrq", root, "--out", man, "--model", model])
+        nrq = usq_score([it[3] for it in items], model, man, a.max_patches, a.workers)
+        ulp = ulpips_scores(items, model, a.workers)
         r = {"nrq_monotone": monotone(nrq), "ulpips_monotone": monotone(ulp),
              "nrq_anchor": anchor([-nrq[p] for _, _, _, p in dist]),
              "ulpips_anchor": anchor([ulp[p] for _, _, _, p in dist]), "seconds": time.time() - t0}
         out["candidates"][name] = r
-        nm = sum(v <= -0.9 + ev.TARGET_EPS for v in r["nrq_monotone"].values())
-        um = sum(v >= 0.9 - ev.TARGET_EPS for v in r["ulpips_monotone"].values())
+        nm = sum(nrq_target_met(v) for v in r["nrq_monotone"].values())
+        um = sum(ulpips_target_met(v) for v in r["ulpips_monotone"].values())
         print(f"{name} ({model}, {r['seconds']:.0f} s): NRQ monotone {nm}/9 "
               + " ".join(f"{k} {v:+.2f}" for k, v in r["nrq_monotone"].items())
               + f"; uLPIPS monotone {um}/9; anchor uLPIPS rho {r['ulpips_anchor']['spearman']:+.3f} "

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Side-by-side CPU benchmark of the same ONNX model(s) under usq/tract and onnxruntime.
 
 For every model, in one run on one machine, and interleaved per model (usq, then onnxruntime,
@@ -11,7 +10,7 @@ then the Python reference, then the next model) so that load on the machine hits
                       inter_op = 1, all graph optimisations): forward latency on a fixed random
                       [B,1,224,224] float32 input over N iterations after a warm-up; session
                       creation time as load_ms.
-  (c) Python NRQ      the project's independent reference (models/reference/usq_reference.py:
+  (c) Python NRQ      the project's independent reference (usq_reference, models/reference/:
                       the paper's metric semantics, NumPy + onnxruntime) scoring IMG end to end
                       with the default manifold folder models/nrq: patch grid, encoder (B patches
                       per run, same session options as (b)), GMM log-likelihoods, worst-15% mean.
@@ -24,9 +23,9 @@ Latencies are in ms; p50/p99 are linearly interpolated percentiles. Ratios are t
 
 Run from anywhere (paths default to this repository), after `cargo build --release`:
 
-    models/.venv/bin/python models/bench_compare.py
-    models/.venv/bin/python models/bench_compare.py --threads 4 --batch 8 --out bench.json
-    models/.venv/bin/python models/bench_compare.py --skip-usq --iterations 5   # no usq needed
+    models/.venv/bin/python -m usq_tools.bench.compare
+    models/.venv/bin/python -m usq_tools.bench.compare --threads 4 --batch 8 --out bench.json
+    models/.venv/bin/python -m usq_tools.bench.compare --skip-usq --iterations 5   # no usq needed
 """
 import argparse
 import concurrent.futures
@@ -39,15 +38,13 @@ import subprocess
 import sys
 import time
 
-# The parent process stays light (no numpy/onnxruntime import): the children measure RSS, and a
-# heavy parent could leak into their ru_maxrss through fork/exec.
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-REFERENCE_DIR = os.path.join(HERE, "reference")
-DEFAULT_USQ = os.path.join(ROOT, "target", "release", "usq")
-DEFAULT_MODELS = [os.path.join(HERE, "tinyusfm.onnx"), os.path.join(HERE, "tinyusfm-int8.onnx")]
+# The parent process stays light (no numpy/onnxruntime import; usq_tools.paths is standard library
+# only): the children measure RSS, and a heavy parent could leak into their ru_maxrss through fork/exec.
+from ..paths import MODELS, ROOT, USQ as DEFAULT_USQ
+
+DEFAULT_MODELS = [os.path.join(MODELS, "tinyusfm.onnx"), os.path.join(MODELS, "tinyusfm-int8.onnx")]
 DEFAULT_IMAGE = os.path.join(ROOT, "tests", "fixtures", "sim_sector_800x540.png")
-DEFAULT_MANIFOLD = os.path.join(HERE, "nrq")
+DEFAULT_MANIFOLD = os.path.join(MODELS, "nrq")
 USQ_TIMEOUT_S = 3600
 
 
@@ -207,7 +204,6 @@ def ort_forward_worker(model, threads, batch, iterations, warmup):
 
 def reference_nrq_worker(model, threads, batch, image, manifold, iterations):
     """(c) in a fresh process: the Python reference's full NRQ score of one decoded frame."""
-    sys.path.insert(0, REFERENCE_DIR)
     import usq_reference as ref
 
     class SessionEncoder(ref.Encoder):
@@ -292,7 +288,7 @@ def print_report(results, args):
     print(line(head))
     for r in rows:
         print(line([r[0], r[1], *(fmt(v) for v in r[2:5]), fmt(r[5], "d"), *(fmt(v) for v in r[6:])]))
-    print("onnxruntime NRQ = Python reference (usq_reference.py) end to end, "
+    print("onnxruntime NRQ = Python reference (usq_reference) end to end, "
           f"p50 of {args.nrq_iterations}; its RSS counts the Python process (interpreter, NumPy, onnxruntime).")
     if args.skip_usq:
         return

@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Self-supervised masked-image-modelling (MAE-style) training of the TinyUSFM encoder on
 ultrasound: HC18 fetal-head frames (subjects 000-599 only) + simulated B-mode of several organs.
 
-    python3 models/train_mim.py                          # the recipe, CPU (about 1 h on 2 cores)
-    python3 models/train_mim.py --device cuda            # same recipe on a GPU
-    python3 models/convert_tinyusfm.py models/runs/mim/encoder.part0.pth models/runs/mim/encoder.part1.pth \
-        --out models/tinyusfm.onnx --label "usq-mim-v2"
+    models/.venv/bin/python -m usq_tools.train.mim                   # the recipe, CPU (about 1 h on 2 cores)
+    models/.venv/bin/python -m usq_tools.train.mim --device cuda     # same recipe on a GPU
+    models/.venv/bin/python -m usq_tools.export.convert models/runs/mim/encoder.part0.pth \
+        models/runs/mim/encoder.part1.pth --out models/tinyusfm.onnx --label "usq-mim-v2"
 
 Recipe (every number is a default below; seeded):
 - Input exactly as the metric preprocesses: gray 0..255 -> /255 -> 3 channels -> (x-0.5)/0.5.
@@ -14,7 +13,7 @@ Recipe (every number is a default below; seeded):
   (cv2 INTER_AREA in float32, as uLPIPS does); horizontal flip p=0.5.
 - Data: p=0.65 an HC18 frame (--hc18 DIR: NNN_*.png/.webp/.jpg, only subjects 000-599 are read;
   600-699 are held out for evaluation), p=0.35 one of --n-sim simulated B-mode frames
-  (simulate_bmode.simulate_random: 6 organ phantoms, linear/sector, random acoustics; seeded).
+  (usq_reference.simulate_bmode.simulate_random: 6 organ phantoms, linear/sector, random acoustics; seeded).
 - MAE: 75% of the 196 patches masked (per-sample random), the encoder (all 12 blocks + final norm)
   sees the cls token + the 49 visible patches; a light decoder (2 blocks, width 128, 4 heads,
   fixed 2-D sin-cos positions, mask token) predicts the 16x16 gray pixels of every patch.
@@ -27,7 +26,7 @@ Recipe (every number is a default below; seeded):
 
 Outputs (--out DIR): encoder.part0.pth (patch_embed, cls_token, pos_embed, blocks 0-5) and
 encoder.part1.pth (blocks 6-11, norm): the encoder state dict with timm key names, split in two
-so each file stays < 16 MiB (tinyusfm.load_checkpoint / convert_tinyusfm.py join them);
+so each file stays < 16 MiB (usq_tools.export.tinyusfm.load_checkpoint / usq_tools.export.convert join them);
 loss.csv (step, loss, mse, fft, lr, elapsed_s, img_per_s); run.json (arguments, timings).
 """
 import argparse
@@ -36,45 +35,32 @@ import json
 import math
 import multiprocessing as mp
 import os
-import re
-import sys
 import time
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
+from usq_reference import resize_input as whole_frame   # the metric's whole-frame path (uLPIPS's input)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, HERE)
-from tinyusfm import DIM, GRID, PATCH, Block, TinyUSFM  # noqa: E402
+from ..data.hc18 import ANY_FRAME, IMAGES, TRAIN_SUBJECTS, read_gray, subject_frames
+from ..export.tinyusfm import DIM, GRID, PATCH, Block, TinyUSFM
+from ..paths import MODELS
 
-NAME = re.compile(r"^(\d{3})_.*\.(png|webp|jpg)$", re.I)
-TRAIN_SUBJECTS = range(0, 600)
 SIM_SIZES = [(800, 540), (640, 480), (720, 560)]
 
 
 # ----------------------------------------------------------------------------------------- data
-def read_gray(path):
-    g = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if g is None:  # an OpenCV build without WebP
-        from PIL import Image
-        g = np.asarray(Image.open(path).convert("L"))
-    return g
-
-
 def load_hc18(d):
-    files = sorted(f for f in os.listdir(d) if NAME.match(f) and int(NAME.match(f).group(1)) in TRAIN_SUBJECTS)
+    files = subject_frames(d, TRAIN_SUBJECTS, ANY_FRAME)
     if not files:
         raise SystemExit(f"no HC18 training frames (NNN_*.png|webp|jpg, subjects 000-599) in {d}")
-    subjects = sorted({int(NAME.match(f).group(1)) for f in files})
+    subjects = sorted({int(ANY_FRAME.match(f).group(1)) for f in files})
     assert subjects[-1] < 600
     return [read_gray(os.path.join(d, f)) for f in files], subjects
 
 
 def _sim(i):
-    import simulate_bmode as sb
+    import usq_reference.simulate_bmode as sb
     w, h = SIM_SIZES[i % len(SIM_SIZES)]
     return sb.simulate_random(1_000_000 + i, w, h)
 
@@ -83,11 +69,6 @@ def make_sims(n, workers):
     with mp.get_context("spawn").Pool(workers) as pool:
         out = pool.map(_sim, range(n), chunksize=4)
     return [o[0] for o in out], [o[1] for o in out]
-
-
-def whole_frame(g):
-    """The metric's whole-frame path: gray/255 -> INTER_AREA to 224x224 in float32 -> x255."""
-    return cv2.resize(g.astype(np.float32) / 255.0, (224, 224), interpolation=cv2.INTER_AREA) * 255.0
 
 
 class Sampler:
@@ -230,8 +211,8 @@ def save_encoder(enc, out):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hc18", default=os.path.join(ROOT, "..", "shared", "data", "hc18", "images"))
-    ap.add_argument("--out", default=os.path.join(HERE, "runs", "mim"))
+    ap.add_argument("--hc18", default=IMAGES)
+    ap.add_argument("--out", default=os.path.join(MODELS, "runs", "mim"))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--steps", type=int, default=2400)
     ap.add_argument("--batch", type=int, default=64)

@@ -1,12 +1,11 @@
-#!/usr/bin/env python3
 """Write models/tinyusfm-seeded.onnx: the TinyUSFM (timm ViT-Tiny) *contract* model with seeded
 random weights, built directly with onnx.helper (no torch needed).
 
 It is not trained: it exists so the Rust runtime and the goldens can be exercised end to end
 with a model that has exactly the shapes, ops and I/O contract of the real exported encoder.
 
-    python3 models/export_seeded.py            # write the model
-    python3 models/export_seeded.py --check    # write it, then verify against a NumPy forward pass
+    models/.venv/bin/python -m usq_tools.export.seeded            # write the model
+    models/.venv/bin/python -m usq_tools.export.seeded --check    # write it, then verify against a NumPy forward pass
 """
 import argparse
 import os
@@ -18,13 +17,12 @@ from onnx import TensorProto as TP
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+from ..paths import MODELS
+from .contract import D, GRID, HD, HEADS, IMG, MLP, OUT_BLOCKS, PATCH, T
+
 SEED = 20261127
-D, HEADS, HD, MLP, PATCH, IMG = 192, 12, 16, 768, 16, 224
-GRID = IMG // PATCH          # 14
-T = GRID * GRID + 1          # 197 tokens incl. cls
 DEPTH = 11                   # blocks 0..10: the metric never reads block 11 or the final norm
-OUT_BLOCKS = [2, 4, 6, 10]
-OUT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tinyusfm-seeded.onnx")
+OUT_PATH = os.path.join(MODELS, "tinyusfm-seeded.onnx")
 METADATA = {
     "usq.layers": ",".join(map(str, OUT_BLOCKS)),
     "usq.weights": f"seeded-random:numpy-default_rng-{SEED} (not trained)",
@@ -66,10 +64,12 @@ def fold_preprocessing(w3, b3):
     return w1.astype(np.float32), b1.astype(np.float32)
 
 
+# The producer names (usq-export_seeded here, usq-convert_tinyusfm in convert) are the former scripts'
+# names, kept so that rebuilt models are byte-identical to the shipped ones.
 def build_model(p, metadata=METADATA, graph_name="tinyusfm_seeded", producer="usq-export_seeded"):
     """The contract graph from unfolded weights p (keys as make_params returns: pe_w [192,3,16,16],
     pe_b, cls, pos, b{i}_{ln1,ln2}_{g,b}, b{i}_{qkv,proj,fc1,fc2}_{w [in,out],b}, i = 0..10).
-    Reused by convert_tinyusfm.py for converted and trained weights."""
+    Reused by usq_tools.export.convert for converted and trained weights."""
     nodes, inits = [], []
 
     def const(name, arr):

@@ -1,15 +1,14 @@
-#!/usr/bin/env python3
 """Convert a TinyUSFM PyTorch checkpoint (the official TinyUSFM.pth, or this project's own
-train_mim.py output) into a usq *contract* ONNX model (see models/README.md).
+usq_tools.train.mim output) into a usq *contract* ONNX model (see models/README.md).
 
-    python3 models/convert_tinyusfm.py CKPT [CKPT ...] --out M.onnx [--label TEXT]
-    python3 models/convert_tinyusfm.py --self-check
+    models/.venv/bin/python -m usq_tools.export.convert CKPT [CKPT ...] --out M.onnx [--label TEXT]
+    models/.venv/bin/python -m usq_tools.export.convert --self-check
 
 CKPT: a state dict at top level or under "model" (or "state_dict"); several files are joined
-(train_mim.py writes its encoder in two halves). Key prefixes `module.`, `backbone.`, `model.`
+(usq_tools.train.mim writes its encoder in two halves). Key prefixes `module.`, `backbone.`, `model.`
 are stripped. Names are timm VisionTransformer's. The metric's preprocessing (gray/255, replicate
-to 3 channels, (x-0.5)/0.5) is folded into the patch conv (export_seeded.fold_preprocessing) and
-the graph is export_seeded.build_model's, so the file meets the same contract as the seeded model.
+to 3 channels, (x-0.5)/0.5) is folded into the patch conv (seeded.fold_preprocessing) and
+the graph is seeded.build_model's, so the file meets the same contract as the seeded model.
 
 Unlike a non-strict load_state_dict, nothing is skipped silently: every key the contract graph
 needs must be present with the right shape and finite values, and every key it does not need is
@@ -26,12 +25,10 @@ import tempfile
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import export_seeded as es  # noqa: E402  (graph builder, folding, contract constants)
+from . import seeded as es   # graph builder, folding, contract metadata
+from .contract import D, MLP, OUT_BLOCKS, PATCH, T
 
 PREFIXES = ("module.", "backbone.", "model.")
-D, MLP, PATCH, T = es.D, es.MLP, es.PATCH, es.T
 NEEDED_BLOCKS = range(es.DEPTH)   # 0..10
 BLOCK_PARAMS = {  # timm name -> shape
     "norm1.weight": (D,), "norm1.bias": (D,),
@@ -142,7 +139,7 @@ def provenance(paths, label=None):
 
 def convert(paths, out, label=None, ignore_prefixes=(), log=print):
     import onnx
-    from tinyusfm import load_checkpoint
+    from .tinyusfm import load_checkpoint
     try:
         sd = load_checkpoint(paths)
     except Exception as e:  # unreadable file, duplicate key across parts, not a dict
@@ -170,7 +167,7 @@ def check_contract(path, expect_weights=None):
     ins = [(i.name, [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]) for i in m.graph.input]
     outs = [(o.name, [d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim]) for o in m.graph.output]
     assert ins == [("image", ["N", 1, 224, 224])], ins
-    assert outs == [(f"block{b}", ["N", T, D]) for b in es.OUT_BLOCKS], outs
+    assert outs == [(f"block{b}", ["N", T, D]) for b in OUT_BLOCKS], outs
     meta = {p.key: p.value for p in m.metadata_props}
     assert meta["usq.layers"] == "2,4,6,10" and meta["usq.version"] == "1", meta
     assert expect_weights is None or meta["usq.weights"] == expect_weights, meta
@@ -183,7 +180,7 @@ def compare_with_torch(onnx_path, model, ns=(1, 2), seed=0, limit=1e-4):
     and the PyTorch definition (3-channel normalised input), for batch sizes ns."""
     import onnxruntime as ort
     import torch
-    from tinyusfm import gray_to_input
+    from .tinyusfm import gray_to_input
     sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     worst = 0.0
@@ -192,7 +189,7 @@ def compare_with_torch(onnx_path, model, ns=(1, 2), seed=0, limit=1e-4):
         got = sess.run(None, {"image": gray[:, None].astype(np.float32)})
         with torch.no_grad():
             ref = [r.numpy() for r in model.eval()(gray_to_input(gray.astype(np.float32)))]
-        for b, g, r in zip(es.OUT_BLOCKS, got, ref):
+        for b, g, r in zip(OUT_BLOCKS, got, ref):
             assert g.shape == (n, T, D) and np.isfinite(g).all(), (g.shape, b)
             diff = float(np.abs(g - r).max())
             worst = max(worst, diff)
@@ -203,7 +200,7 @@ def compare_with_torch(onnx_path, model, ns=(1, 2), seed=0, limit=1e-4):
 
 def self_check():
     import torch
-    from tinyusfm import TinyUSFM
+    from .tinyusfm import TinyUSFM
     torch.manual_seed(20261128)
     model = TinyUSFM()
     with torch.no_grad():  # non-trivial values everywhere (LayerNorm affine, cls, pos, biases)
@@ -214,7 +211,7 @@ def self_check():
                 prm.copy_(0.05 * torch.randn_like(prm))
     sd = {"module." + k: v.clone() for k, v in model.state_dict().items()}
     sd["module.head.weight"], sd["module.head.bias"] = torch.randn(1000, D), torch.zeros(1000)
-    me = [sys.executable, os.path.abspath(__file__)]
+    me = [sys.executable, "-m", __spec__.name]   # this converter, as a command
     with tempfile.TemporaryDirectory() as tmp:
         ck, out = os.path.join(tmp, "random_official_names.pth"), os.path.join(tmp, "m.onnx")
         torch.save({"model": sd}, ck)

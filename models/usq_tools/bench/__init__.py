@@ -1,0 +1,1 @@
+"""Benchmarks: usq/tract against onnxruntime (compare) and their plot (plot)."""

@@ -1,0 +1,67 @@
+"""Scores through the usq binary (target/release/usq): `usq score --json`, `usq compare --json`,
+and `usq fit-nrq` roots made of links to HC18 frames."""
+import json
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+from ..data.hc18 import DATA
+from ..paths import USQ
+from .distortions import reference_pairs
+
+
+def run(cmd):
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:3])}...: exit {r.returncode}: {r.stderr[-2000:]}")
+    return r.stdout
+
+
+def link_fit_root(root, fs):
+    """A `usq fit-nrq` root: root/FetalHead/ with a link to each of the HC18 frames fs."""
+    os.makedirs(os.path.join(root, "FetalHead"), exist_ok=True)
+    for f in fs:
+        link = os.path.join(root, "FetalHead", f)
+        if not os.path.lexists(link):
+            os.symlink(os.path.realpath(os.path.join(DATA, "images", f)), link)
+    return root
+
+
+def usq_score(paths, model, manifold, max_patches, workers, patches=None):
+    """NRQ of every path; with a dict as `patches`, also each path's scored patches into it, as
+    [x, y, loglik] (x, y: the patch's corner in the frame)."""
+    chunks = [paths[i::workers] for i in range(workers)]
+
+    def one(chunk):
+        cmd = [USQ, "score", *chunk, "--json", "--model", model, "--manifold", manifold]
+        if max_patches:
+            cmd += ["--max-patches", str(max_patches)]
+        return [json.loads(l) for l in run(cmd).splitlines() if l.strip()]
+
+    out = {}
+    with ThreadPoolExecutor(workers) as ex:
+        for recs in ex.map(one, chunks):
+            for r in recs:
+                out[r["path"]] = r["nrq"]
+                if patches is not None:
+                    patches[r["path"]] = [[q["x"], q["y"], q["loglik"]] for q in r["patches"]]
+    missing = [p for p in paths if p not in out]
+    assert not missing, f"usq score gave no result for {missing[:3]}"
+    return out
+
+
+def usq_compare(pairs, model, workers):
+    def one(pair):
+        r = json.loads(run([USQ, "compare", pair[0], pair[1], "--json", "--model", model]))
+        return pair[1], r["ulpips"]
+
+    with ThreadPoolExecutor(workers) as ex:
+        return dict(ex.map(one, pairs))
+
+
+def ulpips_scores(items, model, workers):
+    """uLPIPS of every item against its clean frame; the clean frames themselves 0, since identical
+    frames give exactly 0 (checked by the project's tests)."""
+    ulp = usq_compare(reference_pairs(items), model, workers)
+    ulp.update({p: 0.0 for _, fam, _, p in items if fam == "clean"})
+    return ulp

@@ -1,0 +1,1 @@
+"""Training of the shipped weights (mim) and its loss plot (plot_loss)."""
