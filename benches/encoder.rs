@@ -93,7 +93,9 @@ fn ulpips_pair(c: &mut Criterion) {
 fn preprocessing(c: &mut Criterion) {
     let frame = frame();
     let mut group = c.benchmark_group("preprocess");
-    group.bench_function("ulpips_input_800x540", |b| b.iter(|| usq::imaging::preprocess::ulpips_input(black_box(&frame))));
+    group.bench_function("ulpips_input_800x540", |b| {
+        b.iter(|| usq::imaging::preprocess::ulpips_input(black_box(&frame)))
+    });
     group.bench_function("pad_and_grid_800x540", |b| b.iter(|| usq::quality::nrq_patches(black_box(&frame), None)));
     group.finish();
 }

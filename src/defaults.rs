@@ -87,7 +87,7 @@ impl ModelSource {
         }
     }
 
-    /// The same model on tract's own ops only, without the project's ([`crate::ops`]): to
+    /// The same model on tract's own ops only, without the project's (crate-private `ops`): to
     /// measure what they gain on a CPU.
     pub fn load_tract_ops_only(&self, options: EncoderOptions) -> Result<Encoder> {
         let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading model {}", p.display()));

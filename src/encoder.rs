@@ -19,7 +19,9 @@ const ONNX_FLOAT: i32 = 1;
 pub struct ModelInfo {
     /// `usq.weights`: where the weights come from.
     pub weights: String,
+    /// `usq.version`: the contract version, checked to be [`CONTRACT_VERSION`].
     pub version: String,
+    /// The ONNX `producer_name`: the tool that exported the model (may be empty).
     pub producer: String,
 }
 
@@ -75,10 +77,12 @@ impl std::fmt::Debug for Encoder {
 /// Encoder outputs for one image: the four layers, each `[197 * 192]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageFeatures {
+    /// The [`OUTPUT_NAMES`] layers in order, each 197 tokens (cls first) x 192 channels, row-major.
     pub layers: [Vec<f32>; 4],
 }
 
 impl ImageFeatures {
+    /// The four layers borrowed as slices, the shape the metrics take.
     pub fn layer_slices(&self) -> [&[f32]; 4] {
         [&self.layers[0], &self.layers[1], &self.layers[2], &self.layers[3]]
     }
@@ -111,7 +115,7 @@ impl Encoder {
         Encoder::build(bytes, options, true)
     }
 
-    /// As [`Encoder::from_bytes_with`], with tract's own ops only (no [`crate::ops`] rewrite):
+    /// As [`Encoder::from_bytes_with`], with tract's own ops only (no rewrite to the crate-private `ops`):
     /// the reference the project's ops are tested against.
     pub fn from_bytes_tract_ops_only(bytes: &[u8], options: EncoderOptions) -> Result<Encoder> {
         Encoder::build(bytes, options, false)
@@ -163,10 +167,12 @@ impl Encoder {
         Ok(Encoder { state, batch, info, output_index, input })
     }
 
+    /// Images per run, as built.
     pub fn batch(&self) -> usize {
         self.batch
     }
 
+    /// The model's metadata, read when it was loaded.
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }

@@ -32,9 +32,11 @@ pub struct Error {
     chain: Vec<String>,
 }
 
+/// The crate's result, with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An error of `kind` whose chain is the one message, the innermost cause.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error { kind, chain: vec![message.into()] }
     }
@@ -53,6 +55,7 @@ impl Error {
         Error { kind, chain }
     }
 
+    /// The class of failure, for callers that branch on it.
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
@@ -63,6 +66,7 @@ impl Error {
         self
     }
 
+    /// The messages, outermost context first and innermost cause last.
     pub fn chain(&self) -> &[String] {
         &self.chain
     }
@@ -78,7 +82,9 @@ impl std::error::Error for Error {}
 
 /// `anyhow`-style context on results whose error converts into [`Error`].
 pub trait Context<T> {
+    /// Adds `ctx` as the error's outermost context; the kind is kept.
     fn context(self, ctx: impl fmt::Display) -> Result<T>;
+    /// As [`Context::context`], building the context only on an error.
     fn with_context<C: fmt::Display>(self, f: impl FnOnce() -> C) -> Result<T>;
 }
 

@@ -11,9 +11,11 @@
 //! - [`quality`]: the metrics end to end;
 //! - [`capture`]: capture-card frames (V4L2 with feature `v4l2`) and their formats;
 //! - [`engine`]: the live engine (frame ring, latency budget, rotating patch schedule);
-//! - [`ops`]: tract ops the project owns (faster casts for the int8 model);
+//! - `ops` (crate-private): tract ops the project owns (faster casts, int8 quantisation and
+//!   attention);
 //! - [`pool`]: a fixed-pool global allocator for allocation-free firmware;
-//! - [`defaults`]: the shipped models and manifold, and which a scorer uses.
+//! - [`defaults`]: the shipped models and manifold, and which a scorer uses;
+//! - [`error`]: the crate's one error type: a kind to branch on and a chain of context.
 
 pub mod capture;
 pub mod contract;

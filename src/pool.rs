@@ -38,16 +38,20 @@ unsafe impl Send for PoolState {}
 /// What the pool has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolStats {
+    /// Size of the pool block in bytes; 0 before the first allocation or if taking it failed.
     pub pool_bytes: usize,
     /// Bytes currently allocated from the pool (requested sizes).
     pub in_use: usize,
     /// The most ever allocated at once: what sizes the pool.
     pub peak: usize,
+    /// Allocations and in-pool reallocations the pool served.
     pub allocations: u64,
     /// Allocations the pool could not serve, sent to the backing allocator.
     pub fallbacks: u64,
 }
 
+/// A `GlobalAlloc` serving allocations from one fixed TLSF pool, falling back to `backing`;
+/// every call takes one mutex (see the module docs).
 pub struct PoolAllocator<B: GlobalAlloc = System> {
     backing: B,
     bytes: usize,
@@ -72,6 +76,7 @@ impl<B: GlobalAlloc> PoolAllocator<B> {
         }
     }
 
+    /// What the pool has done so far; takes the pool's mutex, allocates nothing.
     pub fn stats(&self) -> PoolStats {
         let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         PoolStats {

@@ -4,22 +4,27 @@ use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE, LAYER_BLOCKS};
 use crate::encoder::Encoder;
 use crate::error::{Context, Result};
 use crate::imaging::frame::GrayFrame;
+use crate::imaging::preprocess::{self, PatchOrigin};
 use crate::manifold::ManifoldSet;
 use crate::metrics::{nrq, ulpips};
-use crate::imaging::preprocess::{self, PatchOrigin};
 
 /// One layer's share of a uLPIPS score.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct LayerReport {
+    /// The 0-based encoder block the layer follows (one of [`LAYER_BLOCKS`]).
     pub block: usize,
+    /// The layer's structure term: windowed token-relation difference.
     pub structure: f64,
+    /// The layer's Gram term: channel Gram matrix difference.
     pub gram: f64,
 }
 
 /// TinyUSFM-uLPIPS of an image against its reference (lower = closer).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CompareReport {
+    /// The score: the layers' structure and Gram terms summed, over the layer count; 0 = identical.
     pub ulpips: f64,
+    /// Each layer's terms, in [`LAYER_BLOCKS`] order.
     pub layers: Vec<LayerReport>,
 }
 
@@ -62,21 +67,28 @@ pub struct ScoreOptions {
 /// One scored patch, at its top-left corner in the padded frame.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct PatchScore {
+    /// Left edge, in padded-frame pixels.
     pub x: usize,
+    /// Top edge, in padded-frame pixels.
     pub y: usize,
+    /// The patch's log-likelihood under the manifold (higher = more like clean anatomy).
     pub loglik: f64,
 }
 
 /// TinyUSFM-NRQ of a frame (higher = better).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoreReport {
+    /// The score: mean log-likelihood of the worst 15% of patches (at least one).
     pub nrq: f64,
+    /// The organ scored against; `None` when all organs were combined by log-mean-exp.
     pub organ: Option<String>,
+    /// Every patch scored, in grid order (row-major).
     pub patches: Vec<PatchScore>,
     /// Indices into `patches` of the worst region, worst first.
     pub worst: Vec<usize>,
     /// Where the original frame sits in the padded one (non-zero only for frames under 224).
     pub pad_left: usize,
+    /// Rows of padding above the original frame (see `pad_left`).
     pub pad_top: usize,
 }
 

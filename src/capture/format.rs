@@ -1,17 +1,22 @@
 //! Capture pixel formats: which V4L2 FourCCs usq reads, how a delivered buffer maps onto a
 //! [`FrameLayout`], and MJPEG decoding. No device here, so all of it is unit-tested.
 
-use crate::imaging::pixel::{FrameLayout, PixelFormat};
 use crate::error::{Context, Result};
 use crate::imaging::frame::GrayFrame;
+use crate::imaging::pixel::{FrameLayout, PixelFormat};
 
 /// The V4L2 formats usq reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaptureFormat {
+    /// `GREY`: 8-bit gray, one byte per pixel.
     Grey,
+    /// `YUYV`: packed 4:2:2, 2 bytes per pixel; gray is the Y bytes.
     Yuyv,
+    /// `NV12`: a luma plane then interleaved chroma; only the luma plane is read.
     Nv12,
+    /// `RGB3`: packed 8-bit RGB, 3 bytes per pixel.
     Rgb24,
+    /// `BGR3`: packed 8-bit BGR, 3 bytes per pixel.
     Bgr24,
     /// Motion JPEG: each buffer is a JPEG image, decoded to gray.
     Mjpeg,
@@ -29,6 +34,7 @@ impl CaptureFormat {
         CaptureFormat::Mjpeg,
     ];
 
+    /// The V4L2 FourCC code, as the driver spells it (`YUYV`, `RGB3`, ...).
     pub fn fourcc(self) -> [u8; 4] {
         match self {
             CaptureFormat::Grey => *b"GREY",
@@ -40,6 +46,7 @@ impl CaptureFormat {
         }
     }
 
+    /// The format with this FourCC; `None` for one usq does not read.
     pub fn from_fourcc(fourcc: &[u8; 4]) -> Option<CaptureFormat> {
         Self::PREFERENCE.into_iter().find(|f| &f.fourcc() == fourcc)
     }
@@ -81,6 +88,7 @@ impl CaptureFormat {
         }
     }
 
+    /// The FourCC as text, for messages and for [`CaptureFormat::parse`].
     pub fn name(self) -> &'static str {
         std::str::from_utf8(match self {
             CaptureFormat::Grey => b"GREY",
@@ -111,7 +119,9 @@ impl CaptureFormat {
 /// A frame as the engine takes it: borrowed device memory for raw formats, or the decoded
 /// gray plane of an MJPEG buffer.
 pub struct CapturedFrame<'a> {
+    /// The frame's bytes, laid out as `layout` says (at least its required bytes).
     pub data: &'a [u8],
+    /// Size, pixel format and row stride of `data`.
     pub layout: FrameLayout,
     /// Capture time from the driver, in microseconds.
     pub timestamp_us: u64,

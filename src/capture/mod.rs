@@ -1,5 +1,5 @@
-//! Frames from a capture card. [`format`] maps what a V4L2 device delivers onto the engine's
-//! pixel layouts and decodes MJPEG (pure, testable without a device); [`v4l2`] (feature
+//! Frames from a capture card. [`format`](mod@format) maps what a V4L2 device delivers onto the engine's
+//! pixel layouts and decodes MJPEG (pure, testable without a device); `v4l2` (feature
 //! `v4l2`, Linux) negotiates a format and streams memory-mapped buffers.
 
 pub mod format;

@@ -1,7 +1,7 @@
 //! V4L2 capture through the `v4l` crate: open a device, negotiate format, size and frame
 //! rate, and stream memory-mapped buffers to a callback until told to stop.
 //!
-//! The streaming loop is ours ([`MappedStream`], on the crate's ioctl wrappers and types)
+//! The streaming loop is ours (`MappedStream`, on the crate's ioctl wrappers and types)
 //! rather than the crate's `mmap::Stream`, whose `next()` re-queues its last buffer before
 //! every dequeue (so a dequeue that finds nothing loses track of which buffers are queued)
 //! and whose `Drop` panics when the device is gone with anything but ENODEV.
@@ -15,8 +15,8 @@
 //! - A corrupt MJPEG frame or a short raw buffer: skipped and counted.
 
 use super::format::{CaptureFormat, CapturedFrame, frame_from_buffer};
-use crate::imaging::pixel::FrameLayout;
 use crate::error::{Context, Error, ErrorKind, Result};
+use crate::imaging::pixel::FrameLayout;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,8 +31,11 @@ use v4l::{Device, FourCC};
 /// What to ask the device for; anything left `None` is the device's current setting.
 #[derive(Debug, Clone, Default)]
 pub struct CaptureRequest {
+    /// Pixel format; `None` picks the first the device offers in [`CaptureFormat::PREFERENCE`].
     pub format: Option<CaptureFormat>,
+    /// Frame size as (width, height) in pixels; the device may answer with another.
     pub size: Option<(usize, usize)>,
+    /// Frame rate in frames per second; if the device refuses it, its own rate is kept.
     pub fps: Option<f64>,
 }
 
@@ -69,6 +72,7 @@ pub enum StopReason {
 /// Counters of one stream.
 #[derive(Debug, Clone, Default)]
 pub struct CaptureStats {
+    /// Frames handed to the callback.
     pub frames: u64,
     /// Buffers that could not be used (corrupt MJPEG, short raw buffers).
     pub skipped: u64,
@@ -180,6 +184,7 @@ impl Camera {
         Ok(Camera { path: path.to_path_buf(), device, card: caps.card, format, layout, fps })
     }
 
+    /// The pixel format the device agreed to.
     pub fn format(&self) -> CaptureFormat {
         self.format
     }

@@ -10,8 +10,8 @@
 use super::ModelArg;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use usq::imaging::pixel::{FrameLayout, PixelFormat};
 use usq::engine::{Engine, EngineConfig};
+use usq::imaging::pixel::{FrameLayout, PixelFormat};
 use usq::{EncoderOptions, GrayFrame, ScoreOptions, Scorer};
 
 #[derive(clap::Args)]

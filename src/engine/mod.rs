@@ -20,12 +20,12 @@ pub(crate) mod schedule;
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
-use crate::manifold::ManifoldSet;
+use crate::imaging::pixel::{self, FrameLayout, Roi};
 use crate::imaging::preprocess::{self, PatchOrigin};
+use crate::manifold::ManifoldSet;
 use crate::scorer::Scorer;
 use budget::LatencyBudget;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use crate::imaging::pixel::{self, FrameLayout, Roi};
 use ring::FrameRing;
 use schedule::{PatchSchedule, WindowAggregate};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,10 +46,12 @@ pub fn check_batch(batch: usize) -> Result<()> {
 /// Latencies kept for the percentiles.
 const LATENCY_HISTORY: usize = 1024;
 
+/// How a live engine is started: ring size, latency budget, NRQ window, ROI and organ.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Largest frame the ring accepts, in bytes (every slot is this big).
     pub max_frame_bytes: usize,
+    /// Frame slots in the ring (at least 3).
     pub ring_capacity: usize,
     /// Target from frame commit to result, in milliseconds.
     pub budget_ms: f64,
@@ -82,6 +84,7 @@ impl EngineConfig {
 /// One scored frame.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct LiveResult {
+    /// The id the ring gave the frame when it was pushed or committed.
     pub frame_id: u64,
     /// The capture timestamp given with the frame.
     pub timestamp_us: u64,
@@ -93,12 +96,16 @@ pub struct LiveResult {
     pub coverage: f32,
     /// From commit to result.
     pub latency_ms: f32,
+    /// The latency exceeded [`EngineConfig::budget_ms`].
     pub deadline_missed: bool,
 }
 
+/// Counters of a live engine since it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct EngineStats {
+    /// Frames committed into the ring.
     pub frames_pushed: u64,
+    /// Frames that produced a [`LiveResult`].
     pub frames_scored: u64,
     /// Unscored frames overwritten because the ring was full.
     pub frames_dropped: u64,
@@ -106,10 +113,13 @@ pub struct EngineStats {
     pub frames_skipped: u64,
     /// Frames the worker could not score (bad layout for the ROI, engine error).
     pub frames_failed: u64,
+    /// Scored frames whose latency exceeded the budget.
     pub deadline_misses: u64,
     /// Results not delivered because no consumer read them in time.
     pub results_overflowed: u64,
+    /// Median commit-to-result latency over the last 1024 scored frames, in ms (0 before any).
     pub latency_p50_ms: f32,
+    /// 99th-percentile commit-to-result latency over the last 1024 scored frames, in ms.
     pub latency_p99_ms: f32,
     /// The engine's current estimate of one encoder run.
     pub run_ms: f32,
@@ -203,6 +213,8 @@ impl Engine {
         &self.results
     }
 
+    /// The counters and latency percentiles so far; briefly takes the lock the worker updates
+    /// them under, once per frame.
     pub fn stats(&self) -> EngineStats {
         let ring = self.shared.ring.counters();
         let c = self.shared.counters.lock().unwrap_or_else(|e| e.into_inner());

@@ -6,8 +6,8 @@
 //! ownership moves through one atomic state per slot (free -> writing -> ready -> reading ->
 //! free). When no slot is free the oldest unscored frame is dropped and counted.
 
-use crate::imaging::pixel::FrameLayout;
 use crate::error::Result;
+use crate::imaging::pixel::FrameLayout;
 use std::cell::UnsafeCell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
@@ -21,7 +21,9 @@ const READING: u8 = 3;
 /// What the producer says about a frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameMeta {
+    /// The ring's frame id: from 1, in commit order (what `push` and `commit` return).
     pub id: u64,
+    /// Size, pixel format and row stride of the frame's bytes.
     pub layout: FrameLayout,
     /// The capture timestamp the producer gave, in microseconds (opaque to the engine).
     pub timestamp_us: u64,
@@ -40,6 +42,7 @@ struct Slot {
 /// Counters of the ring, monotonic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RingCounters {
+    /// Frames committed.
     pub pushed: u64,
     /// Unscored frames overwritten because every slot was taken.
     pub dropped: u64,
@@ -47,6 +50,8 @@ pub struct RingCounters {
     pub skipped: u64,
 }
 
+/// Preallocated frame slots between one producer (the frame grabber) and the engine's worker;
+/// lock-free and allocation-free after [`FrameRing::new`] (see the module docs).
 pub struct FrameRing {
     slots: Box<[Slot]>,
     max_bytes: usize,
@@ -92,14 +97,17 @@ impl FrameRing {
         })
     }
 
+    /// Slots in the ring.
     pub fn capacity(&self) -> usize {
         self.slots.len()
     }
 
+    /// Bytes per slot: the largest frame the ring accepts.
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
     }
 
+    /// A snapshot of the counters (relaxed atomic reads: never blocks, any thread).
     pub fn counters(&self) -> RingCounters {
         RingCounters {
             pushed: self.pushed.load(Ordering::Relaxed),
@@ -163,11 +171,14 @@ impl FrameRing {
         unsafe { &mut *self.slots[ticket.slot].data.get() }
     }
 
+    /// Publishes the frame written through `ticket` and returns its id, finishing the ticket;
+    /// on an error (a frame larger than a slot) the slot is given back unpublished.
     pub fn commit_ticket(&self, ticket: SlotTicket, layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
         let w = FrameWriter { ring: self, slot: ticket.slot, committed: false };
         w.commit(layout, timestamp_us)
     }
 
+    /// Gives an acquired slot back without publishing a frame, finishing the ticket.
     pub fn abandon_ticket(&self, ticket: SlotTicket) {
         drop(FrameWriter { ring: self, slot: ticket.slot, committed: false });
     }
@@ -267,10 +278,12 @@ pub struct FrameReader<'a> {
 }
 
 impl FrameReader<'_> {
+    /// The frame's id, layout, timestamp and commit time.
     pub fn meta(&self) -> FrameMeta {
         unsafe { (*self.ring.slots[self.slot].meta.get()).expect("a ready slot has its meta") }
     }
 
+    /// The whole slot (`max_bytes`); the frame is its first `meta().layout.required_bytes()` bytes.
     pub fn data(&self) -> &[u8] {
         unsafe { &*self.ring.slots[self.slot].data.get() }
     }

@@ -7,8 +7,8 @@
 //!
 //! Memory: both allocate when built for a frame size, and nothing per frame.
 
-use crate::metrics::nrq::worst_region_mean_in_place;
 use crate::imaging::preprocess::{PatchOrigin, spread_order};
+use crate::metrics::nrq::worst_region_mean_in_place;
 
 pub struct PatchSchedule {
     order: Vec<usize>,

@@ -13,12 +13,16 @@ use std::path::Path;
 /// An 8-bit gray image, row-major, no padding between rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrayFrame {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `width * height` gray values, row-major.
     pub pixels: Vec<u8>,
 }
 
 impl GrayFrame {
+    /// Wraps packed gray pixels; fails on a zero size or a buffer that is not `width * height`.
     pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Result<GrayFrame> {
         if width == 0 || height == 0 {
             crate::bail!(Image, "image has zero size ({width}x{height})");

@@ -16,6 +16,8 @@ fn colour(t: f64) -> [f64; 3] {
     if t < 0.5 { [230.0, 460.0 * t, 40.0] } else { [230.0 * (2.0 - 2.0 * t), 230.0, 40.0] }
 }
 
+/// Draws `report`'s heatmap over `frame`, the frame it was scored from: an RGB image as wide as
+/// the frame and 14 pixels taller, for the colour bar.
 pub fn render(frame: &GrayFrame, report: &ScoreReport) -> RgbImage {
     let (w, h) = (frame.width, frame.height);
     let lo = report.patches.iter().map(|p| p.loglik).fold(f64::INFINITY, f64::min);

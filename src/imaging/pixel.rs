@@ -25,6 +25,7 @@ pub enum PixelFormat {
 }
 
 impl PixelFormat {
+    /// The format with this number (the C API's pixel-format value); `None` for an unknown one.
     pub fn from_u32(v: u32) -> Option<PixelFormat> {
         use PixelFormat::*;
         [Gray8, Gray16, Rgb24, Bgr24, Rgba, Yuyv, Nv12].into_iter().find(|f| *f as u32 == v)
@@ -44,10 +45,13 @@ impl PixelFormat {
 /// Geometry of one frame in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLayout {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels (of the luma plane for NV12).
     pub height: usize,
     /// Bytes from the start of one row to the next (of the luma plane for NV12).
     pub stride: usize,
+    /// How each pixel is stored.
     pub format: PixelFormat,
 }
 
@@ -88,17 +92,23 @@ impl FrameLayout {
 /// A rectangle of interest in frame pixels (the image sector, without text and UI overlays).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roi {
+    /// Left edge, in pixels from the frame's left.
     pub x: usize,
+    /// Top edge, in pixels from the frame's top.
     pub y: usize,
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
 }
 
 impl Roi {
+    /// The whole frame of `layout`.
     pub fn whole(layout: &FrameLayout) -> Roi {
         Roi { x: 0, y: 0, width: layout.width, height: layout.height }
     }
 
+    /// Fails unless the region is non-empty and lies inside a frame of `layout`.
     pub fn check_within(&self, layout: &FrameLayout) -> Result<()> {
         if self.width == 0
             || self.height == 0

@@ -226,7 +226,9 @@ pub fn pad_into(src: &[u8], width: usize, height: usize, dst: &mut [u8]) {
 /// Top-left corner of one NRQ patch, in the (padded) frame's pixel coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, PartialOrd, Ord)]
 pub struct PatchOrigin {
+    /// Column of the patch's left edge, in pixels.
     pub x: usize,
+    /// Row of the patch's top edge, in pixels.
     pub y: usize,
 }
 

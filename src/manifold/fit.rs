@@ -11,12 +11,15 @@ use nalgebra::{DMatrix, SymmetricEigen};
 pub struct FitSettings {
     /// Upper bound of the PCA dimension (fewer when there are fewer samples).
     pub max_dim: usize,
+    /// Gaussian components in the mixture.
     pub components: usize,
     /// Added to every variance, as scikit-learn's `reg_covar`.
     pub reg_covar: f64,
+    /// Most EM iterations (and most k-means iterations of the initialisation).
     pub max_iter: usize,
     /// EM stops when the mean log-likelihood changes by less than this.
     pub tol: f64,
+    /// Seed of the k-means++ initialisation.
     pub seed: u64,
 }
 
@@ -29,9 +32,13 @@ impl Default for FitSettings {
 /// What the fit did, for the caller's report.
 #[derive(Debug, Clone)]
 pub struct FitReport {
+    /// Patch descriptors fitted.
     pub samples: usize,
+    /// PCA dimension kept.
     pub dim: usize,
+    /// EM iterations run.
     pub em_iterations: usize,
+    /// EM met `tol` before `max_iter`.
     pub converged: bool,
     /// Mean per-sample log-likelihood of the fitted mixture (as scikit-learn's lower bound).
     pub mean_loglik: f64,

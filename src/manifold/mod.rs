@@ -10,6 +10,7 @@ use std::path::Path;
 /// One organ's PCA + diagonal GMM, as in the reference `.npz` files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrganModel {
+    /// The organ's name (the `.npz` file stem), as a scorer or the live engine selects it.
     pub name: String,
     /// Descriptor length (768 for the 4-layer TinyUSFM descriptor).
     pub features: usize,
@@ -17,14 +18,17 @@ pub struct OrganModel {
     pub dim: usize,
     /// Mixture components `K`.
     pub components: usize,
+    /// Descriptor mean subtracted before projecting, `features` values.
     pub pca_mean: Vec<f64>,
     /// `d x features`, row-major.
     pub pca_components: Vec<f64>,
+    /// Mixture weights, `K` values.
     pub gmm_weights: Vec<f64>,
     /// `K x d`, row-major.
     pub gmm_means: Vec<f64>,
     /// `K x d` diagonal variances, row-major.
     pub gmm_covariances: Vec<f64>,
+    /// Log mixture weights, `K` values, as stored (what `loglik` uses, not `gmm_weights`).
     pub log_weights: Vec<f64>,
     /// Per component, `sum(log(var)) + d log(2 pi)`: with it, `loglik` is the mixture's true
     /// log-density (measured on the published organ files).
@@ -97,6 +101,7 @@ impl OrganModel {
 /// The organs a frame can be scored against: a folder of `<Organ>.npz`, sorted by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManifoldSet {
+    /// The organ models, sorted by name.
     pub organs: Vec<OrganModel>,
 }
 
@@ -132,6 +137,7 @@ impl ManifoldSet {
         Ok(ManifoldSet { organs })
     }
 
+    /// The organ called `name`; the error lists the organs there are.
     pub fn organ(&self, name: &str) -> Result<&OrganModel> {
         self.organs.iter().find(|o| o.name == name).ok_or_else(|| {
             let known: Vec<&str> = self.organs.iter().map(|o| o.name.as_str()).collect();
@@ -181,6 +187,7 @@ impl ManifoldSet {
 }
 
 impl OrganModel {
+    /// Reads one organ's `.npz` file; the organ name is the file stem.
     pub fn load(path: impl AsRef<Path>) -> Result<OrganModel> {
         let path = path.as_ref();
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -188,6 +195,7 @@ impl OrganModel {
         OrganModel::from_npz(&name, file).with_context(|| format!("reading {}", path.display()))
     }
 
+    /// Writes the organ as a reference-layout `.npz` file, replacing any file at `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;

@@ -43,6 +43,7 @@ fn row_major<D: Dimension>(a: Array<f64, D>) -> Vec<f64> {
 }
 
 impl OrganModel {
+    /// Reads an organ named `name` from a reference-layout `.npz` archive and validates it.
     pub fn from_npz<R: Read + Seek>(name: &str, reader: R) -> Result<OrganModel> {
         let mut npz = NpzReader::new(reader).map_err(|e| manifold_err(e).context("not a readable .npz archive"))?;
         let pca_mean = read_key::<_, Ix1>(&mut npz, "pca_mean")?;

@@ -19,8 +19,11 @@ pub const WINDOW_RADIUS: usize = 3;
 /// Normalised patch tokens on a square grid: `side * side` tokens of `dim` channels.
 #[derive(Debug, Clone)]
 pub struct TokenGrid {
+    /// Tokens per grid row and column (14 for TinyUSFM).
     pub side: usize,
+    /// Channels per token (192 for TinyUSFM).
     pub dim: usize,
+    /// `side * side` unit-length tokens, row-major over the grid, `dim` values each.
     pub tokens: Vec<f64>,
 }
 
@@ -102,7 +105,9 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 /// The structure and Gram terms of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct LayerTerms {
+    /// The windowed token-relation difference ([`structure_term`]).
     pub structure: f64,
+    /// The channel Gram difference ([`gram_term`]).
     pub gram: f64,
 }
 
@@ -167,6 +172,7 @@ pub fn gram_term(reference: &TokenGrid, image: &TokenGrid) -> f64 {
     gr.iter().zip(&gi).map(|(a, b)| (a - b).abs()).sum::<f64>() / gr.len() as f64
 }
 
+/// Both terms of one layer, reference against image; allocates the `n x n` similarity matrices.
 pub fn layer_terms(reference: &TokenGrid, image: &TokenGrid) -> LayerTerms {
     LayerTerms { structure: structure_term(reference, image), gram: gram_term(reference, image) }
 }

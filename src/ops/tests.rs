@@ -3,14 +3,14 @@
 //! quantisation) gives identical features; the attention op agrees with its definition (f64)
 //! and the encoders with it agree with tract's ops to float rounding.
 
-use std::path::{Path, PathBuf};
-use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::EvalOp;
-use tract_onnx::tract_core::ops::cast::cast;
 use crate::ops::attention::{Attention, Kernel};
 use crate::ops::cast::SimdCast;
 use crate::ops::quantize::QuantizeI8;
 use crate::{Encoder, EncoderOptions, GrayFrame};
+use std::path::{Path, PathBuf};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::EvalOp;
+use tract_onnx::tract_core::ops::cast::cast;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use usq::Context;
-use usq::imaging::pixel::{FrameLayout, Roi};
 use usq::engine::{Engine, EngineConfig, LiveResult};
+use usq::imaging::pixel::{FrameLayout, Roi};
 
 #[derive(clap::Args)]
 pub struct Args {
