@@ -13,8 +13,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use usq::imaging::pixel::{FrameLayout, PixelFormat};
 use usq::engine::{Engine, EngineConfig};
+use usq::imaging::pixel::{FrameLayout, PixelFormat};
 use usq::pool::PoolAllocator;
 
 /// The system allocator, counting every call made to it.

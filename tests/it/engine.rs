@@ -4,8 +4,8 @@
 
 use crate::common::*;
 use std::time::Duration;
-use usq::imaging::pixel::{FrameLayout, PixelFormat, Roi};
 use usq::engine::{Engine, EngineConfig, LiveResult};
+use usq::imaging::pixel::{FrameLayout, PixelFormat, Roi};
 use usq::{Encoder, GrayFrame, ManifoldSet, ScoreOptions, Scorer};
 
 const WAIT: Duration = Duration::from_secs(120);

@@ -128,8 +128,10 @@ fn patch_descriptor_matches_the_reference() {
     let mut enc = Encoder::from_path(seeded_model(), 1).unwrap();
     for g in golden()["patch_features"].as_array().unwrap() {
         let frame = GrayFrame::open(at(g["path"].as_str().unwrap())).unwrap();
-        let at =
-            usq::imaging::preprocess::PatchOrigin { x: g["x"].as_u64().unwrap() as usize, y: g["y"].as_u64().unwrap() as usize };
+        let at = usq::imaging::preprocess::PatchOrigin {
+            x: g["x"].as_u64().unwrap() as usize,
+            y: g["y"].as_u64().unwrap() as usize,
+        };
         let z = &usq::quality::patch_descriptors(&mut enc, &frame, &[at]).unwrap()[0];
         let want: Vec<f64> = g["z"].as_array().unwrap().iter().map(f).collect();
         assert_eq!(z.len(), want.len());
