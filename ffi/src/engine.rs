@@ -8,9 +8,9 @@ use std::ffi::c_char;
 use std::sync::Mutex;
 use std::time::Duration;
 use usq_core::ModelSource;
-use usq_core::imaging::pixel::{FrameLayout, PixelFormat, Roi};
 use usq_core::engine::ring::SlotTicket;
 use usq_core::engine::{Engine, EngineConfig};
+use usq_core::imaging::pixel::{FrameLayout, PixelFormat, Roi};
 
 /// Pixel formats of `usq_frame_desc::format` (values of `usq_pixel_format`).
 #[repr(u32)]
@@ -452,10 +452,10 @@ pub unsafe extern "C" fn usq_engine_get_stats(engine: *const usq_engine, stats: 
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usq_engine_free(engine: *mut usq_engine) {
     boundary(|| {
-        if let Ok(Some(e)) = unsafe { try_take(engine, "engine") } {
-            if let Some(t) = e.pending.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                e.engine.ring().abandon_ticket(t);
-            }
+        if let Ok(Some(e)) = unsafe { try_take(engine, "engine") }
+            && let Some(t) = e.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
+        {
+            e.engine.ring().abandon_ticket(t);
         }
     })
 }

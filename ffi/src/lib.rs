@@ -201,7 +201,7 @@ fn check_ptr<T>(p: *const T, name: &str) -> Result<(), usq_status> {
     if p.is_null() {
         return Err(fail(usq_status::USQ_ERR_NULL_ARGUMENT, format!("{name} is NULL")));
     }
-    if (p as usize) % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(fail(usq_status::USQ_ERR_MISALIGNED, format!("{name} is not aligned for its type")));
     }
     Ok(())

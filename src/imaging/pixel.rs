@@ -67,7 +67,7 @@ impl FrameLayout {
             crate::bail!(InvalidArgument, "frame has zero size ({}x{})", self.width, self.height);
         }
         let row = self.width.checked_mul(self.format.bytes_per_pixel());
-        if self.format == PixelFormat::Yuyv && self.width % 2 != 0 {
+        if self.format == PixelFormat::Yuyv && !self.width.is_multiple_of(2) {
             crate::bail!(InvalidArgument, "YUYV frames need an even width, got {}", self.width);
         }
         match row {

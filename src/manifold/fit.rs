@@ -258,21 +258,21 @@ fn kmeans(x: &[f64], n: usize, d: usize, k: usize, seed: u64, max_iter: usize) -
         };
         centres.extend_from_slice(row(pick));
         let c = centres.len() / d - 1;
-        for i in 0..n {
-            nearest[i] = nearest[i].min(dist2(row(i), &centres[c * d..(c + 1) * d]));
+        for (i, near) in nearest.iter_mut().enumerate() {
+            *near = near.min(dist2(row(i), &centres[c * d..(c + 1) * d]));
         }
     }
     let mut labels = vec![usize::MAX; n];
     for _ in 0..max_iter {
         let mut changed = false;
-        for i in 0..n {
+        for (i, label) in labels.iter_mut().enumerate() {
             let best = (0..k)
                 .min_by(|&a, &b| {
                     dist2(row(i), &centres[a * d..(a + 1) * d]).total_cmp(&dist2(row(i), &centres[b * d..(b + 1) * d]))
                 })
                 .unwrap();
-            if labels[i] != best {
-                labels[i] = best;
+            if *label != best {
+                *label = best;
                 changed = true;
             }
         }

@@ -50,7 +50,8 @@ fn write_organ(path: &std::path::Path, drop: &[&str], nan_in_means: bool, featur
     if nan_in_means {
         means[[1, 2]] = f64::NAN;
     }
-    let arrays: Vec<(&str, Box<dyn Fn(&mut NpzWriter<std::fs::File>)>)> = vec![
+    type WriteArray = Box<dyn Fn(&mut NpzWriter<std::fs::File>)>;
+    let arrays: Vec<(&str, WriteArray)> = vec![
         ("pca_mean", Box::new(move |w| w.add_array("pca_mean", &Array1::<f64>::zeros(features)).unwrap())),
         (
             "pca_components",
