@@ -6,7 +6,7 @@
  *
  * INPUT is a folder of images (PNG, JPEG, BMP, TIFF), played in name order and looped, or with
  * --size a file of raw GRAY8 frames of W x H. A producer thread pushes a frame every 1/F s
- * (copying with usq_engine_push, or with --zero-copy writing straight into an acquired slot);
+ * (copying with usq_producer_push, or with --zero-copy writing straight into an acquired slot);
  * the main thread prints one line per result:
  *
  *   frame=<id> nrq=<score> coverage=<0..1> latency_ms=<ms> missed=<0|1>
@@ -143,22 +143,30 @@ static void *produce(void *arg) {
   struct timespec next;
   clock_gettime(CLOCK_MONOTONIC, &next);
   long period_ns = (long)(1e9 / p->fps);
+  /* The grabber thread owns the engine's one producer. */
+  usq_producer *producer = NULL;
+  usq_status made = usq_engine_producer_new(p->engine, &producer);
+  if (made != USQ_OK) {
+    p->failed = fail_usq("producer", made);
+    return NULL;
+  }
   for (unsigned i = 0; i < p->frames; i++) {
     const uint8_t *frame = p->clip->frames[i % p->clip->count];
     usq_status s;
     if (p->zero_copy) {
       uint8_t *slot;
       size_t cap;
-      s = usq_engine_acquire(p->engine, &slot, &cap);
+      s = usq_producer_acquire(producer, &slot, &cap);
       if (s == USQ_OK) {
         memcpy(slot, frame, bytes); /* stands in for the grabber's DMA into the slot */
-        s = usq_engine_commit(p->engine, &desc, now_us(), NULL);
+        s = usq_producer_commit(producer, &desc, now_us(), NULL);
       }
     } else {
-      s = usq_engine_push(p->engine, frame, bytes, &desc, now_us(), NULL);
+      s = usq_producer_push(producer, frame, bytes, &desc, now_us(), NULL);
     }
     if (s != USQ_OK) {
       p->failed = fail_usq("push", s);
+      usq_producer_free(producer);
       return NULL;
     }
     atomic_fetch_add(&p->pushed, 1);
@@ -169,6 +177,7 @@ static void *produce(void *arg) {
     }
     clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
   }
+  usq_producer_free(producer);
   return NULL;
 }
 

@@ -82,12 +82,19 @@ typedef uint32_t usq_pixel_format;
 // Underneath: a `Box` holding the engine and the producer's pending slot. Created by
 // `usq_engine_start`, freed by `usq_engine_free`.
 //
-// Threads: frames go in from one producer thread at a time (`usq_engine_push`,
-// `usq_engine_acquire`, `usq_engine_commit`, `usq_engine_abandon`; a concurrent second
-// producer gets `USQ_ERR_BUSY`). Results and statistics may be read from any thread
+// Threads: frames go in through the engine's one `usq_producer` (`usq_engine_producer_new`),
+// used by one thread at a time. Results and statistics may be read from any thread
 // (`usq_engine_next_result`, `usq_engine_wait_result`, `usq_engine_get_stats`). No call may
 // race with `usq_engine_free`.
 typedef struct usq_engine usq_engine;
+
+// The producer side of an engine: the one way frames go in.
+//
+// Underneath: a `Box` holding the library's `Producer` (which shares the engine's frame ring).
+// Created by `usq_engine_producer_new`, freed by `usq_producer_free`. An engine has at most
+// one producer at a time (a second `usq_engine_producer_new` gets `USQ_ERR_BUSY` until the
+// first is freed). One thread at a time per producer: typically the frame grabber's.
+typedef struct usq_producer usq_producer;
 
 // An encoder and a manifold set for offline scoring.
 //
@@ -220,29 +227,40 @@ usq_status usq_engine_start(const char *model_path,
                             const struct usq_engine_config *config,
                             struct usq_engine **out);
 
-// Copies a frame into the ring. Never blocks, never allocates. `len` must cover the frame
-// described by `desc`. `frame_id` may be NULL. Producer thread only.
-usq_status usq_engine_push(const struct usq_engine *engine,
-                           const uint8_t *data,
-                           size_t len,
-                           const struct usq_frame_desc *desc,
-                           uint64_t timestamp_us,
-                           uint64_t *frame_id);
+// Creates the engine's producer into `*out`. `USQ_ERR_BUSY` if it already has one. Any
+// thread.
+usq_status usq_engine_producer_new(const struct usq_engine *engine, struct usq_producer **out);
 
-// Zero-copy input: takes a frame slot and gives its buffer (`*capacity` bytes) to fill, e.g.
-// by the capture DMA. Finish with `usq_engine_commit` or `usq_engine_abandon`. Producer
-// thread only; `USQ_ERR_WRONG_STATE` if a slot is already acquired.
-usq_status usq_engine_acquire(const struct usq_engine *engine, uint8_t **buffer, size_t *capacity);
+// Frees a producer; a slot still acquired is given back. NULL is accepted. The engine may be
+// freed before or after its producer.
+void usq_producer_free(struct usq_producer *producer);
 
-// Publishes the acquired slot as a frame described by `desc`. If `desc` is invalid the
-// slot is given back and the frame is lost. `frame_id` may be NULL. Producer thread only.
-usq_status usq_engine_commit(const struct usq_engine *engine,
+// Copies a frame into the engine's ring; `len` must cover the frame described by `desc`.
+// `frame_id` may be NULL. Never blocks, never allocates. `USQ_ERR_WRONG_STATE` while a slot
+// is acquired.
+usq_status usq_producer_push(struct usq_producer *producer,
+                             const uint8_t *data,
+                             size_t len,
                              const struct usq_frame_desc *desc,
                              uint64_t timestamp_us,
                              uint64_t *frame_id);
 
-// Gives an acquired slot back without publishing it. Producer thread only.
-usq_status usq_engine_abandon(const struct usq_engine *engine);
+// Zero-copy input: takes a frame slot and gives its buffer (`*capacity` bytes) to fill, e.g.
+// by the capture DMA; only `usq_producer_commit` or `usq_producer_abandon` (or freeing the
+// producer) gives it back. `USQ_ERR_WRONG_STATE` if a slot is already acquired.
+usq_status usq_producer_acquire(struct usq_producer *producer, uint8_t **buffer, size_t *capacity);
+
+// Publishes the acquired slot as a frame described by `desc`. A `desc` the slot cannot hold
+// (`USQ_ERR_WRONG_SIZE`) or that is malformed gives the slot back and the frame is lost.
+// `frame_id` may be NULL. `USQ_ERR_WRONG_STATE` if no slot is acquired.
+usq_status usq_producer_commit(struct usq_producer *producer,
+                               const struct usq_frame_desc *desc,
+                               uint64_t timestamp_us,
+                               uint64_t *frame_id);
+
+// Gives the acquired slot back without publishing it. `USQ_ERR_WRONG_STATE` if none is
+// acquired.
+usq_status usq_producer_abandon(struct usq_producer *producer);
 
 // The oldest unread result, without waiting: `USQ_OK` and `*result` filled, or `USQ_EMPTY`.
 // Never allocates. Any thread.
@@ -256,8 +274,7 @@ usq_status usq_engine_wait_result(const struct usq_engine *engine,
 // Fills `stats` (whose `struct_size` the caller sets). Any thread.
 usq_status usq_engine_get_stats(const struct usq_engine *engine, struct usq_engine_stats *stats);
 
-// Stops the worker (after the frame in progress) and frees the engine; a slot still
-// acquired is given back. NULL is accepted. The handle must not be used afterwards, nor
+// Stops the worker (after the frame in progress) and frees the engine. NULL is accepted. The handle must not be used afterwards, nor
 // concurrently with this call.
 void usq_engine_free(struct usq_engine *engine);
 

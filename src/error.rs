@@ -22,6 +22,10 @@ pub enum ErrorKind {
     Inference,
     /// Another thread is inside a call that must not run concurrently (a second producer).
     Busy,
+    /// A buffer or frame is too small, or larger than the engine's frame slots.
+    WrongSize,
+    /// A call out of order (a commit without an acquire, a push while a slot is acquired).
+    WrongState,
 }
 
 /// An error with its context chain. `Display` prints the chain joined by ": ".

@@ -1,15 +1,13 @@
 //! The live engine over C: configuration, frames in (copy or zero-copy), results out.
 
 use crate::{
-    boundary, check_opt_ptr, check_ptr, check_struct_size, fail, from_error, load_scorer, opt_str, try_out, try_ref,
-    try_status, try_take, usq_status,
+    boundary, check_opt_ptr, check_ptr, check_struct_size, fail, from_error, load_scorer, opt_str, try_mut, try_out,
+    try_ref, try_status, try_take, usq_status,
 };
 use std::ffi::c_char;
-use std::sync::Mutex;
 use std::time::Duration;
 use usq_core::ModelSource;
-use usq_core::engine::ring::SlotTicket;
-use usq_core::engine::{Engine, EngineConfig};
+use usq_core::engine::{Engine, EngineConfig, Producer};
 use usq_core::imaging::pixel::{FrameLayout, PixelFormat, Roi};
 
 /// Pixel formats of `usq_frame_desc::format` (values of `usq_pixel_format`).
@@ -148,14 +146,12 @@ pub struct usq_engine_stats {
 /// Underneath: a `Box` holding the engine and the producer's pending slot. Created by
 /// `usq_engine_start`, freed by `usq_engine_free`.
 ///
-/// Threads: frames go in from one producer thread at a time (`usq_engine_push`,
-/// `usq_engine_acquire`, `usq_engine_commit`, `usq_engine_abandon`; a concurrent second
-/// producer gets `USQ_ERR_BUSY`). Results and statistics may be read from any thread
+/// Threads: frames go in through the engine's one `usq_producer` (`usq_engine_producer_new`),
+/// used by one thread at a time. Results and statistics may be read from any thread
 /// (`usq_engine_next_result`, `usq_engine_wait_result`, `usq_engine_get_stats`). No call may
 /// race with `usq_engine_free`.
 pub struct usq_engine {
     engine: Engine,
-    pending: Mutex<Option<SlotTicket>>,
 }
 
 /// Fills `config` with defaults for frames up to `max_width` x `max_height`: 4 slots, 33 ms
@@ -228,24 +224,48 @@ pub unsafe extern "C" fn usq_engine_start(
             });
         }
         let engine = try_status!(Engine::start(scorer, cfg).map_err(from_error));
-        let handle = Box::new(usq_engine { engine, pending: Mutex::new(None) });
+        let handle = Box::new(usq_engine { engine });
         out.write(Box::into_raw(handle));
         usq_status::USQ_OK
     })
 }
 
-impl usq_engine {
-    /// The producer side's pending slot; `USQ_ERR_BUSY` if another thread is producing.
-    fn producer(&self) -> Result<std::sync::MutexGuard<'_, Option<SlotTicket>>, usq_status> {
-        self.pending.try_lock().map_err(|_| fail(usq_status::USQ_ERR_BUSY, "another thread is using the producer side"))
-    }
+/// The producer side of an engine: the one way frames go in.
+///
+/// Underneath: a `Box` holding the library's `Producer` (which shares the engine's frame ring).
+/// Created by `usq_engine_producer_new`, freed by `usq_producer_free`. An engine has at most
+/// one producer at a time (a second `usq_engine_producer_new` gets `USQ_ERR_BUSY` until the
+/// first is freed). One thread at a time per producer: typically the frame grabber's.
+pub struct usq_producer {
+    producer: Producer,
 }
 
-/// Copies a frame into the ring. Never blocks, never allocates. `len` must cover the frame
-/// described by `desc`. `frame_id` may be NULL. Producer thread only.
+/// Creates the engine's producer into `*out`. `USQ_ERR_BUSY` if it already has one. Any
+/// thread.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn usq_engine_push(
-    engine: *const usq_engine,
+pub unsafe extern "C" fn usq_engine_producer_new(engine: *const usq_engine, out: *mut *mut usq_producer) -> usq_status {
+    boundary(|| {
+        let e = try_status!(unsafe { try_ref(engine, "engine") });
+        let out = try_status!(try_out(out, "out"));
+        let producer = try_status!(e.engine.producer().map_err(from_error));
+        out.write(Box::into_raw(Box::new(usq_producer { producer })));
+        usq_status::USQ_OK
+    })
+}
+
+/// Frees a producer; a slot still acquired is given back. NULL is accepted. The engine may be
+/// freed before or after its producer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_producer_free(producer: *mut usq_producer) {
+    boundary(|| drop(unsafe { try_take(producer, "producer") }));
+}
+
+/// Copies a frame into the engine's ring; `len` must cover the frame described by `desc`.
+/// `frame_id` may be NULL. Never blocks, never allocates. `USQ_ERR_WRONG_STATE` while a slot
+/// is acquired.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_producer_push(
+    producer: *mut usq_producer,
     data: *const u8,
     len: usize,
     desc: *const usq_frame_desc,
@@ -253,114 +273,82 @@ pub unsafe extern "C" fn usq_engine_push(
     frame_id: *mut u64,
 ) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { try_ref(engine, "engine") });
+        let p = try_status!(unsafe { try_mut(producer, "producer") });
         try_status!(check_ptr(data, "data"));
         try_status!(check_opt_ptr(frame_id, "frame_id"));
         let layout = try_status!(unsafe { layout_of(desc) });
-        let need = layout.required_bytes().unwrap_or(usize::MAX);
-        if len < need {
-            return fail(usq_status::USQ_ERR_WRONG_SIZE, format!("len is {len}, the frame needs {need} bytes"));
-        }
-        if need > e.engine.ring().max_bytes() {
-            return fail(
-                usq_status::USQ_ERR_WRONG_SIZE,
-                "the frame is larger than the engine's max_width x max_height",
-            );
-        }
-        if try_status!(e.producer()).is_some() {
-            return fail(usq_status::USQ_ERR_WRONG_STATE, "a slot is acquired: commit or abandon it first");
-        }
-        let bytes = unsafe { std::slice::from_raw_parts(data, need) };
-        match e.engine.push(bytes, layout, timestamp_us) {
-            Ok(id) => {
-                if !frame_id.is_null() {
-                    unsafe { frame_id.write(id) };
-                }
-                usq_status::USQ_OK
-            }
-            Err(err) => from_error(err),
-        }
-    })
-}
-
-/// Zero-copy input: takes a frame slot and gives its buffer (`*capacity` bytes) to fill, e.g.
-/// by the capture DMA. Finish with `usq_engine_commit` or `usq_engine_abandon`. Producer
-/// thread only; `USQ_ERR_WRONG_STATE` if a slot is already acquired.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn usq_engine_acquire(
-    engine: *const usq_engine,
-    buffer: *mut *mut u8,
-    capacity: *mut usize,
-) -> usq_status {
-    boundary(|| {
-        let e = try_status!(unsafe { try_ref(engine, "engine") });
-        try_status!(check_ptr(buffer, "buffer"));
-        try_status!(check_ptr(capacity, "capacity"));
-        let mut pending = try_status!(e.producer());
-        if pending.is_some() {
-            return fail(usq_status::USQ_ERR_WRONG_STATE, "a slot is already acquired");
-        }
-        let ring = e.engine.ring();
-        let ticket = try_status!(ring.acquire_ticket().map_err(from_error));
-        let buf = unsafe { ring.ticket_buffer(&ticket) };
-        unsafe {
-            buffer.write(buf.as_mut_ptr());
-            capacity.write(buf.len());
-        }
-        *pending = Some(ticket);
+        // SAFETY: the caller vouches for `len` readable bytes at `data`.
+        let bytes = unsafe { std::slice::from_raw_parts(data, len) };
+        let id = try_status!(p.producer.push(bytes, layout, timestamp_us).map_err(from_error));
+        write_opt(frame_id, id);
         usq_status::USQ_OK
     })
 }
 
-/// Publishes the acquired slot as a frame described by `desc`. If `desc` is invalid the
-/// slot is given back and the frame is lost. `frame_id` may be NULL. Producer thread only.
+/// Zero-copy input: takes a frame slot and gives its buffer (`*capacity` bytes) to fill, e.g.
+/// by the capture DMA; only `usq_producer_commit` or `usq_producer_abandon` (or freeing the
+/// producer) gives it back. `USQ_ERR_WRONG_STATE` if a slot is already acquired.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn usq_engine_commit(
-    engine: *const usq_engine,
+pub unsafe extern "C" fn usq_producer_acquire(
+    producer: *mut usq_producer,
+    buffer: *mut *mut u8,
+    capacity: *mut usize,
+) -> usq_status {
+    boundary(|| {
+        let p = try_status!(unsafe { try_mut(producer, "producer") });
+        let buffer = try_status!(try_out(buffer, "buffer"));
+        let capacity = try_status!(try_out(capacity, "capacity"));
+        let buf = try_status!(p.producer.acquire().map_err(from_error));
+        buffer.write(buf.as_mut_ptr());
+        capacity.write(buf.len());
+        usq_status::USQ_OK
+    })
+}
+
+/// Publishes the acquired slot as a frame described by `desc`. A `desc` the slot cannot hold
+/// (`USQ_ERR_WRONG_SIZE`) or that is malformed gives the slot back and the frame is lost.
+/// `frame_id` may be NULL. `USQ_ERR_WRONG_STATE` if no slot is acquired.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_producer_commit(
+    producer: *mut usq_producer,
     desc: *const usq_frame_desc,
     timestamp_us: u64,
     frame_id: *mut u64,
 ) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { try_ref(engine, "engine") });
+        let p = try_status!(unsafe { try_mut(producer, "producer") });
         try_status!(check_opt_ptr(frame_id, "frame_id"));
-        let mut pending = try_status!(e.producer());
-        let Some(ticket) = pending.take() else {
-            return fail(usq_status::USQ_ERR_WRONG_STATE, "no slot is acquired");
-        };
         let layout = match unsafe { layout_of(desc) } {
             Ok(l) => l,
             Err(s) => {
-                e.engine.ring().abandon_ticket(ticket);
+                // The slot is not published; give it back (a no-op when none is acquired).
+                let _ = p.producer.abandon();
                 return s;
             }
         };
-        match e.engine.ring().commit_ticket(ticket, layout, timestamp_us) {
-            Ok(id) => {
-                if !frame_id.is_null() {
-                    unsafe { frame_id.write(id) };
-                }
-                usq_status::USQ_OK
-            }
-            Err(err) => fail(usq_status::USQ_ERR_WRONG_SIZE, err.to_string()),
-        }
+        let id = try_status!(p.producer.commit(layout, timestamp_us).map_err(from_error));
+        write_opt(frame_id, id);
+        usq_status::USQ_OK
     })
 }
 
-/// Gives an acquired slot back without publishing it. Producer thread only.
+/// Gives the acquired slot back without publishing it. `USQ_ERR_WRONG_STATE` if none is
+/// acquired.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn usq_engine_abandon(engine: *const usq_engine) -> usq_status {
+pub unsafe extern "C" fn usq_producer_abandon(producer: *mut usq_producer) -> usq_status {
     boundary(|| {
-        let e = try_status!(unsafe { try_ref(engine, "engine") });
-        let mut pending = try_status!(e.producer());
-        match pending.take() {
-            Some(t) => {
-                e.engine.ring().abandon_ticket(t);
-                usq_status::USQ_OK
-            }
-            None => fail(usq_status::USQ_ERR_WRONG_STATE, "no slot is acquired"),
-        }
+        let p = try_status!(unsafe { try_mut(producer, "producer") });
+        try_status!(p.producer.abandon().map_err(from_error));
+        usq_status::USQ_OK
     })
+}
+
+/// Writes an optional out-argument already checked with `check_opt_ptr`.
+fn write_opt<T>(p: *mut T, value: T) {
+    if !p.is_null() {
+        // SAFETY: checked non-null and aligned by the caller.
+        unsafe { p.write(value) };
+    }
 }
 
 fn write_result(out: crate::Out<usq_result>, r: &usq_core::engine::LiveResult) {
@@ -446,16 +434,11 @@ pub unsafe extern "C" fn usq_engine_get_stats(engine: *const usq_engine, stats: 
     })
 }
 
-/// Stops the worker (after the frame in progress) and frees the engine; a slot still
-/// acquired is given back. NULL is accepted. The handle must not be used afterwards, nor
+/// Stops the worker (after the frame in progress) and frees the engine. NULL is accepted. The handle must not be used afterwards, nor
 /// concurrently with this call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn usq_engine_free(engine: *mut usq_engine) {
     boundary(|| {
-        if let Ok(Some(e)) = unsafe { try_take(engine, "engine") }
-            && let Some(t) = e.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
-        {
-            e.engine.ring().abandon_ticket(t);
-        }
+        drop(unsafe { try_take(engine, "engine") });
     })
 }

@@ -94,6 +94,8 @@ fn status_of(e: &usq_core::Error) -> usq_status {
         K::NonFinite => usq_status::USQ_ERR_NON_FINITE,
         K::Inference => usq_status::USQ_ERR_INFERENCE,
         K::Busy => usq_status::USQ_ERR_BUSY,
+        K::WrongSize => usq_status::USQ_ERR_WRONG_SIZE,
+        K::WrongState => usq_status::USQ_ERR_WRONG_STATE,
     }
 }
 

@@ -14,7 +14,7 @@
 //! [`crate::pool`]).
 
 pub(crate) mod budget;
-pub mod ring;
+pub(crate) mod ring;
 pub(crate) mod schedule;
 
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};
@@ -27,6 +27,7 @@ use crate::scorer::Scorer;
 use budget::LatencyBudget;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ring::FrameRing;
+pub use ring::Producer;
 use schedule::{PatchSchedule, WindowAggregate};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -136,7 +137,7 @@ struct Counters {
 }
 
 struct Shared {
-    ring: FrameRing,
+    ring: Arc<FrameRing>,
     stop: AtomicBool,
     counters: Mutex<Counters>,
 }
@@ -165,7 +166,7 @@ impl Engine {
             })?),
             None => None,
         };
-        let ring = FrameRing::new(config.ring_capacity, config.max_frame_bytes)?;
+        let ring = Arc::new(FrameRing::new(config.ring_capacity, config.max_frame_bytes)?);
         // Warm-up: the first run pays for tract's lazy set-up; the second gives the budget its
         // first cost estimate.
         let zeros = vec![0f32; INPUT_SIDE * INPUT_SIDE];
@@ -198,14 +199,16 @@ impl Engine {
         Ok(Engine { shared, worker: Some(handle), results: rx })
     }
 
-    /// The frame ring, for `push` or zero-copy `acquire`/`commit` from the producer thread.
-    pub fn ring(&self) -> &FrameRing {
-        &self.shared.ring
+    /// The producer side: the one way frames go in (copy or zero-copy, see [`Producer`]).
+    /// One at a time: a second call fails with `Busy` until the first producer is dropped.
+    pub fn producer(&self) -> Result<Producer> {
+        self.shared.ring.producer()
     }
 
-    /// Copies a frame in. Never blocks; never allocates.
+    /// Copies one frame in through a producer taken for this call only (`Busy` while
+    /// another producer exists). Never blocks; never allocates.
     pub fn push(&self, data: &[u8], layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
-        self.shared.ring.push(data, layout, timestamp_us)
+        self.producer()?.push(data, layout, timestamp_us)
     }
 
     /// Results, oldest first, for Rust consumers.

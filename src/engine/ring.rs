@@ -1,16 +1,18 @@
 //! `FrameRing`: fixed-capacity, preallocated frame slots between the scanner's frame-grabber
 //! thread (one producer) and the engine's worker (one consumer).
 //!
-//! Memory: every slot's buffer is allocated at creation, sized for the largest frame. `push`,
-//! `acquire`/`commit` and `take_newest` allocate nothing, take no lock and never block: slot
-//! ownership moves through one atomic state per slot (free -> writing -> ready -> reading ->
-//! free). When no slot is free the oldest unscored frame is dropped and counted.
+//! Memory: every slot's buffer is allocated at creation, sized for the largest frame. The
+//! [`Producer`]'s `push`, `acquire`/`commit` and the consumer's `take_newest` allocate nothing,
+//! take no lock and never block: slot ownership moves through one atomic state per slot (free
+//! -> writing -> ready -> reading -> free). When no slot is free the oldest unscored frame is
+//! dropped and counted. One guard keeps the producer side single: a ring has at most one
+//! [`Producer`] at a time.
 
 use crate::error::Result;
 use crate::imaging::pixel::FrameLayout;
 use std::cell::UnsafeCell;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 const FREE: u8 = 0;
@@ -97,16 +99,6 @@ impl FrameRing {
         })
     }
 
-    /// Slots in the ring.
-    pub fn capacity(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Bytes per slot: the largest frame the ring accepts.
-    pub fn max_bytes(&self) -> usize {
-        self.max_bytes
-    }
-
     /// A snapshot of the counters (relaxed atomic reads: never blocks, any thread).
     pub fn counters(&self) -> RingCounters {
         RingCounters {
@@ -121,20 +113,40 @@ impl FrameRing {
         let _ = self.consumer.set(t);
     }
 
+    /// Frees a slot (after reading, or an unpublished write).
+    fn release(&self, slot: usize) {
+        self.slots[slot].state.store(FREE, Ordering::Release);
+    }
+
     fn seq(&self, i: usize) -> u64 {
         self.slots[i].id.load(Ordering::Acquire)
     }
 
-    /// Takes a slot to write a frame into, dropping the oldest unscored frame when none is
-    /// free. Fails (without blocking) if another producer call is in progress.
-    pub fn acquire(&self) -> Result<FrameWriter<'_>> {
+    /// The producer side of this ring: the only way frames go in. One producer exists at a
+    /// time (the ring's one guard); a second gets `Busy` until the first is dropped.
+    pub fn producer(self: &Arc<Self>) -> Result<Producer> {
         if self.producer_busy.swap(true, Ordering::Acquire) {
-            crate::bail!(Busy, "another thread is pushing into this frame ring");
+            crate::bail!(Busy, "this frame ring already has a producer");
         }
+        Ok(Producer { ring: self.clone(), pending: None })
+    }
+
+    /// The bytes a frame with `layout` takes, if it fits a slot.
+    fn frame_bytes(&self, layout: &FrameLayout) -> Result<usize> {
+        let need = layout.required_bytes()?;
+        if need > self.max_bytes {
+            crate::bail!(WrongSize, "a {need}-byte frame does not fit slots of {} bytes", self.max_bytes);
+        }
+        Ok(need)
+    }
+
+    /// A slot to write into, dropping the oldest unscored frame when none is free. Only the
+    /// producer calls this, so only the consumer can race it (for a ready slot).
+    fn take_slot(&self) -> Result<usize> {
         for _ in 0..4 {
             for (i, s) in self.slots.iter().enumerate() {
                 if s.state.compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return Ok(FrameWriter { ring: self, slot: i, committed: false });
+                    return Ok(i);
                 }
             }
             let oldest = (0..self.slots.len())
@@ -144,57 +156,25 @@ impl FrameRing {
                 && self.slots[i].state.compare_exchange(READY, WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok()
             {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                return Ok(FrameWriter { ring: self, slot: i, committed: false });
+                return Ok(i);
             }
         }
-        self.producer_busy.store(false, Ordering::Release);
         crate::bail!(Busy, "no frame slot could be taken")
     }
 
-    /// The slot-level form of [`FrameRing::acquire`] for callers that cannot hold a borrow
-    /// across calls (the C ABI): returns a ticket; finish with [`FrameRing::commit_ticket`] or
-    /// [`FrameRing::abandon_ticket`], from the same producer.
-    pub fn acquire_ticket(&self) -> Result<SlotTicket> {
-        let w = self.acquire()?;
-        let slot = w.slot;
-        std::mem::forget(w); // keeps the producer flag set until the ticket is finished
-        Ok(SlotTicket { slot })
-    }
-
-    /// The buffer of an acquired slot.
-    ///
-    /// # Safety
-    /// `ticket` must come from this ring's `acquire_ticket` and not be finished yet; the
-    /// slice must not outlive it.
-    #[allow(clippy::mut_from_ref)] // the slot is an UnsafeCell owned by the ticket holder
-    pub unsafe fn ticket_buffer(&self, ticket: &SlotTicket) -> &mut [u8] {
-        unsafe { &mut *self.slots[ticket.slot].data.get() }
-    }
-
-    /// Publishes the frame written through `ticket` and returns its id, finishing the ticket;
-    /// on an error (a frame larger than a slot) the slot is given back unpublished.
-    pub fn commit_ticket(&self, ticket: SlotTicket, layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
-        let w = FrameWriter { ring: self, slot: ticket.slot, committed: false };
-        w.commit(layout, timestamp_us)
-    }
-
-    /// Gives an acquired slot back without publishing a frame, finishing the ticket.
-    pub fn abandon_ticket(&self, ticket: SlotTicket) {
-        drop(FrameWriter { ring: self, slot: ticket.slot, committed: false });
-    }
-
-    /// Copies a frame in: acquire, copy, commit. Returns the frame id.
-    pub fn push(&self, data: &[u8], layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
-        let need = layout.required_bytes()?;
-        if need > self.max_bytes {
-            crate::bail!(InvalidArgument, "a {need}-byte frame does not fit slots of {} bytes", self.max_bytes);
+    /// Makes a written slot ready for the consumer and returns the frame's id.
+    fn publish(&self, slot: usize, layout: FrameLayout, timestamp_us: u64) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let meta = FrameMeta { id, layout, timestamp_us, committed_at: Instant::now() };
+        // SAFETY: the slot is WRITING, so only the producer touches it.
+        unsafe { *self.slots[slot].meta.get() = Some(meta) };
+        self.slots[slot].id.store(id, Ordering::Release);
+        self.slots[slot].state.store(READY, Ordering::Release);
+        self.pushed.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = self.consumer.get() {
+            t.unpark();
         }
-        if data.len() < need {
-            crate::bail!(InvalidArgument, "frame buffer holds {} bytes, the layout needs {need}", data.len());
-        }
-        let mut w = self.acquire()?;
-        w.buffer()[..need].copy_from_slice(&data[..need]);
-        w.commit(layout, timestamp_us)
+        id
     }
 
     /// The newest ready frame, for scoring; older ready frames are released as skipped.
@@ -222,50 +202,91 @@ impl FrameRing {
     }
 }
 
-/// An acquired slot, held across calls by the C ABI; see [`FrameRing::acquire_ticket`].
-#[derive(Debug)]
-pub struct SlotTicket {
-    slot: usize,
+/// The producer side of a [`FrameRing`], from [`FrameRing::producer`]: copy frames in with
+/// [`Producer::push`], or write them in place with [`Producer::acquire`] then
+/// [`Producer::commit`] (or [`Producer::abandon`]).
+///
+/// It holds at most one acquired slot; while it does, `push` and `acquire` fail with
+/// `WrongState`. Dropping it gives an acquired slot back. `Send`, not `Sync`: one thread at a
+/// time. Memory: no call allocates, takes a lock or blocks.
+pub struct Producer {
+    ring: Arc<FrameRing>,
+    pending: Option<usize>,
 }
 
-/// A slot being written by the producer: fill `buffer()`, then `commit`. Dropping it
-/// without committing gives the slot back.
-pub struct FrameWriter<'a> {
-    ring: &'a FrameRing,
-    slot: usize,
-    committed: bool,
-}
-
-impl FrameWriter<'_> {
-    /// The whole slot (`max_bytes`), to be filled in place (zero-copy capture).
-    pub fn buffer(&mut self) -> &mut [u8] {
-        unsafe { &mut *self.ring.slots[self.slot].data.get() }
+impl Producer {
+    /// The largest frame a slot holds, in bytes.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.ring.max_bytes
     }
 
-    /// Publishes the frame. Returns its id.
-    pub fn commit(mut self, layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
-        let need = layout.required_bytes()?;
-        if need > self.ring.max_bytes {
-            crate::bail!(InvalidArgument, "a {need}-byte frame does not fit slots of {} bytes", self.ring.max_bytes);
+    /// Copies a frame in (`data` holds at least the layout's bytes) and returns its id.
+    pub fn push(&mut self, data: &[u8], layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
+        self.no_pending()?;
+        let need = self.ring.frame_bytes(&layout)?;
+        if data.len() < need {
+            crate::bail!(WrongSize, "the frame buffer holds {} bytes, its layout needs {need}", data.len());
         }
-        let id = self.ring.next_id.fetch_add(1, Ordering::Relaxed);
-        let meta = FrameMeta { id, layout, timestamp_us, committed_at: Instant::now() };
-        unsafe { *self.ring.slots[self.slot].meta.get() = Some(meta) };
-        self.ring.slots[self.slot].id.store(id, Ordering::Release);
-        self.ring.slots[self.slot].state.store(READY, Ordering::Release);
-        self.committed = true;
-        self.ring.pushed.fetch_add(1, Ordering::Relaxed);
-        if let Some(t) = self.ring.consumer.get() {
-            t.unpark();
+        let slot = self.ring.take_slot()?;
+        // SAFETY: the slot is WRITING and only this producer touches it until published.
+        let buffer = unsafe { &mut *self.ring.slots[slot].data.get() };
+        buffer[..need].copy_from_slice(&data[..need]);
+        Ok(self.ring.publish(slot, layout, timestamp_us))
+    }
+
+    /// Takes a slot and gives its whole buffer ([`Producer::max_frame_bytes`]) to fill in
+    /// place (zero-copy capture); finish with [`Producer::commit`] or [`Producer::abandon`].
+    pub fn acquire(&mut self) -> Result<&mut [u8]> {
+        self.no_pending()?;
+        let slot = self.ring.take_slot()?;
+        self.pending = Some(slot);
+        // SAFETY: the slot is WRITING and owned by this producer until commit or abandon; the
+        // borrow of `self` keeps every other producer call out while the slice lives.
+        Ok(unsafe { &mut *self.ring.slots[slot].data.get() })
+    }
+
+    /// The buffer of the acquired slot, for callers that cannot hold the borrow from
+    /// [`Producer::acquire`] (the C ABI); `None` when no slot is acquired.
+    pub fn acquired_buffer(&mut self) -> Option<&mut [u8]> {
+        let slot = self.pending?;
+        // SAFETY: as in `acquire`.
+        Some(unsafe { &mut *self.ring.slots[slot].data.get() })
+    }
+
+    /// Publishes the acquired slot as a frame with `layout` and returns its id. A layout
+    /// larger than a slot fails with `WrongSize` and gives the slot back (the frame is lost).
+    pub fn commit(&mut self, layout: FrameLayout, timestamp_us: u64) -> Result<u64> {
+        let Some(slot) = self.pending.take() else {
+            crate::bail!(WrongState, "no slot is acquired: acquire one first");
+        };
+        if let Err(e) = self.ring.frame_bytes(&layout) {
+            self.ring.release(slot);
+            return Err(e);
         }
-        Ok(id)
+        Ok(self.ring.publish(slot, layout, timestamp_us))
+    }
+
+    /// Gives the acquired slot back without publishing a frame.
+    pub fn abandon(&mut self) -> Result<()> {
+        let Some(slot) = self.pending.take() else {
+            crate::bail!(WrongState, "no slot is acquired");
+        };
+        self.ring.release(slot);
+        Ok(())
+    }
+
+    fn no_pending(&self) -> Result<()> {
+        if self.pending.is_some() {
+            crate::bail!(WrongState, "a slot is acquired: commit or abandon it first");
+        }
+        Ok(())
     }
 }
 
-impl Drop for FrameWriter<'_> {
+impl Drop for Producer {
     fn drop(&mut self) {
-        if !self.committed {
-            self.ring.slots[self.slot].state.store(FREE, Ordering::Release);
+        if let Some(slot) = self.pending.take() {
+            self.ring.release(slot);
         }
         self.ring.producer_busy.store(false, Ordering::Release);
     }
@@ -291,24 +312,30 @@ impl FrameReader<'_> {
 
 impl Drop for FrameReader<'_> {
     fn drop(&mut self) {
-        self.ring.slots[self.slot].state.store(FREE, Ordering::Release);
+        self.ring.release(self.slot);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
     use crate::imaging::pixel::PixelFormat;
 
     fn layout() -> FrameLayout {
         FrameLayout::packed(4, 2, PixelFormat::Gray8)
     }
 
+    fn ring(capacity: usize) -> Arc<FrameRing> {
+        Arc::new(FrameRing::new(capacity, 8).unwrap())
+    }
+
     #[test]
     fn newest_wins_and_older_are_skipped() {
-        let ring = FrameRing::new(4, 8).unwrap();
+        let ring = ring(4);
+        let mut p = ring.producer().unwrap();
         for v in 1..=3u8 {
-            ring.push(&[v; 8], layout(), v as u64).unwrap();
+            p.push(&[v; 8], layout(), v as u64).unwrap();
         }
         let r = ring.take_newest().unwrap();
         assert_eq!(r.data()[0], 3);
@@ -320,13 +347,14 @@ mod tests {
 
     #[test]
     fn full_ring_drops_the_oldest() {
-        let ring = FrameRing::new(3, 8).unwrap();
+        let ring = ring(3);
+        let mut p = ring.producer().unwrap();
         let reading = {
-            ring.push(&[1; 8], layout(), 1).unwrap();
+            p.push(&[1; 8], layout(), 1).unwrap();
             ring.take_newest().unwrap()
         };
         for v in 2..=5u8 {
-            ring.push(&[v; 8], layout(), 0).unwrap();
+            p.push(&[v; 8], layout(), 0).unwrap();
         }
         // Slots: one being read (1), two ready; 2 and 3 were overwritten in turn.
         assert_eq!(ring.counters().dropped, 2);
@@ -335,43 +363,56 @@ mod tests {
     }
 
     #[test]
-    fn zero_copy_acquire_and_abandon() {
-        let ring = FrameRing::new(3, 8).unwrap();
-        let t = ring.acquire_ticket().unwrap();
-        assert!(ring.acquire().is_err(), "a ticket holds the producer side");
-        unsafe { ring.ticket_buffer(&t)[..8].copy_from_slice(&[5; 8]) };
-        let id = ring.commit_ticket(t, layout(), 1).unwrap();
+    fn one_producer_and_one_acquired_slot_at_a_time() {
+        let ring = ring(3);
+        let mut p = ring.producer().unwrap();
+        assert_eq!(ring.producer().err().unwrap().kind(), ErrorKind::Busy, "one producer at a time");
+        assert_eq!(p.commit(layout(), 0).unwrap_err().kind(), ErrorKind::WrongState, "commit without acquire");
+        assert_eq!(p.abandon().unwrap_err().kind(), ErrorKind::WrongState, "abandon without acquire");
+        p.acquire().unwrap()[..8].copy_from_slice(&[5; 8]);
+        assert_eq!(p.acquire().err().unwrap().kind(), ErrorKind::WrongState, "a second acquire");
+        assert_eq!(p.push(&[1; 8], layout(), 0).unwrap_err().kind(), ErrorKind::WrongState, "push while acquired");
+        let id = p.commit(layout(), 1).unwrap();
         assert_eq!(ring.take_newest().unwrap().meta().id, id);
-        let t = ring.acquire_ticket().unwrap();
-        ring.abandon_ticket(t);
-        let mut w = ring.acquire().unwrap();
-        assert!(ring.acquire().is_err(), "one producer at a time");
-        w.buffer()[..8].copy_from_slice(&[9; 8]);
-        drop(w); // not committed: nothing to read
+        p.acquire().unwrap()[..8].copy_from_slice(&[9; 8]);
+        p.abandon().unwrap(); // not committed: nothing to read
         assert!(ring.take_newest().is_none());
-        let mut w = ring.acquire().unwrap();
-        w.buffer()[..8].copy_from_slice(&[7; 8]);
-        let id = w.commit(layout(), 42).unwrap();
+        p.acquire().unwrap()[..8].copy_from_slice(&[7; 8]);
+        let id = p.commit(layout(), 42).unwrap();
         let r = ring.take_newest().unwrap();
         assert_eq!((r.meta().id, r.data()[0]), (id, 7));
+        drop(r);
+        // Dropping the producer with a slot acquired gives the slot back and frees the guard.
+        p.acquire().unwrap();
+        drop(p);
+        let mut p = ring.producer().unwrap();
+        for v in 0..3u8 {
+            p.push(&[v; 8], layout(), 0).unwrap();
+        }
+        assert_eq!(ring.counters().dropped, 0, "every slot was free again");
     }
 
     #[test]
     fn oversize_and_short_frames_are_refused() {
-        let ring = FrameRing::new(3, 8).unwrap();
-        assert!(ring.push(&[0; 16], FrameLayout::packed(4, 4, PixelFormat::Gray8), 0).is_err());
-        assert!(ring.push(&[0; 7], layout(), 0).is_err());
+        let ring = ring(3);
+        let mut p = ring.producer().unwrap();
+        let big = FrameLayout::packed(4, 4, PixelFormat::Gray8);
+        assert_eq!(p.push(&[0; 16], big, 0).unwrap_err().kind(), ErrorKind::WrongSize);
+        assert_eq!(p.push(&[0; 7], layout(), 0).unwrap_err().kind(), ErrorKind::WrongSize);
+        p.acquire().unwrap();
+        assert_eq!(p.commit(big, 0).unwrap_err().kind(), ErrorKind::WrongSize);
+        assert!(p.acquired_buffer().is_none(), "a refused commit gives the slot back");
         assert!(FrameRing::new(2, 8).is_err());
         assert_eq!(ring.counters().pushed, 0);
     }
 
     #[test]
     fn producer_and_consumer_threads() {
-        let ring = std::sync::Arc::new(FrameRing::new(4, 8).unwrap());
-        let r2 = ring.clone();
+        let ring = ring(4);
+        let mut p = ring.producer().unwrap();
         let producer = std::thread::spawn(move || {
             for v in 0..2000u64 {
-                r2.push(&[(v % 251) as u8; 8], layout(), v).unwrap();
+                p.push(&[(v % 251) as u8; 8], layout(), v).unwrap();
             }
         });
         let mut last = 0;

@@ -119,27 +119,32 @@ int main(int argc, char **argv) {
   cfg.budget_ms = 1e6; /* score whole frames */
   EXPECT_STATUS(usq_engine_start(model, manifold, NULL, &cfg, &engine), USQ_OK);
 
-  /* Engine: frames in, in the wrong ways first. */
+  /* Engine: frames in through its one producer, in the wrong ways first. */
+  usq_producer *producer = NULL, *second = NULL;
+  EXPECT_STATUS(usq_engine_producer_new(NULL, &producer), USQ_ERR_NULL_ARGUMENT);
+  EXPECT_STATUS(usq_engine_producer_new(engine, NULL), USQ_ERR_NULL_ARGUMENT);
+  EXPECT_STATUS(usq_engine_producer_new(engine, &producer), USQ_OK);
+  EXPECT_STATUS(usq_engine_producer_new(engine, &second), USQ_ERR_BUSY);
   uint64_t id = 0;
-  EXPECT_STATUS(usq_engine_push(NULL, ref, (size_t)w * h, &desc, 0, &id), USQ_ERR_NULL_ARGUMENT);
-  EXPECT_STATUS(usq_engine_push(engine, NULL, (size_t)w * h, &desc, 0, &id), USQ_ERR_NULL_ARGUMENT);
-  EXPECT_STATUS(usq_engine_push(engine, ref, (size_t)w * h, NULL, 0, &id), USQ_ERR_NULL_ARGUMENT);
-  EXPECT_STATUS(usq_engine_push(engine, ref, 10, &desc, 0, &id), USQ_ERR_WRONG_SIZE);
+  EXPECT_STATUS(usq_producer_push(NULL, ref, (size_t)w * h, &desc, 0, &id), USQ_ERR_NULL_ARGUMENT);
+  EXPECT_STATUS(usq_producer_push(producer, NULL, (size_t)w * h, &desc, 0, &id), USQ_ERR_NULL_ARGUMENT);
+  EXPECT_STATUS(usq_producer_push(producer, ref, (size_t)w * h, NULL, 0, &id), USQ_ERR_NULL_ARGUMENT);
+  EXPECT_STATUS(usq_producer_push(producer, ref, 10, &desc, 0, &id), USQ_ERR_WRONG_SIZE);
   usq_frame_desc huge = {sizeof(usq_frame_desc), w * 4, h * 4, 0, USQ_PIXEL_GRAY8};
   uint8_t *big = calloc((size_t)huge.width * huge.height, 1);
-  EXPECT_STATUS(usq_engine_push(engine, big, (size_t)huge.width * huge.height, &huge, 0, &id), USQ_ERR_WRONG_SIZE);
+  EXPECT_STATUS(usq_producer_push(producer, big, (size_t)huge.width * huge.height, &huge, 0, &id), USQ_ERR_WRONG_SIZE);
   free(big);
   uint64_t *misaligned_id = (uint64_t *)(misaligned_storage + 3);
-  EXPECT_STATUS(usq_engine_push(engine, ref, (size_t)w * h, &desc, 0, misaligned_id), USQ_ERR_MISALIGNED);
-  EXPECT_STATUS(usq_engine_commit(engine, &desc, 0, &id), USQ_ERR_WRONG_STATE);
-  EXPECT_STATUS(usq_engine_abandon(engine), USQ_ERR_WRONG_STATE);
+  EXPECT_STATUS(usq_producer_push(producer, ref, (size_t)w * h, &desc, 0, misaligned_id), USQ_ERR_MISALIGNED);
+  EXPECT_STATUS(usq_producer_commit(producer, &desc, 0, &id), USQ_ERR_WRONG_STATE);
+  EXPECT_STATUS(usq_producer_abandon(producer), USQ_ERR_WRONG_STATE);
   uint8_t *slot = NULL;
   size_t cap = 0;
-  EXPECT_STATUS(usq_engine_acquire(engine, &slot, &cap), USQ_OK);
+  EXPECT_STATUS(usq_producer_acquire(producer, &slot, &cap), USQ_OK);
   EXPECT(slot != NULL && cap >= (size_t)w * h, "slot %p of %zu bytes", (void *)slot, cap);
-  EXPECT_STATUS(usq_engine_acquire(engine, &slot, &cap), USQ_ERR_WRONG_STATE);
-  EXPECT_STATUS(usq_engine_push(engine, ref, (size_t)w * h, &desc, 0, &id), USQ_ERR_WRONG_STATE);
-  EXPECT_STATUS(usq_engine_abandon(engine), USQ_OK);
+  EXPECT_STATUS(usq_producer_acquire(producer, &slot, &cap), USQ_ERR_WRONG_STATE);
+  EXPECT_STATUS(usq_producer_push(producer, ref, (size_t)w * h, &desc, 0, &id), USQ_ERR_WRONG_STATE);
+  EXPECT_STATUS(usq_producer_abandon(producer), USQ_OK);
 
   /* Results, in the wrong ways. */
   usq_result r;
@@ -156,18 +161,20 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(usq_engine_get_stats(engine, &st), USQ_ERR_WRONG_SIZE);
 
   /* The happy path: copy-in, then zero-copy. */
-  EXPECT_STATUS(usq_engine_push(engine, ref, (size_t)w * h, &desc, 111, &id), USQ_OK);
+  EXPECT_STATUS(usq_producer_push(producer, ref, (size_t)w * h, &desc, 111, &id), USQ_OK);
   EXPECT_STATUS(usq_engine_wait_result(engine, 60000, &r), USQ_OK);
   EXPECT(r.frame_id == id && r.timestamp_us == 111, "result of frame %llu", (unsigned long long)r.frame_id);
   EXPECT(fabs(r.nrq - nrq) < 1e-6 * fabs(nrq) + 1e-9, "live %f vs offline %f", r.nrq, nrq);
   EXPECT(r.coverage == 1.0f && r.deadline_missed == 0, "coverage %f missed %u", r.coverage, r.deadline_missed);
-  EXPECT_STATUS(usq_engine_acquire(engine, &slot, &cap), USQ_OK);
+  EXPECT_STATUS(usq_producer_acquire(producer, &slot, &cap), USQ_OK);
   memcpy(slot, ref, (size_t)w * h);
   usq_frame_desc too_big = {sizeof(usq_frame_desc), w * 4, h * 4, 0, USQ_PIXEL_GRAY8};
-  EXPECT_STATUS(usq_engine_commit(engine, &too_big, 0, &id), USQ_ERR_WRONG_SIZE);
-  EXPECT_STATUS(usq_engine_acquire(engine, &slot, &cap), USQ_OK);
+  EXPECT_STATUS(usq_producer_commit(producer, &too_big, 0, &id), USQ_ERR_WRONG_SIZE);
+  /* The refused commit gave the slot back: nothing is acquired now. */
+  EXPECT_STATUS(usq_producer_abandon(producer), USQ_ERR_WRONG_STATE);
+  EXPECT_STATUS(usq_producer_acquire(producer, &slot, &cap), USQ_OK);
   memcpy(slot, ref, (size_t)w * h);
-  EXPECT_STATUS(usq_engine_commit(engine, &desc, 222, &id), USQ_OK);
+  EXPECT_STATUS(usq_producer_commit(producer, &desc, 222, &id), USQ_OK);
   EXPECT_STATUS(usq_engine_wait_result(engine, 60000, &r), USQ_OK);
   EXPECT(r.frame_id == id && r.timestamp_us == 222, "zero-copy result");
   st.struct_size = sizeof st;
@@ -180,9 +187,17 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(usq_pool_get_stats(&pool), USQ_ERR_WRONG_SIZE);
   pool.struct_size = sizeof pool;
   EXPECT_STATUS(usq_pool_get_stats(&pool), USQ_OK);
-  /* Destructors take NULL and return nothing; a slot still acquired is given back. */
-  EXPECT_STATUS(usq_engine_acquire(engine, &slot, &cap), USQ_OK);
+  /* Destructors take NULL and return nothing; freeing a producer gives its slot back, and
+     frees the engine's one producer place. */
+  EXPECT_STATUS(usq_producer_acquire(producer, &slot, &cap), USQ_OK);
+  usq_producer_free(producer);
+  usq_producer_free(NULL);
+  EXPECT_STATUS(usq_engine_producer_new(engine, &second), USQ_OK);
+  EXPECT_STATUS(usq_producer_push(second, ref, (size_t)w * h, &desc, 333, &id), USQ_OK);
   usq_engine_free(engine);
+  /* The producer outlives its engine harmlessly: frames go into a ring nobody reads. */
+  EXPECT_STATUS(usq_producer_push(second, ref, (size_t)w * h, &desc, 444, &id), USQ_OK);
+  usq_producer_free(second);
   usq_engine_free(NULL);
 
   free(ref);

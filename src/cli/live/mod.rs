@@ -208,6 +208,7 @@ fn open_input(input: &std::path::Path, a: &Args) -> usq::Result<Opened> {
     let limit = a.frames;
     let feeder: Feeder = Box::new(move |engine, stop| {
         let start = Instant::now();
+        let mut producer = engine.producer()?;
         let mut frame = Some(first);
         let mut n = 0u64;
         while !stop.load(Ordering::SeqCst) && limit.is_none_or(|l| n < l) {
@@ -215,7 +216,7 @@ fn open_input(input: &std::path::Path, a: &Args) -> usq::Result<Opened> {
                 Some(f) => f,
                 None => source.next_frame()?,
             };
-            engine.push(&f.pixels, f.layout, start.elapsed().as_micros() as u64)?;
+            producer.push(&f.pixels, f.layout, start.elapsed().as_micros() as u64)?;
             n += 1;
             let due = start + Duration::from_secs_f64(n as f64 / fps);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
@@ -250,9 +251,10 @@ fn open_device(dev: &std::path::Path, a: &Args) -> usq::Result<Opened> {
     let limit = a.frames;
     let feeder: Feeder = Box::new(move |engine, stop| {
         let mut stats = CaptureStats::default();
+        let mut producer = engine.producer()?;
         let mut n = 0u64;
         let ended = camera.stream(&StreamOptions::default(), stop, &mut stats, |f| {
-            engine.push(f.data, f.layout, f.timestamp_us)?;
+            producer.push(f.data, f.layout, f.timestamp_us)?;
             n += 1;
             Ok(limit.is_none_or(|l| n < l))
         });
