@@ -25,10 +25,15 @@ pub enum PixelFormat {
 }
 
 impl PixelFormat {
+    /// Every format, in number order.
+    pub const ALL: [PixelFormat; 7] = {
+        use PixelFormat::*;
+        [Gray8, Gray16, Rgb24, Bgr24, Rgba, Yuyv, Nv12]
+    };
+
     /// The format with this number (the C API's pixel-format value); `None` for an unknown one.
     pub fn from_u32(v: u32) -> Option<PixelFormat> {
-        use PixelFormat::*;
-        [Gray8, Gray16, Rgb24, Bgr24, Rgba, Yuyv, Nv12].into_iter().find(|f| *f as u32 == v)
+        PixelFormat::ALL.into_iter().find(|f| *f as u32 == v)
     }
 
     /// Bytes per pixel in the first (or only) plane.
@@ -185,15 +190,7 @@ mod tests {
         let roi = Roi { x: 0, y: 0, width: w, height: h };
         let stride_pad = 5;
         let mut out = vec![0u8; w * h];
-        for format in [
-            PixelFormat::Gray8,
-            PixelFormat::Gray16,
-            PixelFormat::Rgb24,
-            PixelFormat::Bgr24,
-            PixelFormat::Rgba,
-            PixelFormat::Yuyv,
-            PixelFormat::Nv12,
-        ] {
+        for format in PixelFormat::ALL {
             let bpp = format.bytes_per_pixel();
             let layout = FrameLayout { width: w, height: h, stride: w * bpp + stride_pad, format };
             let mut buf = vec![0xAAu8; layout.required_bytes().unwrap()];
