@@ -45,11 +45,9 @@ pub unsafe extern "C" fn usq_scorer_free(scorer: *mut usq_scorer) {
 unsafe fn gray_of(data: *const u8, len: usize, desc: *const usq_frame_desc) -> Result<GrayFrame, usq_status> {
     check_ptr(data, "data")?;
     let layout = unsafe { layout_of(desc) }?;
-    let need = layout.required_bytes().unwrap_or(usize::MAX);
-    if len < need {
-        return Err(fail(usq_status::USQ_ERR_WRONG_SIZE, format!("len is {len}, the frame needs {need} bytes")));
-    }
-    let bytes = unsafe { std::slice::from_raw_parts(data, need) };
+    // SAFETY: the caller vouches for `len` readable bytes at `data`; the library checks that
+    // they cover the layout.
+    let bytes = unsafe { std::slice::from_raw_parts(data, len) };
     gray_frame(bytes, &layout).map_err(from_error)
 }
 

@@ -146,7 +146,7 @@ pub fn gray_frame(src: &[u8], layout: &FrameLayout) -> Result<crate::GrayFrame> 
 pub fn to_gray(src: &[u8], layout: &FrameLayout, roi: &Roi, out: &mut [u8]) -> Result<()> {
     let need = layout.required_bytes()?;
     if src.len() < need {
-        crate::bail!(InvalidArgument, "frame buffer holds {} bytes, the layout needs {need}", src.len());
+        crate::bail!(WrongSize, "the frame buffer holds {} bytes, its layout needs {need}", src.len());
     }
     roi.check_within(layout)?;
     if out.len() < roi.width * roi.height {
