@@ -229,6 +229,15 @@ fn no_malloc_after_warm_up() {
     assert_eq!(calls[0], calls[1], "frames 51..250 called the C allocator");
 }
 
+/// Whether binutils' readelf is here (a test that needs it says SKIPPED otherwise).
+fn has_readelf() -> bool {
+    let found = Command::new("readelf").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("SKIPPED: readelf is not installed");
+    }
+    found
+}
+
 /// The soname this version must carry: the major version, or 0.y while the major is 0.
 fn soname() -> String {
     let (major, minor) = (env!("CARGO_PKG_VERSION_MAJOR"), env!("CARGO_PKG_VERSION_MINOR"));
@@ -237,8 +246,7 @@ fn soname() -> String {
 
 #[test]
 fn the_shared_library_carries_its_soname() {
-    if Command::new("readelf").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: readelf is not installed");
+    if !has_readelf() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -251,8 +259,7 @@ fn the_shared_library_carries_its_soname() {
 
 #[test]
 fn linked_programs_have_no_executable_stack() {
-    if Command::new("readelf").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: readelf is not installed");
+    if !has_readelf() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
