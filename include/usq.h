@@ -217,8 +217,8 @@ usq_status usq_engine_config_default(struct usq_engine_config *config,
                                      uint32_t max_height);
 
 // Starts an engine. `model_path` and `manifold_dir` may be NULL for the shipped defaults
-// (for the model: the int8 one, `tinyusfm-int8.onnx`, which fits a frame's budget where the
-// fp32 reference may not); `organ` may be NULL to combine all organs. Loads and optimises the model, runs it twice to
+// (for the model: the faster of the shipped two on this CPU, the int8 one where it has
+// integer dot products (x86 VNNI, ARM), else the fp32 one: see docs/c-api.md); `organ` may be NULL to combine all organs. Loads and optimises the model, runs it twice to
 // warm up, and starts the worker: the only call that takes long. On success `*out` holds the
 // engine. Thread-safe.
 usq_status usq_engine_start(const char *model_path,

@@ -2,10 +2,11 @@
 //! which model and manifold a scorer uses: [`ModelSource`], [`ManifoldSource`].
 //!
 //! Two models: the fp32 reference (offline scoring and comparison: `usq score`, `usq compare`,
-//! `usq_score`, `usq_compare`) and its int8 quantisation for live scoring (`usq live`, the C
-//! live engine), which is what fits a frame's budget on a CPU (BENCHMARKS.md); the manifold
-//! is the same for both (fitted with the fp32 model; models/REPORT.md measures the int8
-//! scores against the fp32 ones).
+//! `usq_scorer_score`, `usq_scorer_compare`) and its int8 quantisation. Live scoring (`usq
+//! live`, the C live engine) takes whichever of the two is faster on this CPU ([`LiveModel`]):
+//! the int8 one where the CPU has integer dot-product instructions, the fp32 one elsewhere.
+//! The manifold is the same for both (fitted with the fp32 model; models/REPORT.md measures
+//! the int8 scores against the fp32 ones).
 //!
 //! Looked up at run time in `$USQ_MODELS`, else `./models`, else the source tree's `models/`;
 //! with the `embed-defaults` feature all three are compiled into the library instead.
@@ -65,7 +66,7 @@ pub enum ModelSource {
     Path(PathBuf),
     /// The shipped fp32 reference model: offline scoring and comparison.
     Reference,
-    /// The shipped int8 model: live scoring within a frame's budget.
+    /// The shipped model for live scoring on this CPU: see [`LiveModel::for_this_cpu`].
     Live,
     /// A contract model held in memory (firmware without a filesystem).
     Bytes(std::sync::Arc<[u8]>),
@@ -97,11 +98,11 @@ impl ModelSource {
             #[cfg(feature = "embed-defaults")]
             ModelSource::Reference => embedded::MODEL.into(),
             #[cfg(feature = "embed-defaults")]
-            ModelSource::Live => embedded::LIVE_MODEL.into(),
+            ModelSource::Live => LiveModel::for_this_cpu().embedded().into(),
             #[cfg(not(feature = "embed-defaults"))]
             ModelSource::Reference => read(&model_path())?.into(),
             #[cfg(not(feature = "embed-defaults"))]
-            ModelSource::Live => read(&live_model_path())?.into(),
+            ModelSource::Live => read(&LiveModel::for_this_cpu().path())?.into(),
         };
         Encoder::from_bytes_tract_ops_only(&bytes, options)
     }
@@ -111,7 +112,7 @@ impl ModelSource {
         match self {
             ModelSource::Path(p) => Some(p.clone()),
             ModelSource::Reference if !cfg!(feature = "embed-defaults") => Some(model_path()),
-            ModelSource::Live if !cfg!(feature = "embed-defaults") => Some(live_model_path()),
+            ModelSource::Live if !cfg!(feature = "embed-defaults") => Some(LiveModel::for_this_cpu().path()),
             _ => None,
         }
     }
@@ -157,10 +158,77 @@ fn reference_encoder(options: EncoderOptions) -> Result<Encoder> {
 }
 
 fn live_encoder(options: EncoderOptions) -> Result<Encoder> {
+    let model = LiveModel::for_this_cpu();
+    log::info!("live model: {} ({})", model.name(), model.reason());
     #[cfg(feature = "embed-defaults")]
-    return Encoder::from_bytes_with(embedded::LIVE_MODEL, options);
+    return Encoder::from_bytes_with(model.embedded(), options);
     #[cfg(not(feature = "embed-defaults"))]
-    Encoder::from_path_with(live_model_path(), options)
+    Encoder::from_path_with(model.path(), options)
+}
+
+/// Which shipped model live scoring runs ([`ModelSource::Live`]).
+///
+/// The int8 model is faster than the fp32 one only where tract has an integer dot-product
+/// kernel: on x86-64 that is AVX-512 VNNI or AVX-VNNI (`vpdpbusd`). Without them tract's
+/// AVX2 int8 kernel widens every byte and was measured about 40x slower than the fp32
+/// model on an AMD EPYC with AVX2 only (BENCHMARKS.md), so there the fp32 model is the live
+/// one. On ARM the int8 model stays the live one (tract's NEON int8 kernels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveModel {
+    /// `tinyusfm-int8.onnx`.
+    Int8,
+    /// `tinyusfm.onnx`, the reference.
+    Fp32,
+}
+
+impl LiveModel {
+    /// The faster model on the CPU this runs on.
+    pub fn for_this_cpu() -> LiveModel {
+        if int8_dot_product() { LiveModel::Int8 } else { LiveModel::Fp32 }
+    }
+
+    /// Short name for reports: `int8` or `fp32`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LiveModel::Int8 => "int8",
+            LiveModel::Fp32 => "fp32",
+        }
+    }
+
+    /// Why this CPU gets it, for logs and `usq live`'s header.
+    pub fn reason(self) -> &'static str {
+        match (self, cfg!(target_arch = "x86_64")) {
+            (LiveModel::Int8, true) => "the CPU has VNNI integer dot products",
+            (LiveModel::Fp32, true) => "the CPU has no VNNI: tract's int8 kernels are slower than fp32 here",
+            _ => "tract's NEON int8 kernels",
+        }
+    }
+
+    /// The shipped file's path.
+    pub fn path(self) -> PathBuf {
+        match self {
+            LiveModel::Int8 => live_model_path(),
+            LiveModel::Fp32 => model_path(),
+        }
+    }
+
+    #[cfg(feature = "embed-defaults")]
+    fn embedded(self) -> &'static [u8] {
+        match self {
+            LiveModel::Int8 => embedded::LIVE_MODEL,
+            LiveModel::Fp32 => embedded::MODEL,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn int8_dot_product() -> bool {
+    std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn int8_dot_product() -> bool {
+    true
 }
 
 /// The shipped manifold set.

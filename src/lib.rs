@@ -31,7 +31,7 @@ pub mod pool;
 pub mod quality;
 pub mod scorer;
 
-pub use defaults::{ManifoldSource, ModelSource};
+pub use defaults::{LiveModel, ManifoldSource, ModelSource};
 pub use encoder::{Encoder, EncoderOptions, ImageFeatures, ModelInfo};
 pub use error::{Context, Error, ErrorKind, Result};
 pub use imaging::frame::GrayFrame;

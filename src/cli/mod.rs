@@ -46,11 +46,12 @@ impl ModelArg {
     }
 }
 
-/// The model flag of `usq live`, whose default is the shipped int8 model.
+/// The model flag of `usq live`, whose default is the library's live model for this CPU.
 #[derive(clap::Args)]
 struct LiveModelArg {
-    /// Contract model (ONNX); default: the shipped int8 model in models/ (the fp32 one,
-    /// tinyusfm.onnx, takes longer than a 30 fps frame's budget on most CPUs).
+    /// Contract model (ONNX); default: the faster shipped model on this CPU: the int8 one
+    /// (tinyusfm-int8.onnx) where the CPU has integer dot products (x86 VNNI, ARM), else
+    /// the fp32 one (tinyusfm.onnx). The summary line names the one used.
     #[arg(long, value_name = "M")]
     model: Option<PathBuf>,
 }

@@ -105,6 +105,10 @@ pub fn run(a: Args) -> usq::Result<bool> {
         usq::ManifoldSource::dir_or_default(a.manifold.clone()),
         usq::EncoderOptions { batch: 1, threads: a.threads },
     )?;
+    if a.model.model.is_none() {
+        let m = usq::LiveModel::for_this_cpu();
+        eprintln!("usq live: the shipped {} model ({})", m.name(), m.reason());
+    }
     let mut cfg = EngineConfig::for_frames(layout.width, layout.height);
     cfg.max_frame_bytes = cfg.max_frame_bytes.max(layout.required_bytes()?);
     cfg.budget_ms = a.budget_ms;
