@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
-# Fits the default NRQ manifold models/nrq/FetalHead.npz with `usq fit-nrq` on the HC18
-# fetal-head frames of subjects 000-599 (600-699 are kept for evaluation), read from
-# ../shared/data/hc18 at run time. Usage: models/fit_default_manifold.sh [MODEL]
+# Fits the shipped NRQ manifolds with `usq fit-nrq`, reading the data from ../shared/data at
+# run time (USQ_SHARED_DATA overrides):
+#   models/nrq/FetalHead.npz  HC18 fetal-head frames of subjects 000-599 (600-699 are kept for
+#                             evaluation);
+#   models/nrq/Lung.npz       POCUS lung frames of the training source videos (the split by
+#                             source file of models/usq_tools/data/pocus_lung.py; validation
+#                             and held-out sources are never used here).
+# Usage: models/fit_default_manifold.sh [MODEL [OUT_DIR]]   (defaults: the shipped fp32 model, models/nrq)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-models/tinyusfm.onnx}
-hc18=${USQ_SHARED_DATA:-../shared/data}/hc18/images
+out=${2:-models/nrq}
+data=$(realpath -m "${USQ_SHARED_DATA:-../shared/data}")
+hc18=$data/hc18/images
 [ -d "$hc18" ] || { echo "HC18 images not found at $hc18" >&2; exit 1; }
+[ -f "$data/pocus-lung/manifest.csv" ] || { echo "POCUS lung frames not found at $data/pocus-lung" >&2; exit 1; }
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 mkdir "$root/FetalHead"
 for f in "$hc18"/[0-5][0-9][0-9]_*HC.png; do
   ln -s "$(realpath "$f")" "$root/FetalHead/"
 done
+# The split needs only Python's standard library.
+(cd models && USQ_SHARED_DATA="$data" python3 -m usq_tools.data.pocus_lung --split train --link "$root/Lung")
 cargo build --release --quiet
-# 12 spread patches per image and 8 components: chosen on training subjects (fit on 000-499,
-# NRQ monotonicity on distorted frames of 500-599; models/README.md has the numbers). With 4
-# patches per image the farthest-point spread puts 3 of every 4 in the frame's dark corners.
-./target/release/usq fit-nrq "$root" --out models/nrq --model "$model" --patches-per-image 12 --components 8
+# 12 spread patches per image and 8 components: chosen on HC18 training subjects (fit on
+# 000-499, NRQ monotonicity on distorted frames of 500-599; models/README.md has the numbers)
+# and kept for every organ, so nothing is tuned on lung frames. With 4 patches per image the
+# farthest-point spread puts 3 of every 4 in the frame's dark corners.
+./target/release/usq fit-nrq "$root" --out "$out" --model "$model" --patches-per-image 12 --components 8

@@ -55,7 +55,10 @@ pub fn manifold_dir() -> PathBuf {
 mod embedded {
     pub const MODEL: &[u8] = include_bytes!("../models/tinyusfm.onnx");
     pub const LIVE_MODEL: &[u8] = include_bytes!("../models/tinyusfm-int8.onnx");
-    pub const ORGANS: &[(&str, &[u8])] = &[("FetalHead", include_bytes!("../models/nrq/FetalHead.npz"))];
+    pub const ORGANS: &[(&str, &[u8])] = &[
+        ("FetalHead", include_bytes!("../models/nrq/FetalHead.npz")),
+        ("Lung", include_bytes!("../models/nrq/Lung.npz")),
+    ];
 }
 
 /// Where a scorer's model comes from. The library decides what each default means; the

@@ -3,6 +3,7 @@
     usq_tools.paths                     where models/, the repo root and the usq binary are
     usq_tools.data.hc18                 HC18 frames: subjects, splits, frame picking, reading
     usq_tools.data.prepare_hc18_cache   CLI: WebP copy of the HC18 training frames
+    usq_tools.data.pocus_lung           CLI: POCUS lung frames split by source video; fit-nrq folders
     usq_tools.export.contract           the encoder contract's shapes
     usq_tools.export.tinyusfm           the TinyUSFM encoder in PyTorch
     usq_tools.export.seeded             CLI: models/tinyusfm-seeded.onnx
@@ -16,6 +17,8 @@
     usq_tools.evaluate.stats            PSNR, SSIM, Spearman, 2AFC, targets
     usq_tools.evaluate.usq_cli          scores through the usq binary
     usq_tools.evaluate.report           CLI: models/REPORT.md and models/report/
+    usq_tools.evaluate.organ            CLI: another organ's monotonicity (models/report/organ-*.json)
+    usq_tools.evaluate.clean_set_size   CLI: NRQ against the number of clean training sources
     usq_tools.bench.compare             CLI: usq/tract vs onnxruntime benchmark
     usq_tools.bench.plot                CLI: docs/benchmarks.png
     usq_tools.nrq_manifold_search       CLI: NRQ manifold fit settings on training subjects

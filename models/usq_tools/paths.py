@@ -5,5 +5,5 @@ import os
 
 MODELS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # models/
 ROOT = os.path.dirname(MODELS)                                          # the repository
-SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")                # read at run time, never copied
+SHARED_DATA = os.environ.get("USQ_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))  # read at run time, never copied
 USQ = os.path.join(ROOT, "target", "release", "usq")                    # `cargo build --release`

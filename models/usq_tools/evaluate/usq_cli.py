@@ -27,8 +27,9 @@ def link_fit_root(root, fs):
     return root
 
 
-def usq_score(paths, model, manifold, max_patches, workers, patches=None):
-    """NRQ of every path; with a dict as `patches`, also each path's scored patches into it, as
+def usq_score(paths, model, manifold, max_patches, workers, patches=None, organ=None):
+    """NRQ of every path (against one organ's manifold when organ is given, else all of the
+    folder's); with a dict as `patches`, also each path's scored patches into it, as
     [x, y, loglik] (x, y: the patch's corner in the frame)."""
     chunks = [paths[i::workers] for i in range(workers)]
 
@@ -36,6 +37,8 @@ def usq_score(paths, model, manifold, max_patches, workers, patches=None):
         cmd = [USQ, "score", *chunk, "--json", "--model", model, "--manifold", manifold]
         if max_patches:
             cmd += ["--max-patches", str(max_patches)]
+        if organ:
+            cmd += ["--organ", organ]
         return [json.loads(l) for l in run(cmd).splitlines() if l.strip()]
 
     out = {}
