@@ -15,6 +15,7 @@ import csv
 import hashlib
 import os
 
+from . import link
 from ..paths import SHARED_DATA
 
 ROOT = os.environ.get("USQ_POCUS_LUNG_ROOT", os.path.join(SHARED_DATA, "pocus-lung"))
@@ -32,25 +33,25 @@ def manifest():
         return list(csv.DictReader(f))
 
 
-def frames(split):
-    """Absolute paths of the frames of one split, sorted."""
+def frames_by_source(split):
+    """{source file: its frames' absolute paths, sorted} for one split, by source file."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
-    return sorted(os.path.join(ROOT, r["file"]) for r in manifest() if split_of(r["source_file"]) == split)
-
-
-def frames_by_source(split):
-    """{source file: its frames' absolute paths, sorted} for one split."""
     out = {}
-    for f, r in ((os.path.join(ROOT, r["file"]), r) for r in manifest()):
+    for r in manifest():
         if split_of(r["source_file"]) == split:
-            out.setdefault(r["source_file"], []).append(f)
+            out.setdefault(r["source_file"], []).append(os.path.join(ROOT, r["file"]))
     return {s: sorted(fs) for s, fs in sorted(out.items())}
+
+
+def frames(split):
+    """Absolute paths of the frames of one split, sorted."""
+    return sorted(f for fs in frames_by_source(split).values() for f in fs)
 
 
 def sources(split):
     """The source files of one split, sorted."""
-    return sorted({r["source_file"] for r in manifest() if split_of(r["source_file"]) == split})
+    return list(frames_by_source(split))
 
 
 def spread_frames(split, per_source):
@@ -60,16 +61,6 @@ def spread_frames(split, per_source):
         step = max(1, len(fs) // per_source)
         out += fs[::step][:per_source]
     return out
-
-
-def link(paths, folder):
-    """Links to paths in folder (a `usq fit-nrq` organ folder); returns the folder."""
-    os.makedirs(folder, exist_ok=True)
-    for p in paths:
-        dst = os.path.join(folder, os.path.basename(p))
-        if not os.path.lexists(dst):
-            os.symlink(os.path.realpath(p), dst)
-    return folder
 
 
 def main():

@@ -11,8 +11,8 @@ import os
 import tempfile
 
 from ..paths import MODELS as MODELS_DIR, ROOT, USQ
-from .distortions import FAMILIES, FAMILY_TITLE
-from .organ import FIT_ARGS, MODELS, ORGANS, distorted
+from .distortions import FAMILIES, FAMILY_TITLE, distorted_frames
+from .organ import FIT_ARGS, MODELS, ORGANS
 from .stats import nrq_target_met, severity_rhos
 from .usq_cli import run, usq_score
 
@@ -32,7 +32,7 @@ def main():
     frames = data.spread_frames("validation", a.per_source)
     res = {"organ": a.organ, "validation_frames": len(frames), "seed": a.seed, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        items = distorted(frames, a.seed, tmp)
+        _, items, _ = distorted_frames(frames, a.seed, tmp)
         paths = [it[3] for it in items]
         names = sorted({it[0] for it in items})
         for n in [int(s) for s in a.sources.split(",")]:

@@ -86,15 +86,22 @@ def distort(g, family, sev, seed):
 
 
 def distorted_items(names, seed, tmp):
+    """distorted_frames of the HC18 frames with these file names."""
+    return distorted_frames([os.path.join(DATA, "images", f) for f in names], seed, tmp)
+
+
+def distorted_frames(paths, seed, tmp):
     """Each frame (severity 0, the original file) and its 9 families x severities 1-4, written as
-    PNG into tmp. Returns the clean grays, the items (frame, family, severity, path) and path -> gray."""
-    clean = {f: read_gray(os.path.join(DATA, "images", f)) for f in names}
-    items, imgs = [], {}
-    for fi, f in enumerate(names):
-        items.append((f, "clean", 0, os.path.realpath(os.path.join(DATA, "images", f))))
+    PNG into tmp; a frame is named by its file name. Returns the clean grays (by name), the items
+    (frame, family, severity, path) and path -> gray."""
+    clean, items, imgs = {}, [], {}
+    for fi, path in enumerate(paths):
+        f = os.path.basename(path)
+        clean[f] = read_gray(path)
+        items.append((f, "clean", 0, os.path.realpath(path)))
         imgs[items[-1][3]] = clean[f]
         for fam, sev, d in distortions_of(clean[f], seed, fi):
-            p = os.path.join(tmp, f"{f[:-4]}_{fam}_{sev}.png")
+            p = os.path.join(tmp, f"{os.path.splitext(f)[0]}_{fam}_{sev}.png")
             cv2.imwrite(p, d)
             items.append((f, fam, sev, p))
             imgs[p] = d

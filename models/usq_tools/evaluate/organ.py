@@ -15,14 +15,11 @@ import json
 import os
 import tempfile
 
-import cv2
-import numpy as np
 from scipy.stats import spearmanr
 
 from ..data import pocus_lung
-from ..data.hc18 import read_gray
 from ..paths import MODELS as MODELS_DIR, ROOT, USQ
-from .distortions import FAMILIES, FAMILY_TITLE, distortions_of
+from .distortions import FAMILIES, FAMILY_TITLE, distorted_frames
 from .stats import nrq_target_met, psnr, severity_rhos, ssim, ulpips_target_met
 from .usq_cli import run, ulpips_scores, usq_score
 
@@ -33,19 +30,6 @@ INT8 = os.path.join(MODELS_DIR, "tinyusfm-int8.onnx")
 ORGANS = {"Lung": pocus_lung}
 # The settings of the shipped manifolds (models/fit_default_manifold.sh), used for the seeded model too.
 FIT_ARGS = ["--patches-per-image", "12", "--components", "8"]
-
-
-def distorted(paths, seed, tmp):
-    """Items (frame, family, severity, path) of each frame and its 9 families x severities 1-4."""
-    items = []
-    for i, p in enumerate(paths):
-        name = os.path.splitext(os.path.basename(p))[0]
-        items.append((name, "clean", 0, os.path.realpath(p)))
-        for fam, sev, d in distortions_of(read_gray(p), seed, i):
-            q = os.path.join(tmp, f"{name}_{fam}_{sev}.png")
-            cv2.imwrite(q, d)
-            items.append((name, fam, sev, q))
-    return items
 
 
 def main():
@@ -68,7 +52,7 @@ def main():
         seeded_nrq = os.path.join(tmp, "nrq_seeded")
         run([USQ, "fit-nrq", fit_root, "--out", seeded_nrq, "--model", MODELS["seeded"], *FIT_ARGS])
         manifolds = {"trained": a.manifold, "seeded": seeded_nrq}
-        items = distorted(frames, a.seed, tmp)
+        clean, items, imgs = distorted_frames(frames, a.seed, tmp)
         paths = [it[3] for it in items]
         names = sorted({it[0] for it in items})
         scores = {}
@@ -77,9 +61,8 @@ def main():
             scores[f"ulpips_{m}"] = ulpips_scores(items, path, a.workers)
         int8 = {"nrq": usq_score(paths, INT8, a.manifold, 0, a.workers, organ=a.organ),
                 "ulpips": ulpips_scores(items, INT8, a.workers)}
-        clean = {it[0]: read_gray(it[3]) for it in items if it[1] == "clean"}
-        scores["psnr"] = {it[3]: -psnr(clean[it[0]], read_gray(it[3])) if it[1] != "clean" else -100.0 for it in items}
-        scores["ssim"] = {it[3]: -ssim(clean[it[0]], read_gray(it[3])) if it[1] != "clean" else -1.0 for it in items}
+        scores["psnr"] = {it[3]: -psnr(clean[it[0]], imgs[it[3]]) if it[1] != "clean" else -100.0 for it in items}
+        scores["ssim"] = {it[3]: -ssim(clean[it[0]], imgs[it[3]]) if it[1] != "clean" else -1.0 for it in items}
     for fam in FAMILIES:
         res["families"][fam] = {k: severity_rhos(items, names, fam, v)["median"] for k, v in scores.items()}
     # uLPIPS of a clean frame is exactly 0 for both models, so only distorted frames count there.

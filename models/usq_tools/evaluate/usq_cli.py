@@ -5,6 +5,7 @@ import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+from ..data import link
 from ..data.hc18 import DATA
 from ..paths import USQ
 from .distortions import reference_pairs
@@ -19,11 +20,7 @@ def run(cmd):
 
 def link_fit_root(root, fs):
     """A `usq fit-nrq` root: root/FetalHead/ with a link to each of the HC18 frames fs."""
-    os.makedirs(os.path.join(root, "FetalHead"), exist_ok=True)
-    for f in fs:
-        link = os.path.join(root, "FetalHead", f)
-        if not os.path.lexists(link):
-            os.symlink(os.path.realpath(os.path.join(DATA, "images", f)), link)
+    link([os.path.join(DATA, "images", f) for f in fs], os.path.join(root, "FetalHead"))
     return root
 
 
