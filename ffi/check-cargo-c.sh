@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Checks libusq as cargo-c installs it (`cargo cinstall`), against what the C tests check for
 # ffi/install.sh: the soname, the header (identical to include/usq.h), and the C API test
-# linked through pkg-config, shared and static. Needs cargo-c (`cargo install cargo-c`, about
-# 10 minutes to build on 2 cores, so CI runs ffi/install.sh's path and this is run by hand),
+# linked through pkg-config, shared and static. Needs cargo-c (`cargo install cargo-c`, 12.5
+# CPU-minutes to build here, so CI runs ffi/install.sh's path and this is run by hand),
 # a C compiler, pkg-config and readelf. Usage: ffi/check-cargo-c.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
