@@ -23,6 +23,8 @@ pub const MODEL_FILE: &str = "tinyusfm.onnx";
 pub const LIVE_MODEL_FILE: &str = "tinyusfm-int8.onnx";
 /// The default manifold set's folder inside `models/`.
 pub const MANIFOLD_DIR: &str = "nrq";
+/// The task-anchored uLPIPS weights for the shipped models, inside `models/`.
+pub const ULPIPS_WEIGHTS_FILE: &str = "ulpips_weights.json";
 
 /// The folder the defaults are read from.
 pub fn models_dir() -> PathBuf {
@@ -51,8 +53,23 @@ pub fn manifold_dir() -> PathBuf {
     models_dir().join(MANIFOLD_DIR)
 }
 
+/// The shipped uLPIPS weights' path.
+pub fn ulpips_weights_path() -> PathBuf {
+    models_dir().join(ULPIPS_WEIGHTS_FILE)
+}
+
+/// The shipped uLPIPS weights ([`crate::weighting::UlpipsWeights`]), fitted for the shipped
+/// models' encoder weights.
+pub fn ulpips_weights() -> Result<crate::weighting::UlpipsWeights> {
+    #[cfg(feature = "embed-defaults")]
+    return crate::weighting::UlpipsWeights::from_json(embedded::ULPIPS_WEIGHTS).context("the embedded uLPIPS weights");
+    #[cfg(not(feature = "embed-defaults"))]
+    crate::weighting::UlpipsWeights::from_path(ulpips_weights_path())
+}
+
 #[cfg(feature = "embed-defaults")]
 mod embedded {
+    pub const ULPIPS_WEIGHTS: &[u8] = include_bytes!("../models/ulpips_weights.json");
     pub const MODEL: &[u8] = include_bytes!("../models/tinyusfm.onnx");
     pub const LIVE_MODEL: &[u8] = include_bytes!("../models/tinyusfm-int8.onnx");
     pub const ORGANS: &[(&str, &[u8])] = &[

@@ -13,6 +13,7 @@
 //! - [`engine`]: the live engine (frame ring, latency budget, rotating patch schedule);
 //! - `ops` (crate-private): tract ops the project owns (faster casts, int8 quantisation and
 //!   attention);
+//! - [`weighting`]: task-anchored uLPIPS weights (beside the paper's equal weights);
 //! - [`pool`]: a fixed-pool global allocator for allocation-free firmware;
 //! - [`defaults`]: the shipped models and manifold, and which a scorer uses;
 //! - [`error`]: the crate's one error type: a kind to branch on and a chain of context.
@@ -30,6 +31,7 @@ pub(crate) mod ops;
 pub mod pool;
 pub mod quality;
 pub mod scorer;
+pub mod weighting;
 
 pub use defaults::{LiveModel, ManifoldSource, ModelSource};
 pub use encoder::{Encoder, EncoderOptions, ImageFeatures, ModelInfo};
@@ -38,3 +40,4 @@ pub use imaging::frame::GrayFrame;
 pub use manifold::{ManifoldSet, OrganModel};
 pub use quality::{CompareReport, ScoreOptions, ScoreReport};
 pub use scorer::Scorer;
+pub use weighting::UlpipsWeights;

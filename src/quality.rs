@@ -26,6 +26,10 @@ pub struct CompareReport {
     pub ulpips: f64,
     /// Each layer's terms, in [`LAYER_BLOCKS`] order.
     pub layers: Vec<LayerReport>,
+    /// The task-anchored weighted score ([`crate::weighting`]), beside the reference value,
+    /// when the scorer has weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ulpips_weighted: Option<f64>,
 }
 
 /// Full-reference comparison of `image` against `reference`. An encoder of batch 1 wastes
@@ -52,7 +56,7 @@ pub fn compare(encoder: &mut Encoder, reference: &GrayFrame, image: &GrayFrame) 
         layers.iter().map(|l| ulpips::LayerTerms { structure: l.structure, gram: l.gram }).collect();
     let score = ulpips::combine(&terms);
     crate::error::ensure_finite("uLPIPS", &[score])?;
-    Ok(CompareReport { ulpips: score, layers })
+    Ok(CompareReport { ulpips: score, layers, ulpips_weighted: None })
 }
 
 /// Options of a no-reference score.

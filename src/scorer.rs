@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::imaging::frame::GrayFrame;
 use crate::manifold::ManifoldSet;
 use crate::quality::{self, CompareReport, ScoreOptions, ScoreReport};
+use crate::weighting::UlpipsWeights;
 
 /// A model and its organ manifolds, ready to score frames.
 ///
@@ -15,6 +16,7 @@ use crate::quality::{self, CompareReport, ScoreOptions, ScoreReport};
 pub struct Scorer {
     encoder: Encoder,
     manifolds: Option<ManifoldSet>,
+    ulpips_weights: Option<UlpipsWeights>,
 }
 
 impl Scorer {
@@ -23,12 +25,12 @@ impl Scorer {
     pub fn new(model: &ModelSource, manifolds: ManifoldSource, options: EncoderOptions) -> Result<Scorer> {
         let manifolds = manifolds.load()?;
         let encoder = model.load(options)?;
-        Ok(Scorer { encoder, manifolds })
+        Ok(Scorer { encoder, manifolds, ulpips_weights: None })
     }
 
     /// A scorer from an encoder already built (e.g. [`ModelSource::load_tract_ops_only`]).
     pub fn with_encoder(encoder: Encoder, manifolds: ManifoldSource) -> Result<Scorer> {
-        Ok(Scorer { encoder, manifolds: manifolds.load()? })
+        Ok(Scorer { encoder, manifolds: manifolds.load()?, ulpips_weights: None })
     }
 
     /// A scorer from an encoder and a manifold set already loaded.
@@ -44,7 +46,7 @@ impl Scorer {
 
     /// A scorer for comparisons only (no manifold: [`Scorer::score`] fails).
     pub fn for_comparison(encoder: Encoder) -> Scorer {
-        Scorer { encoder, manifolds: None }
+        Scorer { encoder, manifolds: None, ulpips_weights: None }
     }
 
     /// TinyUSFM-NRQ of one frame (higher = better).
@@ -53,9 +55,20 @@ impl Scorer {
         quality::score(&mut self.encoder, manifolds, frame, options)
     }
 
-    /// TinyUSFM-uLPIPS of `image` against `reference` (lower = closer).
+    /// Adds the task-anchored weighted uLPIPS to every comparison; the weights must have been
+    /// fitted for this model's encoder weights.
+    pub fn set_ulpips_weights(&mut self, weights: UlpipsWeights) -> Result<()> {
+        weights.check_model(self.encoder.info())?;
+        self.ulpips_weights = Some(weights);
+        Ok(())
+    }
+
+    /// TinyUSFM-uLPIPS of `image` against `reference` (lower = closer), and the weighted score
+    /// when the scorer has weights ([`Scorer::set_ulpips_weights`]).
     pub fn compare(&mut self, reference: &GrayFrame, image: &GrayFrame) -> Result<CompareReport> {
-        quality::compare(&mut self.encoder, reference, image)
+        let mut report = quality::compare(&mut self.encoder, reference, image)?;
+        report.ulpips_weighted = self.ulpips_weights.as_ref().map(|w| w.apply(&report.layers));
+        Ok(report)
     }
 
     /// Fails unless `options` can score with this scorer (known organ, at least one patch),

@@ -107,6 +107,58 @@ fn compare_json_has_the_documented_shape() {
     assert!(String::from_utf8(out.stdout).unwrap().contains("uLPIPS     0.000000"));
 }
 
+/// The weighted uLPIPS is the file's weights applied to the reported per-layer terms, beside an
+/// unchanged reference value; weights fitted for other encoder weights, or malformed, are refused.
+#[test]
+fn compare_weighted_applies_the_weights_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w.json");
+    let layer = |b: u32, s: f64, g: f64| format!(r#"{{"block": {b}, "structure": {s}, "gram": {g}}}"#);
+    let write = |label: &str| {
+        let layers = [layer(2, 0.5, 0.0), layer(4, 0.25, 1.0), layer(6, 0.0, 0.0), layer(10, 0.1, 0.15)].join(",");
+        let text = format!(r#"{{"format": "usq-ulpips-weights/1", "weights": "{label}", "layers": [{layers}]}}"#);
+        std::fs::write(&weights, text).unwrap();
+    };
+    write("seeded-random:numpy-default_rng-20261127 (not trained)");
+    let (m, w) = (model(), weights.to_str().unwrap());
+    let noise = "tests/fixtures/sim_linear_640x480_noise.png";
+    let out = usq(&with_model(&["compare", LINEAR, noise, "--json", "--weights", w], &m));
+    let l = &json_lines(&out)[0];
+    let t: Vec<(f64, f64)> = l["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["structure"].as_f64().unwrap(), x["gram"].as_f64().unwrap()))
+        .collect();
+    let expect = 0.5 * t[0].0 + 0.25 * t[1].0 + t[1].1 + 0.1 * t[3].0 + 0.15 * t[3].1;
+    let got = l["ulpips_weighted"].as_f64().unwrap();
+    assert!((got - expect).abs() <= 1e-12 * expect.abs(), "{got} vs {expect}");
+    let plain = &json_lines(&usq(&with_model(&["compare", LINEAR, noise, "--json"], &m)))[0];
+    assert_eq!(plain["ulpips"], l["ulpips"], "the reference value does not change");
+    assert!(plain.get("ulpips_weighted").is_none(), "no weighted field unless asked");
+
+    write("some other weights");
+    fails_with(&with_model(&["compare", LINEAR, noise, "--weights", w], &m), "fitted for encoder weights");
+    std::fs::write(&weights, "[1, 2]").unwrap();
+    fails_with(&with_model(&["compare", LINEAR, noise, "--weights", w], &m), "not a uLPIPS weights file");
+    fails_with(&with_model(&["compare", LINEAR, noise, "--weights", "no/such.json"], &m), "no/such.json");
+    // The shipped weights belong to the shipped model, not to the seeded one.
+    fails_with(&with_model(&["compare", LINEAR, noise, "--weighted"], &m), "fitted for encoder weights");
+}
+
+/// The shipped weights file parses and fits the shipped models (both share their weights).
+#[test]
+fn the_shipped_ulpips_weights_fit_the_shipped_models() {
+    let w = usq::UlpipsWeights::shipped().unwrap();
+    for model in ["models/tinyusfm.onnx", "models/tinyusfm-int8.onnx"] {
+        let enc = usq::Encoder::from_path(at(model), 1).unwrap();
+        w.check_model(enc.info()).unwrap();
+    }
+    let out = usq(&["compare", LINEAR, "tests/fixtures/sim_linear_640x480_blur.png", "--weighted"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().contains("weighted   "));
+}
+
 #[test]
 fn the_shipped_defaults_need_no_flags() {
     let out = usq(&["score", SMALL, "--json"]);

@@ -41,7 +41,13 @@ def main():
     ap.add_argument("--seed", type=int, default=20261201)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(MODELS_DIR, "report"))
+    ap.add_argument("--trained", default=MODELS["trained"],
+                    help="the trained model (a candidate, with its --manifold, when choosing on --split validation)")
+    ap.add_argument("--max-patches", type=int, default=0, help="usq score --max-patches (0: the full grid)")
+    ap.add_argument("--candidate-only", action="store_true",
+                    help="score --trained alone (no seeded model, no int8): choosing between candidates")
     a = ap.parse_args()
+    models = {"trained": a.trained} if a.candidate_only else {**MODELS, "trained": a.trained}
     data = ORGANS[a.organ]
     frames = data.spread_frames(a.split, a.per_source)
     res = {"organ": a.organ, "split": a.split, "frames": len(frames), "sources": len(data.sources(a.split)),
@@ -49,37 +55,42 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         fit_root = os.path.join(tmp, "fit")
         data.link(data.frames("train"), os.path.join(fit_root, a.organ))
-        seeded_nrq = os.path.join(tmp, "nrq_seeded")
-        run([USQ, "fit-nrq", fit_root, "--out", seeded_nrq, "--model", MODELS["seeded"], *FIT_ARGS])
-        manifolds = {"trained": a.manifold, "seeded": seeded_nrq}
+        manifolds = {"trained": a.manifold}
+        if "seeded" in models:
+            manifolds["seeded"] = os.path.join(tmp, "nrq_seeded")
+            run([USQ, "fit-nrq", fit_root, "--out", manifolds["seeded"], "--model", models["seeded"], *FIT_ARGS])
         clean, items, imgs = distorted_frames(frames, a.seed, tmp)
         paths = [it[3] for it in items]
         names = sorted({it[0] for it in items})
         scores = {}
-        for m, path in MODELS.items():
-            scores[f"nrq_{m}"] = usq_score(paths, path, manifolds[m], 0, a.workers, organ=a.organ)
+        for m, path in models.items():
+            scores[f"nrq_{m}"] = usq_score(paths, path, manifolds[m], a.max_patches, a.workers, organ=a.organ)
             scores[f"ulpips_{m}"] = ulpips_scores(items, path, a.workers)
-        int8 = {"nrq": usq_score(paths, INT8, a.manifold, 0, a.workers, organ=a.organ),
-                "ulpips": ulpips_scores(items, INT8, a.workers)}
+        int8 = None if a.candidate_only else {"nrq": usq_score(paths, INT8, a.manifold, a.max_patches, a.workers, organ=a.organ),
+                                              "ulpips": ulpips_scores(items, INT8, a.workers)}
         scores["psnr"] = {it[3]: -psnr(clean[it[0]], imgs[it[3]]) if it[1] != "clean" else -100.0 for it in items}
         scores["ssim"] = {it[3]: -ssim(clean[it[0]], imgs[it[3]]) if it[1] != "clean" else -1.0 for it in items}
     for fam in FAMILIES:
         res["families"][fam] = {k: severity_rhos(items, names, fam, v)["median"] for k, v in scores.items()}
     # uLPIPS of a clean frame is exactly 0 for both models, so only distorted frames count there.
     distorted_paths = [it[3] for it in items if it[1] != "clean"]
-    res["int8_vs_fp32"] = {"nrq": agreement(scores["nrq_trained"], int8["nrq"], paths),
-                           "ulpips": agreement(scores["ulpips_trained"], int8["ulpips"], distorted_paths)}
+    if int8:
+        res["int8_vs_fp32"] = {"nrq": agreement(scores["nrq_trained"], int8["nrq"], paths),
+                               "ulpips": agreement(scores["ulpips_trained"], int8["ulpips"], distorted_paths)}
     count = lambda key, met: sum(met(r[key]) for r in res["families"].values())
-    res["monotone"] = {
-        "nrq_trained": count("nrq_trained", nrq_target_met), "nrq_seeded": count("nrq_seeded", nrq_target_met),
-        "ulpips_trained": count("ulpips_trained", ulpips_target_met),
-        "ulpips_seeded": count("ulpips_seeded", ulpips_target_met)}
+    res["monotone"] = {f"{metric}_{m}": count(f"{metric}_{m}", met) for m in models
+                       for metric, met in (("nrq", nrq_target_met), ("ulpips", ulpips_target_met))}
+    res["trained_model"] = os.path.relpath(a.trained, ROOT)
     os.makedirs(a.out, exist_ok=True)
     out = os.path.join(a.out, f"organ-{a.organ}.json")
     with open(out, "w") as f:
         json.dump(res, f, indent=1)
     print(f"{a.organ}: {res['frames']} frames of {res['sources']} {a.split} sources; wrote {os.path.relpath(out, ROOT)}\n")
-    print("\n".join(markdown(res)))
+    if a.candidate_only:
+        print(f"{a.trained}: NRQ monotone {res['monotone']['nrq_trained']}/9, uLPIPS {res['monotone']['ulpips_trained']}/9: "
+              + " ".join(f"{fam} {r['nrq_trained']:+.2f}" for fam, r in res["families"].items()))
+    else:
+        print("\n".join(markdown(res)))
 
 
 def agreement(fp32, int8, paths):

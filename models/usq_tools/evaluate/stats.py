@@ -61,6 +61,27 @@ def two_afc(drop, bad, groups):
     return (hit / n if n else float("nan")), int(n)
 
 
+def two_afc_split(drop, bad, frame_of):
+    """2AFC over every two distorted frames whose Dice drops differ by >= AFC_MIN_GAP, split into
+    pairs of one clean frame's distortions ("same": what two_afc measures) and pairs of
+    distortions of two different frames ("cross": is the metric's scale comparable across
+    images). Returns {"same": (accuracy, pairs), "cross": (accuracy, pairs)}; ties count 1/2."""
+    drop, bad = np.asarray(drop, np.float64), np.asarray(bad, np.float64)
+    codes = {f: k for k, f in enumerate(dict.fromkeys(frame_of))}
+    fr = np.array([codes[f] for f in frame_of])
+    i, j = np.triu_indices(len(drop), 1)
+    judged = np.abs(drop[i] - drop[j]) >= AFC_MIN_GAP
+    i, j = i[judged], j[judged]
+    db, dd = bad[i] - bad[j], drop[i] - drop[j]
+    score = np.where(db == 0, 0.5, (np.sign(db) == np.sign(dd)).astype(np.float64))
+    same = fr[i] == fr[j]
+    out = {}
+    for k, sel in (("same", same), ("cross", ~same)):
+        n = int(sel.sum())
+        out[k] = (float(score[sel].mean()) if n else float("nan"), n)
+    return out
+
+
 def severity_rhos(items, names, fam, vals):
     """Per frame, Spearman of vals with severity 0-4 in one family, and the median over frames."""
     rhos = []

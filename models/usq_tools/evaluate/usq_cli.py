@@ -59,6 +59,22 @@ def usq_compare(pairs, model, workers):
         return dict(ex.map(one, pairs))
 
 
+def ulpips_weighted_scores(items, model, weights, workers):
+    """ulpips_scores and the weighted uLPIPS (`usq compare --weights FILE`) of every item, in one
+    pass: (reference by path, weighted by path)."""
+    def one(pair):
+        r = json.loads(run([USQ, "compare", pair[0], pair[1], "--json", "--model", model, "--weights", weights]))
+        return pair[1], r["ulpips"], r["ulpips_weighted"]
+
+    with ThreadPoolExecutor(workers) as ex:
+        rs = list(ex.map(one, reference_pairs(items)))
+    ref, wtd = {p: u for p, u, _ in rs}, {p: w for p, _, w in rs}
+    for _, fam, _, p in items:
+        if fam == "clean":
+            ref[p] = wtd[p] = 0.0
+    return ref, wtd
+
+
 def ulpips_scores(items, model, workers):
     """uLPIPS of every item against its clean frame; the clean frames themselves 0, since identical
     frames give exactly 0 (checked by the project's tests)."""

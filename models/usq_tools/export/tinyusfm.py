@@ -120,3 +120,31 @@ def load_checkpoint(paths):
             raise ValueError(f"{p}: keys already in an earlier file: {dup[:5]}")
         sd.update(obj)
     return sd
+
+
+def from_contract_onnx(path):
+    """A TinyUSFM (blocks 0-10, the ones the contract graph keeps) holding the weights of a usq
+    contract ONNX model, so training can start from a shipped model. The graph's patch conv has
+    the preprocessing folded in (seeded.fold_preprocessing: one gray channel, g/127.5 - 1); it is
+    unfolded into an equivalent 3-channel conv on the normalised input: each channel gets a third
+    of the folded kernel x 127.5, and the bias gets back the kernel's sum."""
+    import onnx
+    from onnx import numpy_helper
+    init = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    model = TinyUSFM(depth=max(OUT_BLOCKS) + 1)
+    w1 = init["patch_w"].astype("float64")
+    w3 = (w1 * 127.5 / 3.0).repeat(3, axis=1)
+    b3 = init["patch_b"].astype("float64") + w3.sum(axis=(1, 2, 3))
+    sd = {"patch_embed.proj.weight": w3, "patch_embed.proj.bias": b3,
+          "cls_token": init["cls_token"], "pos_embed": init["pos_embed"]}
+    for i in range(max(OUT_BLOCKS) + 1):
+        b, pre = f"blocks.{i}.", f"b{i}_"
+        sd[b + "norm1.weight"], sd[b + "norm1.bias"] = init[pre + "ln1_g"], init[pre + "ln1_b"]
+        sd[b + "norm2.weight"], sd[b + "norm2.bias"] = init[pre + "ln2_g"], init[pre + "ln2_b"]
+        for name, key in (("qkv", "attn.qkv"), ("proj", "attn.proj"), ("fc1", "mlp.fc1"), ("fc2", "mlp.fc2")):
+            sd[b + key + ".weight"] = init[pre + name + "_w"].T     # the graph stores [in, out]
+            sd[b + key + ".bias"] = init[pre + name + "_b"]
+    sd["norm.weight"], sd["norm.bias"] = model.norm.weight.detach().numpy(), model.norm.bias.detach().numpy()
+    model.load_state_dict({k: torch.tensor(v.copy() if hasattr(v, "copy") else v, dtype=torch.float32)
+                           for k, v in sd.items()}, strict=True)
+    return model

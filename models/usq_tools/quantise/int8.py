@@ -237,6 +237,7 @@ def quantize(m, lins, amax, note, keep_fp32=None, lohi=None):
     q = helper.make_model(g, opset_imports=list(m.opset_import), producer_name=PRODUCER)
     q.ir_version = m.ir_version
     for kv in m.metadata_props:
+        # "; int8 (": src/weighting.rs (QUANTISED_NOTE) reads the float label back from it
         v = kv.value + "; " + note if kv.key == "usq.weights" else kv.value
         q.metadata_props.append(onnx.StringStringEntryProto(key=kv.key, value=v))
     onnx.checker.check_model(q)

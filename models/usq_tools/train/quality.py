@@ -1,0 +1,218 @@
+"""Quality-aware fine-tuning of the TinyUSFM encoder ("usq-qa"): the features keep what the
+shipped encoder sees in clean frames, and learn to move off it, in one direction and by a
+measured amount, when the acquisition degrades.
+
+    models/.venv/bin/python -m usq_tools.train.quality                  # the recipe on CPU
+    models/.venv/bin/python -m usq_tools.train.quality --device cuda    # the same recipe on a GPU
+    models/.venv/bin/python -m usq_tools.export.convert models/runs/quality/encoder.part0.pth \
+        models/runs/quality/encoder.part1.pth --out /tmp/qa.onnx --label usq-qa-v1
+
+Why this objective: NRQ is the log-likelihood of a patch's descriptor (per output layer the mean
+of its tokens, concatenated, L2-normalised) under a Gaussian mixture fitted on clean frames.
+A darkened or hazy patch can land right on the clean density (dark anechoic regions are clean
+too), so NRQ cannot fall with severity unless the features themselves mark degradation. So:
+
+- distillation on clean inputs: the student's residual streams after blocks 2, 4, 6, 10 match
+  the frozen starting encoder's (MSE relative to the teacher's energy, per layer), which keeps the
+  clean manifold, uLPIPS's token relations and what the starting weights learned;
+- severity on descriptors: descriptor z of every clean input and of a degraded copy; a unit
+  direction u (learned) and a fixed gain K: K (u . z) + b regresses the degradation's severity
+  s in [0, 1] (0 for clean). A fixed K means severity 1 must move z by about 1/K along u on the
+  unit sphere, a shift a clean-fitted density cannot absorb, rather than a tiny one a large head
+  weight would amplify.
+
+Degradations are usq_tools.train.degrade (training-only code and parameters; five of the
+evaluation's nine families have no counterpart there at all).
+
+Data: HC18 subjects 000-499 (500-599 stay for choosing between candidates, 600-699 for the report),
+the training sources of the POCUS lung set (usq_tools.data.pocus_lung), and simulated B-mode of six
+organs (usq_reference.simulate_bmode). Inputs as the metric sees them: 224x224 native-resolution
+crops (NRQ's patches) or, with p_whole, the whole frame area-downscaled (uLPIPS's input).
+
+Outputs (--out): encoder.part0.pth / encoder.part1.pth (blocks 0-10 with timm names, as
+usq_tools.train.mim writes them; usq_tools.export.convert reads them), head.pt (u, b), loss.csv,
+run.json. A checkpoint is written every --save-every steps, so a stopped run still leaves weights.
+"""
+import argparse
+import copy
+import csv
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from usq_reference import resize_input as whole_frame
+
+from ..data import pocus_lung
+from ..data.hc18 import ANY_FRAME, FIT_BELOW, IMAGES, read_gray, subject_frames
+from ..export.contract import OUT_BLOCKS
+from ..export.tinyusfm import from_contract_onnx
+from ..paths import MODELS
+from .degrade import FAMILIES, degrade
+from .mim import make_sims, save_encoder
+
+GAIN = 10.0   # K: severity 1 moves the unit descriptor by ~0.1 along u
+
+
+class Sampler:
+    """Clean 224x224 inputs from several frame sets, and their degraded copies."""
+
+    def __init__(self, sets, probs, rng, p_whole):
+        self.sets, self.probs, self.rng, self.p_whole = sets, np.asarray(probs) / sum(probs), rng, p_whole
+
+    def crop(self, g):
+        h, w = g.shape
+        if h < 224 or w < 224:
+            return None
+        for _ in range(5):
+            y, x = self.rng.integers(0, h - 224 + 1), self.rng.integers(0, w - 224 + 1)
+            c = g[y:y + 224, x:x + 224]
+            if (c > 8).mean() >= 0.3:
+                break
+        return c.astype(np.float32)
+
+    def pair(self):
+        """(clean, degraded, severity, family index) of one input."""
+        g = self.sets[self.rng.choice(len(self.sets), p=self.probs)]
+        g = g[self.rng.integers(len(g))]
+        fam = int(self.rng.integers(len(FAMILIES)))
+        s = float(self.rng.uniform(0.1, 1.0))
+        c = None if self.rng.random() < self.p_whole else self.crop(g)
+        if c is None:   # the whole frame: degrade at native resolution, then the metric's resize
+            gf = g.astype(np.float32)
+            clean, deg = whole_frame(gf), whole_frame(degrade(gf, FAMILIES[fam], s, self.rng))
+        else:
+            clean, deg = c, degrade(c, FAMILIES[fam], s, self.rng)
+        if self.rng.random() < 0.5:
+            clean, deg = clean[:, ::-1], deg[:, ::-1]
+        return clean, deg, s, fam
+
+    def batch(self, n):
+        ps = [self.pair() for _ in range(n)]
+        x = np.stack([p[0] for p in ps] + [p[1] for p in ps]).astype(np.float32)
+        sev = np.array([0.0] * n + [p[2] for p in ps], np.float32)
+        return x, sev, [p[3] for p in ps]
+
+
+def descriptor(layers):
+    """NRQ's patch descriptor, batched: per layer the mean of the patch tokens, concatenated,
+    L2-normalised ([N, 4 x 192])."""
+    return F.normalize(torch.cat([l[:, 1:].mean(1) for l in layers], dim=1), dim=1)
+
+
+def to_input(gray):
+    g = (gray / 255.0 - 0.5) / 0.5
+    return g[:, None].expand(-1, 3, -1, -1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--init", default=os.path.join(MODELS, "tinyusfm.onnx"), help="starting (and teacher) model")
+    ap.add_argument("--hc18", default=IMAGES)
+    ap.add_argument("--out", default=os.path.join(MODELS, "runs", "quality"))
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--steps", type=int, default=900)
+    ap.add_argument("--batch", type=int, default=16, help="clean inputs per step (each with a degraded copy)")
+    ap.add_argument("--seed", type=int, default=20261202)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--severity-weight", type=float, default=1.0)
+    ap.add_argument("--distill-weight", type=float, default=1.0)
+    ap.add_argument("--n-sim", type=int, default=240)
+    ap.add_argument("--p", default="0.5,0.25,0.25", help="draw probabilities of HC18, lung, simulated")
+    ap.add_argument("--p-whole", type=float, default=0.25)
+    ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 16))
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--time-limit-s", type=float, default=0, help="save and stop after this long (0: none)")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    t_start = time.time()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    rng = np.random.default_rng(a.seed)
+    dev = torch.device(a.device)
+
+    hc18_files = subject_frames(a.hc18, range(0, FIT_BELOW), ANY_FRAME)
+    hc18 = [read_gray(os.path.join(a.hc18, f)) for f in hc18_files]
+    lung = [read_gray(p) for p in pocus_lung.frames("train")]
+    sims, organs = make_sims(a.n_sim, a.workers)
+    print(f"HC18 {len(hc18)} frames (subjects 000-{FIT_BELOW - 1}), lung {len(lung)} frames "
+          f"({len(pocus_lung.sources('train'))} training sources), {len(sims)} simulated", flush=True)
+    sampler = Sampler([hc18, lung, sims], [float(v) for v in a.p.split(",")], rng, a.p_whole)
+
+    student = from_contract_onnx(a.init).to(dev)
+    teacher = copy.deepcopy(student).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    direction = torch.nn.Parameter(F.normalize(torch.randn(len(OUT_BLOCKS) * 192), dim=0).to(dev))
+    bias = torch.nn.Parameter(torch.zeros((), device=dev))
+    opt = torch.optim.AdamW([{"params": student.parameters(), "weight_decay": 0.0},
+                             {"params": [direction, bias], "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.95))
+    lr_at = lambda s: a.lr * min(1.0, (s + 1) / a.warmup) * 0.5 * (1 + np.cos(np.pi * s / a.steps))
+
+    log = open(os.path.join(a.out, "loss.csv"), "w", newline="")
+    w = csv.writer(log)
+    w.writerow(["step", "loss", "distill", "severity", "sev_rmse_clean", "sev_rmse_degraded", "lr", "elapsed_s"])
+    t_train, done = time.time(), 0
+    acc = np.zeros(5)
+    n_acc = 0
+
+    def save():
+        paths = save_encoder(student, a.out)
+        torch.save({"direction": direction.detach().cpu(), "bias": bias.detach().cpu(), "gain": GAIN},
+                   os.path.join(a.out, "head.pt"))
+        info = dict(vars(a), steps_done=done, train_seconds=round(time.time() - t_train, 1),
+                    total_seconds=round(time.time() - t_start, 1), torch=torch.__version__,
+                    threads=torch.get_num_threads(), hc18_frames=len(hc18), lung_frames=len(lung),
+                    sim_organs={o: organs.count(o) for o in sorted(set(organs))}, families=list(FAMILIES),
+                    checkpoint=[os.path.basename(p) for p in paths])
+        with open(os.path.join(a.out, "run.json"), "w") as f:
+            json.dump(info, f, indent=1)
+        return paths
+
+    for step in range(a.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        x, sev, _ = sampler.batch(a.batch)
+        x, sev = torch.from_numpy(x).to(dev), torch.from_numpy(sev).to(dev)
+        inp = to_input(x)
+        with torch.no_grad():
+            t_layers = teacher(inp[:a.batch])
+        s_layers = student(inp)
+        distill = sum(((s[:a.batch] - t) ** 2).mean() / (t ** 2).mean() for s, t in zip(s_layers, t_layers)) / len(t_layers)
+        pred = GAIN * (descriptor(s_layers) @ F.normalize(direction, dim=0)) + bias
+        err = (pred - sev) ** 2
+        severity = err.mean()
+        loss = a.distill_weight * distill + a.severity_weight * severity
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(list(student.parameters()) + [direction, bias], 1.0)
+        opt.step()
+        done = step + 1
+        acc += [loss.item(), distill.item(), severity.item(), err[:a.batch].mean().sqrt().item(),
+                err[a.batch:].mean().sqrt().item()]
+        n_acc += 1
+        if done % a.log_every == 0 or done == a.steps:
+            m = acc / n_acc
+            el = time.time() - t_train
+            w.writerow([done] + [f"{v:.5f}" for v in m] + [f"{lr_at(step):.3e}", f"{el:.1f}"])
+            log.flush()
+            print(f"step {done:4d}/{a.steps} loss {m[0]:.4f} distill {m[1]:.4f} severity {m[2]:.4f} "
+                  f"(rmse clean {m[3]:.3f}, degraded {m[4]:.3f}) lr {lr_at(step):.2e} {el:.0f}s", flush=True)
+            acc[:], n_acc = 0, 0
+        if done % a.save_every == 0:
+            save()
+        if a.time_limit_s and time.time() - t_train > a.time_limit_s:
+            print(f"time limit reached: stopping at step {done} of {a.steps}", flush=True)
+            break
+    paths = save()
+    print(f"done: {done} steps in {time.time() - t_train:.0f}s; wrote {', '.join(paths)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
