@@ -64,7 +64,10 @@ impl UlpipsWeights {
         for l in &layers {
             for (name, w) in [("structure", l.structure), ("gram", l.gram)] {
                 if !w.is_finite() || w < 0.0 {
-                    return Err(invalid(format!("block {}: {name} weight {w} is not a finite non-negative number", l.block)));
+                    return Err(invalid(format!(
+                        "block {}: {name} weight {w} is not a finite non-negative number",
+                        l.block
+                    )));
                 }
             }
         }
@@ -88,15 +91,9 @@ impl UlpipsWeights {
     /// Reads a weights file (at most [`MAX_FILE_BYTES`]).
     pub fn from_path(path: impl AsRef<Path>) -> Result<UlpipsWeights> {
         let path = path.as_ref();
-        let bytes = read_limited(path, MAX_FILE_BYTES)
-            .with_context(|| format!("reading uLPIPS weights {}", path.display()))?;
+        let bytes =
+            read_limited(path, MAX_FILE_BYTES).with_context(|| format!("reading uLPIPS weights {}", path.display()))?;
         UlpipsWeights::from_json(&bytes).with_context(|| format!("uLPIPS weights {}", path.display()))
-    }
-
-    /// The shipped weights (`models/ulpips_weights.json`, see [`crate::defaults`]), fitted for the
-    /// shipped models' encoder weights.
-    pub fn shipped() -> Result<UlpipsWeights> {
-        crate::defaults::ulpips_weights()
     }
 
     /// The `usq.weights` label of the encoder weights these were fitted for.

@@ -40,7 +40,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     let image = GrayFrame::open(&a.image)?;
     let weights = match (&a.weights, a.weighted) {
         (Some(path), _) => Some(usq::UlpipsWeights::from_path(path)?),
-        (None, true) => Some(usq::UlpipsWeights::shipped()?),
+        (None, true) => Some(usq::defaults::ulpips_weights()?),
         (None, false) => None,
     };
     let mut scorer = usq::Scorer::new(&a.model.source(), usq::ManifoldSource::None, usq::EncoderOptions::batch(1))?;

@@ -149,7 +149,7 @@ fn compare_weighted_applies_the_weights_file() {
 /// The shipped weights file parses and fits the shipped models (both share their weights).
 #[test]
 fn the_shipped_ulpips_weights_fit_the_shipped_models() {
-    let w = usq::UlpipsWeights::shipped().unwrap();
+    let w = usq::defaults::ulpips_weights().unwrap();
     for model in ["models/tinyusfm.onnx", "models/tinyusfm-int8.onnx"] {
         let enc = usq::Encoder::from_path(at(model), 1).unwrap();
         w.check_model(enc.info()).unwrap();
