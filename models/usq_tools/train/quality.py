@@ -2,8 +2,9 @@
 shipped encoder sees in clean frames, and learn to move off it, in one direction and by a
 measured amount, when the acquisition degrades.
 
-    models/.venv/bin/python -m usq_tools.train.quality                  # the recipe on CPU
-    models/.venv/bin/python -m usq_tools.train.quality --device cuda    # the same recipe on a GPU
+    git show 212032d:models/tinyusfm.onnx > /tmp/usq-mim-v2.onnx        # the starting weights (usq-mim-v2)
+    models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-mim-v2.onnx                 # CPU, ~45 min
+    models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-mim-v2.onnx --device cuda   # on a GPU
     models/.venv/bin/python -m usq_tools.export.convert models/runs/quality/encoder.part0.pth \
         models/runs/quality/encoder.part1.pth --out /tmp/qa.onnx --label usq-qa-v1
 
@@ -109,7 +110,9 @@ def to_input(gray):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--init", default=os.path.join(MODELS, "tinyusfm.onnx"), help="starting (and teacher) model")
+    ap.add_argument("--init", required=True,
+                    help="starting (and teacher) contract model; usq-qa-v1 started from usq-mim-v2, the shipped model "
+                         "before it: git show 212032d:models/tinyusfm.onnx (sha256 9a1f952b...)")
     ap.add_argument("--hc18", default=IMAGES)
     ap.add_argument("--out", default=os.path.join(MODELS, "runs", "quality"))
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
