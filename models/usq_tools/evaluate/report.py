@@ -693,7 +693,9 @@ def write_report(res, out):
     L += other_organs(os.path.join(out, "report"))
     L.append("## Reproduce\n")
     L.append("    cargo build --release                                   # target/release/usq, if missing")
+    L.append("    # the weights: models/MODEL_CARD.md (usq_tools.train.mim, then usq_tools.train.quality)")
     L.append("    models/.venv/bin/python -m usq_tools.quantise.int8       # models/tinyusfm-int8.onnx (deterministic)")
+    L.append("    models/.venv/bin/python -m usq_tools.evaluate.ulpips_weights   # models/ulpips_weights.json (training subjects)")
     L.append(f"    {m['command']}          # this report")
     L.append("    models/fit_default_manifold.sh                           # models/nrq/{FetalHead,Lung}.npz (deterministic)")
     L.append("    models/.venv/bin/python -m usq_tools.evaluate.organ --organ Lung   # section 4 (then --report-only)\n")
@@ -716,8 +718,9 @@ def other_organs(rdir):
          "copied here. Frames of held-out sources only, up to 2 per source video (a still has one), the distortions of section 1 "
          "(the same code and seed scheme); NRQ against that organ's manifold alone (`--organ`). The trained "
          "model uses the shipped manifold (`models/fit_default_manifold.sh`: training sources, the settings "
-         "chosen on fetal head, nothing tuned on this organ); the seeded random model a manifold fitted the "
-         "same way on the same training frames. Median per-frame Spearman with severity 0-4:\n"]
+         "chosen on fetal head, nothing tuned on this organ; the trained weights saw the lung training sources "
+         "in their second stage, never a validation or held-out source); the seeded random model a manifold "
+         "fitted the same way on the same training frames. Median per-frame Spearman with severity 0-4:\n"]
     for f in files:
         with open(f) as fh:
             res = json.load(fh)
