@@ -16,7 +16,16 @@ then the Python reference, then the next model) so that load on the machine hits
                       per run, same session options as (b)), GMM log-likelihoods, worst-15% mean.
                       Decode and manifold loading are outside the timed region.
 
-(b) and (c) each run in a fresh child process, so that their peak RSS (getrusage ru_maxrss of
+  (d) onnxruntime int8 the peer a scanner engineer would pick instead of usq: onnxruntime running its
+                      *own* int8 quantisations of the fp32 model (the first --models file), made
+                      here in a temporary folder with onnxruntime.quantization: `dynamic`
+                      (quantize_dynamic, int8 weights per channel, activations quantised at run
+                      time) and `static QDQ` (quantize_static, QDQ format, int8 weights per
+                      channel and int8 activations, MinMax-calibrated on the same 64 HC18 training
+                      patches as usq's int8 model: usq_tools.quantise.int8's sample_patches, seed
+                      20261129). Forward latency as in (b). --no-ort-int8 skips them.
+
+(b), (c) and (d) each run in a fresh child process, so that their peak RSS (getrusage ru_maxrss of
 that process, Python and its imports included) does not carry over from one model to the next.
 Latencies are in ms; p50/p99 are linearly interpolated percentiles. Ratios are tract/onnxruntime
 (below 1: tract is faster); the NRQ ratio is usq's nrq_frame p50 over the Python reference's p50.
@@ -62,6 +71,7 @@ def parse_args(argv=None):
     ap.add_argument("--image", default=DEFAULT_IMAGE, help="frame for the NRQ timing (default: %(default)s)")
     ap.add_argument("--out", help="write all numbers as JSON here")
     ap.add_argument("--skip-usq", action="store_true", help="measure onnxruntime and the reference only")
+    ap.add_argument("--no-ort-int8", action="store_true", help="skip onnxruntime's own int8 peers (d)")
     args = ap.parse_args(argv)
     for name in ("threads", "batch", "iterations", "nrq_iterations"):
         if getattr(args, name) < 1:
@@ -223,6 +233,38 @@ def reference_nrq_worker(model, threads, batch, image, manifold, iterations):
             "worst_k": k, "nrq": score, "organs": list(manifolds), "warmup": 1}
 
 
+def make_ort_int8_peers(model, out_dir, seed=20261129):
+    """(d) onnxruntime's own int8 quantisations of the fp32 model, written into out_dir:
+    {"dynamic": path, "static QDQ": path}."""
+    import numpy as np
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from ..quantise.int8 import sample_patches, training_frames
+
+    x, _ = sample_patches(training_frames(), np.random.default_rng(seed), 48, 16)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(x[i:i + 1] for i in range(len(x)))
+
+        def get_next(self):
+            batch = next(self.it, None)
+            return None if batch is None else {"image": batch}
+
+    out = {"dynamic": os.path.join(out_dir, "ort-int8-dynamic.onnx"),
+           "static QDQ": os.path.join(out_dir, "ort-int8-static-qdq.onnx")}
+    quantize_dynamic(model, out["dynamic"], weight_type=QuantType.QInt8, per_channel=True)
+    # onnxruntime's recommended pre-processing (shape inference, graph optimisation) first, and only
+    # the MatMuls quantised (the Linear layers and attention's two products), as its guide does for
+    # transformers; quantising LayerNormalization's vectors too measured slower.
+    pre = os.path.join(out_dir, "preprocessed.onnx")
+    quant_pre_process(model, pre)
+    quantize_static(pre, out["static QDQ"], Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+    return out
+
+
 def in_fresh_process(fn, *fn_args):
     """Run fn(*fn_args) in a newly spawned Python process and return its result."""
     ctx = multiprocessing.get_context("spawn")
@@ -260,6 +302,21 @@ def bench_model(model, args):
 
 
 # ---------------------------------------------------------------- report
+def bench_ort_int8(model, args):
+    """(d) for the fp32 model: onnxruntime's own int8 peers, forward only."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="usq-ort-int8-") as tmp:
+        print(f"[{os.path.basename(model)}] onnxruntime int8 peers: quantising ... ", end="", flush=True)
+        peers = in_fresh_process(make_ort_int8_peers, model, tmp)
+        out = {}
+        for name, path in peers.items():
+            print(f"{name} forward ... ", end="", flush=True)
+            out[name] = {**in_fresh_process(ort_forward_worker, path, args.threads, args.batch, args.iterations,
+                                            args.warmup), "model_bytes": os.path.getsize(path)}
+        print("done", flush=True)
+    return out
+
+
 def fmt(v, spec=".1f"):
     return "-" if v is None else format(v, spec)
 
@@ -274,14 +331,25 @@ def table_rows(result):
                      f.get("load_ms"), f.get("peak_rss_mb"), n.get("peak_rss_mb")))
     rows.append((name, "onnxruntime", fwd["p50_ms"], fwd["p99_ms"], nrq["p50_ms"], nrq["patches"],
                  fwd["load_ms"], fwd["peak_rss_mb"], nrq["peak_rss_mb"]))
+    for peer, f in result.get("onnxruntime_int8", {}).items():
+        rows.append((name, f"ort int8 {peer}", f["p50_ms"], f["p99_ms"], None, None, f["load_ms"],
+                     f["peak_rss_mb"], None))
     return rows
+
+
+def fastest(results):
+    """(engine row label, model name, forward p50) of the fastest forward in the run."""
+    rows = [r for res in results for r in table_rows(res) if r[2] is not None]
+    best = min(rows, key=lambda r: r[2])
+    return best[1], best[0], best[2]
 
 
 def print_report(results, args):
     head = ("model", "engine", "fwd p50", "fwd p99", "NRQ p50", "patches", "load ms", "RSS fwd", "RSS NRQ")
     rows = [r for res in results for r in table_rows(res)]
     width = max(len(head[0]), *(len(r[0]) for r in rows))
-    line = lambda cells: f"{cells[0]:<{width}}  {cells[1]:<12}" + "".join(f"{c:>9}" for c in cells[2:])  # noqa
+    ew = max(len(head[1]), *(len(r[1]) for r in rows))
+    line = lambda cells: f"{cells[0]:<{width}}  {cells[1]:<{ew}}" + "".join(f"{c:>9}" for c in cells[2:])  # noqa
     print(f"\nthreads={args.threads} batch={args.batch} forward iterations={args.iterations} "
           f"(ms; RSS in MiB) image={os.path.basename(args.image)}")
     print("fwd = one encoder run on a [batch,1,224,224] input; NRQ = one full frame score, decode excluded")
@@ -290,6 +358,12 @@ def print_report(results, args):
         print(line([r[0], r[1], *(fmt(v) for v in r[2:5]), fmt(r[5], "d"), *(fmt(v) for v in r[6:])]))
     print("onnxruntime NRQ = Python reference (usq_reference) end to end, "
           f"p50 of {args.nrq_iterations}; its RSS counts the Python process (interpreter, NumPy, onnxruntime).")
+    peers = [(r[1], r[0], r[2]) for res in results for r in table_rows(res) if r[1] != "usq/tract" and r[2] is not None]
+    if peers:
+        e, m, p50 = min(peers, key=lambda r: r[2])
+        print(f"fastest peer: {e} on {m}, forward p50 {p50:.1f} ms")
+    e, m, p50 = fastest(results)
+    print(f"fastest overall: {e} on {m}, forward p50 {p50:.1f} ms")
     if args.skip_usq:
         return
     print("\ntract/onnxruntime (below 1: tract faster)")
@@ -310,9 +384,17 @@ def main(argv=None):
                          "warmup": args.warmup, "nrq_iterations": args.nrq_iterations, "image": args.image,
                          "manifold": DEFAULT_MANIFOLD, "usq": None if args.skip_usq else args.usq,
                          "ort_options": {"providers": ["CPUExecutionProvider"], "intra_op_num_threads": args.threads,
-                                         "inter_op_num_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL"}},
+                                         "inter_op_num_threads": 1, "graph_optimization_level": "ORT_ENABLE_ALL"},
+                         "ort_int8": None if args.no_ort_int8 else {
+                             "of": args.models[0],
+                             "dynamic": "quantize_dynamic(weight_type=QInt8, per_channel=True)",
+                             "static QDQ": "quant_pre_process; quantize_static(QDQ, per_channel, QInt8 activations "
+                                           "and weights, op_types_to_quantize=[MatMul], MinMax on 64 HC18 "
+                                           "training patches, seed 20261129)"}},
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "results": [bench_model(m, args) for m in args.models]}
+    if not args.no_ort_int8:
+        report["results"][0]["onnxruntime_int8"] = bench_ort_int8(args.models[0], args)
     print_report(report["results"], args)
     if args.out:
         with open(args.out, "w") as f:
