@@ -10,6 +10,27 @@
 use crate::error::{Context, Error, ErrorKind, Result};
 use std::path::Path;
 
+/// Largest frame side accepted from a stream source (y4m, raw, DICOM), in pixels: a 16K frame;
+/// scanner video outputs are at most 4K.
+pub const MAX_SIDE: usize = 16384;
+/// Largest frame accepted from a stream source, in pixels (a 64-megapixel plane).
+pub const MAX_PIXELS: usize = 1 << 26;
+
+/// Checks a frame size a stream's header declares before anything is allocated for it: both
+/// sides at least 1 and at most [`MAX_SIDE`], at most [`MAX_PIXELS`] in all.
+pub fn check_frame_size(width: usize, height: usize) -> Result<()> {
+    if width == 0 || height == 0 {
+        crate::bail!(WrongSize, "frame size {width}x{height} is empty");
+    }
+    if width > MAX_SIDE || height > MAX_SIDE || width * height > MAX_PIXELS {
+        crate::bail!(
+            WrongSize,
+            "frame size {width}x{height} is larger than usq reads (at most {MAX_SIDE} a side, {MAX_PIXELS} pixels)"
+        );
+    }
+    Ok(())
+}
+
 /// An 8-bit gray image, row-major, no padding between rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GrayFrame {
@@ -105,6 +126,22 @@ pub fn bt601(r: u8, g: u8, b: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_sizes_are_bounded_before_allocation() {
+        assert!(check_frame_size(800, 540).is_ok());
+        assert!(check_frame_size(MAX_SIDE, MAX_PIXELS / MAX_SIDE).is_ok());
+        for (w, h) in [
+            (0, 10),
+            (10, 0),
+            (MAX_SIDE + 1, 1),
+            (1, MAX_SIDE + 1),
+            (MAX_SIDE, MAX_SIDE),
+            (2_000_000_000, 2_000_000_000),
+        ] {
+            assert_eq!(check_frame_size(w, h).unwrap_err().kind(), ErrorKind::WrongSize, "{w}x{h}");
+        }
+    }
 
     #[test]
     fn bt601_matches_opencv_fixed_point() {

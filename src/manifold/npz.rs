@@ -6,7 +6,13 @@ use super::OrganModel;
 use crate::error::{Error, ErrorKind, Result};
 use ndarray::{Array, Array0, Dimension, Ix1, Ix2};
 use ndarray_npy::{NpzReader, NpzWriter, ReadableElement};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
+
+/// Largest array entry read from an organ file, uncompressed. The shipped organs are under
+/// 1 MiB; PCA over 4 layers x 192 at full rank is 4.5 MiB.
+pub const MAX_ENTRY_BYTES: u64 = 64 << 20;
+/// Largest `.npy` header read (numpy writes a few hundred bytes).
+const MAX_HEADER_BYTES: usize = 64 << 10;
 
 fn manifold_err(e: impl std::error::Error + 'static) -> Error {
     Error::from_source(ErrorKind::Manifold, &e)
@@ -42,9 +48,57 @@ fn row_major<D: Dimension>(a: Array<f64, D>) -> Vec<f64> {
     a.iter().copied().collect()
 }
 
+/// Checks every entry of the archive before anything is allocated from its header: the entry is
+/// at most [`MAX_ENTRY_BYTES`], its `.npy` header is well-formed and at most 64 KiB, and the array
+/// it declares has no more elements than the entry has bytes. ndarray-npy allocates the array its
+/// header declares before reading it, so a hostile header (three billion elements in a file of a
+/// few bytes) must be refused here.
+fn check_entries<R: Read + Seek>(reader: &mut R) -> Result<()> {
+    let mut zip =
+        zip::ZipArchive::new(&mut *reader).map_err(|e| manifold_err(e).context("not a readable .npz archive"))?;
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i).map_err(manifold_err)?;
+        let (name, size) = (entry.name().to_string(), entry.size());
+        if size > MAX_ENTRY_BYTES {
+            crate::bail!(Manifold, "entry '{name}' holds {size} bytes, more than the {MAX_ENTRY_BYTES} allowed");
+        }
+        let mut head = Vec::new();
+        entry
+            .take(12 + MAX_HEADER_BYTES as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| manifold_err(e).context(format!("entry '{name}'")))?;
+        let bad = |why: &str| Error::new(ErrorKind::Manifold, format!("entry '{name}': {why}"));
+        if head.len() < 10 || &head[..6] != b"\x93NUMPY" {
+            return Err(bad("not a .npy array"));
+        }
+        // HEADER_LEN: u16 after version 1.0, u32 after 2.0 and 3.0 (the .npy format's spec).
+        let (len_end, header_len) = match head[6] {
+            1 => (10, u16::from_le_bytes([head[8], head[9]]) as usize),
+            2 | 3 if head.len() >= 12 => (12, u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize),
+            _ => return Err(bad("unknown .npy version")),
+        };
+        if header_len > MAX_HEADER_BYTES || len_end + header_len > head.len() {
+            return Err(bad("the .npy header is longer than the entry or than 64 KiB"));
+        }
+        let header = ndarray_npy::npy::header::Header::from_reader(&mut &head[..len_end + header_len])
+            .map_err(|e| manifold_err(e).context(format!("entry '{name}'")))?;
+        let elements = header.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        if elements.is_none_or(|n| n > size) {
+            return Err(bad(&format!(
+                "its header declares shape {:?}, more elements than its {size} bytes hold",
+                header.shape
+            )));
+        }
+    }
+    reader.seek(SeekFrom::Start(0)).map_err(|e| Error::from_source(ErrorKind::Io, &e))?;
+    Ok(())
+}
+
 impl OrganModel {
     /// Reads an organ named `name` from a reference-layout `.npz` archive and validates it.
-    pub fn from_npz<R: Read + Seek>(name: &str, reader: R) -> Result<OrganModel> {
+    /// Every entry is bounded before it is read (`check_entries`).
+    pub fn from_npz<R: Read + Seek>(name: &str, mut reader: R) -> Result<OrganModel> {
+        check_entries(&mut reader)?;
         let mut npz = NpzReader::new(reader).map_err(|e| manifold_err(e).context("not a readable .npz archive"))?;
         let pca_mean = read_key::<_, Ix1>(&mut npz, "pca_mean")?;
         let pca_components = read_key::<_, Ix2>(&mut npz, "pca_components")?;

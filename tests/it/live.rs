@@ -76,6 +76,12 @@ fn bad_live_inputs() {
     std::fs::write(&corrupt, b"YUV4MPEG2 W10 H10 F25:1\nNOTAFRAME\n").unwrap();
     let raw = dir.path().join("x.gray");
     std::fs::write(&raw, [0u8; 10]).unwrap();
+    // Headers built to hurt: a frame of 4e18 pixels (it aborted usq asking for that much memory),
+    // and a header line that never ends.
+    let huge = dir.path().join("huge.y4m");
+    std::fs::write(&huge, b"YUV4MPEG2 W2000000000 H2000000000 F25:1 Cmono\nFRAME\n\0\0\0\0").unwrap();
+    let endless = dir.path().join("endless.y4m");
+    std::fs::write(&endless, [b"YUV4MPEG2 ".as_slice(), &[b'X'; 100_000]].concat()).unwrap();
     let not_dicom = dir.path().join("junk.dcm");
     std::fs::write(&not_dicom, [&[0u8; 128][..], b"DICM", &[0x55u8; 40]].concat()).unwrap();
     for (args, needle) in [
@@ -85,6 +91,9 @@ fn bad_live_inputs() {
         (vec!["--input", raw.to_str().unwrap()], "--size"),
         (vec!["--input", raw.to_str().unwrap(), "--size", "4x4"], "no whole 4x4"),
         (vec!["--input", corrupt.to_str().unwrap()], "FRAME"),
+        (vec!["--input", huge.to_str().unwrap()], "larger than usq reads"),
+        (vec!["--input", endless.to_str().unwrap()], "has no size"),
+        (vec!["--input", raw.to_str().unwrap(), "--size", "4294967296x4294967296"], "larger than usq reads"),
         (vec!["--input", not_dicom.to_str().unwrap()], "DICOM"),
         (vec!["--input", "tests/fixtures", "--roi", "0,0,5000,10"], "region of interest"),
     ]

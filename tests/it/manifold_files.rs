@@ -119,6 +119,65 @@ fn broken_files_are_refused_with_a_reason() {
     assert!(e.to_string().contains("no .npz"), "{e}");
 }
 
+/// A `.npy` entry (format 1.0) with this header dictionary and these data bytes.
+fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{dict}\n").into_bytes();
+    while (10 + header.len()) % 64 != 0 {
+        header.insert(header.len() - 1, b' ');
+    }
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header);
+    out.extend(data);
+    out
+}
+
+/// An archive holding one entry `pca_mean.npy` with these bytes.
+fn one_entry_npz(path: &std::path::Path, entry: &[u8]) {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    zip.start_file("pca_mean.npy", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.write_all(entry).unwrap();
+    zip.finish().unwrap();
+}
+
+/// Files built to hurt the parser get an error before anything is allocated from their
+/// headers (ndarray-npy allocates what a header declares): three billion elements in a few
+/// bytes, a header length past the entry, an unknown format version. Before the check the first
+/// asked for 24 GB and aborted `usq score`.
+#[test]
+fn hostile_array_headers_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("Hostile.npz");
+    let cases: [(Vec<u8>, &str); 4] = [
+        (npy("{'descr': '<f8', 'fortran_order': False, 'shape': (3000000000,), }", &[0; 16]), "more elements than"),
+        (
+            npy(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (100000, 100000, 100000, 100000, 100000), }",
+                &[0; 8],
+            ),
+            "more elements than",
+        ),
+        ([b"\x93NUMPY\x01\x00\xff\xff".as_slice(), b"{'descr'"].concat(), "longer than the entry"),
+        ([b"\x93NUMPY\x09\x00\x10\x00".as_slice(), &[b' '; 16]].concat(), "unknown .npy version"),
+    ];
+    for (entry, needle) in cases {
+        one_entry_npz(&p, &entry);
+        let e = OrganModel::load(&p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Manifold, "{e}");
+        assert!(e.to_string().contains(needle), "{needle}: {e}");
+    }
+    // Through the CLI: a message and a non-zero exit, not an abort.
+    let out = usq_command()
+        .args(["score", "tests/fixtures/sim_small_200x150.png", "--manifold", dir.path().to_str().unwrap()])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Hostile.npz") && err.contains("unknown .npy version"), "{err}");
+}
+
 #[test]
 fn unknown_organ_names_the_known_ones() {
     let set = ManifoldSet::load_dir(at("tests/fixtures/manifold")).unwrap();

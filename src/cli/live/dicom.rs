@@ -41,6 +41,9 @@ impl Cine {
         if frames == 0 {
             usq::bail!(Image, "DICOM {name} has 0 frames");
         }
+        let side = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u32>().ok()).unwrap_or(0);
+        let (rows, columns) = (side(tags::ROWS) as usize, side(tags::COLUMNS) as usize);
+        usq::imaging::frame::check_frame_size(columns, rows).map_err(|e| e.context(format!("DICOM {name}")))?;
         let float = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_float64().ok());
         let fps = float(tags::FRAME_TIME)
             .filter(|ms| ms.is_finite() && *ms > 0.0)

@@ -67,8 +67,10 @@ impl Source {
                 path.display()
             );
         };
+        usq::imaging::frame::check_frame_size(width, height)
+            .with_context(|| format!("--size for {}", path.display()))?;
         let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if width == 0 || height == 0 || data.len() < width * height {
+        if data.len() < width * height {
             usq::bail!(InvalidArgument, "{} holds no whole {width}x{height} GRAY8 frame", path.display());
         }
         Ok((Source::Raw { data, width, height, next: 0 }, None))
@@ -127,12 +129,16 @@ fn is_dicom(path: &Path) -> bool {
 
 type Y4mHeader = (BufReader<std::fs::File>, usize, usize, usize, Option<f64>);
 
+/// Longest y4m stream header or FRAME line read (real ones are under 100 bytes).
+const MAX_Y4M_LINE: u64 = 4096;
+
 /// Parses the stream header: `YUV4MPEG2 W<w> H<h> F<n>:<d> ... C<colourspace>`.
 fn open_y4m(path: &Path) -> usq::Result<Y4mHeader> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut reader = BufReader::new(file);
     let mut header = String::new();
-    reader.read_line(&mut header).with_context(|| format!("reading {}", path.display()))?;
+    // A header is one short line; a file without a newline must not be read whole into it.
+    reader.by_ref().take(MAX_Y4M_LINE).read_line(&mut header).with_context(|| format!("reading {}", path.display()))?;
     let mut words = header.split_whitespace();
     if words.next() != Some("YUV4MPEG2") {
         usq::bail!(InvalidArgument, "{} is not a YUV4MPEG2 stream", path.display());
@@ -156,6 +162,7 @@ fn open_y4m(path: &Path) -> usq::Result<Y4mHeader> {
     if w == 0 || h == 0 {
         usq::bail!(InvalidArgument, "{}: the y4m header has no size", path.display());
     }
+    usq::imaging::frame::check_frame_size(w, h).with_context(|| format!("{}: the y4m header", path.display()))?;
     let chroma_bytes = match colour.as_str() {
         c if c.starts_with("420") => 2 * w.div_ceil(2) * h.div_ceil(2),
         "422" => 2 * w.div_ceil(2) * h,
@@ -169,7 +176,7 @@ fn open_y4m(path: &Path) -> usq::Result<Y4mHeader> {
 /// Reads one `FRAME` into `luma` and skips its chroma; `false` at the end of the stream.
 fn read_y4m_frame(reader: &mut BufReader<std::fs::File>, luma: &mut [u8], chroma_bytes: usize) -> usq::Result<bool> {
     let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
+    if reader.by_ref().take(MAX_Y4M_LINE).read_line(&mut line)? == 0 {
         return Ok(false);
     }
     if !line.starts_with("FRAME") {
