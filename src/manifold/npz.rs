@@ -10,7 +10,9 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 /// Largest array entry read from an organ file, uncompressed. The shipped organs are under
 /// 1 MiB; PCA over 4 layers x 192 at full rank is 4.5 MiB.
-pub const MAX_ENTRY_BYTES: u64 = 64 << 20;
+pub const MAX_ENTRY_BYTES: u64 = 16 << 20;
+/// The smallest element an organ file's arrays hold (int32, for the dimension); float64 elsewhere.
+const MIN_ELEMENT_BYTES: u64 = 4;
 /// Largest `.npy` header read (numpy writes a few hundred bytes).
 const MAX_HEADER_BYTES: usize = 64 << 10;
 
@@ -50,7 +52,8 @@ fn row_major<D: Dimension>(a: Array<f64, D>) -> Vec<f64> {
 
 /// Checks every entry of the archive before anything is allocated from its header: the entry is
 /// at most [`MAX_ENTRY_BYTES`], its `.npy` header is well-formed and at most 64 KiB, and the array
-/// it declares has no more elements than the entry has bytes. ndarray-npy allocates the array its
+/// it declares fits in the entry at 4 bytes an element, so no read allocates more than twice the
+/// entry limit. ndarray-npy allocates the array its
 /// header declares before reading it, so a hostile header (three billion elements in a file of a
 /// few bytes) must be refused here.
 fn check_entries<R: Read + Seek>(reader: &mut R) -> Result<()> {
@@ -83,7 +86,7 @@ fn check_entries<R: Read + Seek>(reader: &mut R) -> Result<()> {
         let header = ndarray_npy::npy::header::Header::from_reader(&mut &head[..len_end + header_len])
             .map_err(|e| manifold_err(e).context(format!("entry '{name}'")))?;
         let elements = header.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
-        if elements.is_none_or(|n| n > size) {
+        if elements.is_none_or(|n| n.saturating_mul(MIN_ELEMENT_BYTES) > size) {
             return Err(bad(&format!(
                 "its header declares shape {:?}, more elements than its {size} bytes hold",
                 header.shape
