@@ -53,9 +53,8 @@ fn row_major<D: Dimension>(a: Array<f64, D>) -> Vec<f64> {
 /// Checks every entry of the archive before anything is allocated from its header: the entry is
 /// at most [`MAX_ENTRY_BYTES`], its `.npy` header is well-formed and at most 64 KiB, and the array
 /// it declares fits in the entry at 4 bytes an element, so no read allocates more than twice the
-/// entry limit. ndarray-npy allocates the array its
-/// header declares before reading it, so a hostile header (three billion elements in a file of a
-/// few bytes) must be refused here.
+/// entry limit. ndarray-npy allocates the array its header declares before reading it, so a
+/// hostile header (three billion elements in a file of a few bytes) must be refused here.
 fn check_entries<R: Read + Seek>(reader: &mut R) -> Result<()> {
     let mut zip =
         zip::ZipArchive::new(&mut *reader).map_err(|e| manifold_err(e).context("not a readable .npz archive"))?;

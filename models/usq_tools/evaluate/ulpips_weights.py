@@ -27,13 +27,13 @@ import cv2
 import numpy as np
 from scipy.optimize import minimize
 
-from ..data.hc18 import DATA, FIT_BELOW, read_gray, validation_split
+from ..data.hc18 import DATA, read_gray, validation_split
 from ..export.contract import OUT_BLOCKS
-from ..paths import MODELS, ROOT, USQ
+from ..paths import MODELS, ROOT
 from ..train.degrade import FAMILIES, degrade
 from .segmenter import dice, seg_mask, train_segmenter
 from .stats import AFC_MIN_GAP, psnr
-from .usq_cli import run
+from .usq_cli import compare_records
 
 SEVERITIES = (0.25, 0.5, 0.75, 1.0)
 FORMAT = "usq-ulpips-weights/1"
@@ -46,15 +46,9 @@ def model_label(path):
 
 
 def compare_terms(pairs, model, workers):
-    """{image path: 8 terms [s2, g2, s4, g4, ...]} from `usq compare --json`."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(pair):
-        r = json.loads(run([USQ, "compare", pair[0], pair[1], "--json", "--model", model]))
-        return pair[1], [v for l in r["layers"] for v in (l["structure"], l["gram"])], r["ulpips"]
-
-    with ThreadPoolExecutor(workers) as ex:
-        return {p: (t, u) for p, t, u in ex.map(one, pairs)}
+    """{image path: (8 terms [s2, g2, s4, g4, ...], reference uLPIPS)} from `usq compare --json`."""
+    return {p: ([v for l in r["layers"] for v in (l["structure"], l["gram"])], r["ulpips"])
+            for p, r in compare_records(pairs, model, workers).items()}
 
 
 def pairs_of(drop, frame_of, within_only=False):
@@ -106,7 +100,6 @@ def main():
     fit_names, names = validation_split(a.n, a.seed)
     predict, n_seg, _ = train_segmenter(a.seed, 8, print, names=fit_names)
     tmp = tempfile.mkdtemp(prefix="usq-ulpw-")
-    rng = np.random.default_rng(a.seed)
     rows = []   # (frame, family, severity, path, clean path, drop, psnr)
     for f in names:
         clean_path = os.path.join(DATA, "images", f)
@@ -121,7 +114,6 @@ def main():
             p = os.path.join(tmp, f"{os.path.splitext(f)[0]}_{fam}_{s}.png")
             cv2.imwrite(p, d)
             rows.append((f, fam, s, p, clean_path, d0 - dice(pr, mask), psnr(g, d)))
-    del rng
     print(f"{len(rows)} degraded frames of {len(names)} subjects; computing uLPIPS terms", flush=True)
     res = compare_terms([(r[4], r[3]) for r in rows], a.model, a.workers)
     terms = np.array([res[r[3]][0] for r in rows])

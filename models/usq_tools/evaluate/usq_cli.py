@@ -50,25 +50,27 @@ def usq_score(paths, model, manifold, max_patches, workers, patches=None, organ=
     return out
 
 
-def usq_compare(pairs, model, workers):
+def compare_records(pairs, model, workers, weights=None):
+    """{image path: the `usq compare --json` object} of every (reference, image) pair; with the
+    weighted uLPIPS (`--weights FILE`) when weights is given."""
+    extra = ["--weights", weights] if weights else []
+
     def one(pair):
-        r = json.loads(run([USQ, "compare", pair[0], pair[1], "--json", "--model", model]))
-        return pair[1], r["ulpips"]
+        return pair[1], json.loads(run([USQ, "compare", pair[0], pair[1], "--json", "--model", model, *extra]))
 
     with ThreadPoolExecutor(workers) as ex:
         return dict(ex.map(one, pairs))
 
 
+def usq_compare(pairs, model, workers):
+    return {p: r["ulpips"] for p, r in compare_records(pairs, model, workers).items()}
+
+
 def ulpips_weighted_scores(items, model, weights, workers):
     """ulpips_scores and the weighted uLPIPS (`usq compare --weights FILE`) of every item, in one
     pass: (reference by path, weighted by path)."""
-    def one(pair):
-        r = json.loads(run([USQ, "compare", pair[0], pair[1], "--json", "--model", model, "--weights", weights]))
-        return pair[1], r["ulpips"], r["ulpips_weighted"]
-
-    with ThreadPoolExecutor(workers) as ex:
-        rs = list(ex.map(one, reference_pairs(items)))
-    ref, wtd = {p: u for p, u, _ in rs}, {p: w for p, _, w in rs}
+    recs = compare_records(reference_pairs(items), model, workers, weights)
+    ref, wtd = {p: r["ulpips"] for p, r in recs.items()}, {p: r["ulpips_weighted"] for p, r in recs.items()}
     for _, fam, _, p in items:
         if fam == "clean":
             ref[p] = wtd[p] = 0.0

@@ -71,6 +71,18 @@ def make_sims(n, workers):
     return [o[0] for o in out], [o[1] for o in out]
 
 
+def random_crop(g, rng):
+    """A 224x224 float32 crop of a frame of at least that size, at a random place; redrawn up to
+    4 times while more than 70 % of it is black background."""
+    h, w = g.shape
+    for _ in range(5):
+        y, x = rng.integers(0, h - 224 + 1), rng.integers(0, w - 224 + 1)
+        c = g[y:y + 224, x:x + 224]
+        if (c > 8).mean() >= 0.3:
+            break
+    return c.astype(np.float32)
+
+
 class Sampler:
     def __init__(self, hc18, sims, rng, p_sim=0.35, p_whole=0.2):
         self.sets = [hc18, sims]
@@ -78,13 +90,7 @@ class Sampler:
         self.rng, self.p_sim, self.p_whole = rng, p_sim, p_whole
 
     def crop(self, g):
-        h, w = g.shape
-        for _ in range(5):
-            y, x = self.rng.integers(0, h - 224 + 1), self.rng.integers(0, w - 224 + 1)
-            c = g[y:y + 224, x:x + 224]
-            if (c > 8).mean() >= 0.3:
-                break
-        return c.astype(np.float32)
+        return random_crop(g, self.rng)
 
     def batch(self, n):
         out = np.empty((n, 224, 224), np.float32)
@@ -209,6 +215,20 @@ def save_encoder(enc, out):
     return paths
 
 
+def start_run(a):
+    """A training run's set-up from its arguments (out, threads, seed, device): the output
+    folder, torch's threads and seed, and (numpy generator, torch device); a CUDA run fails
+    at once without a CUDA device."""
+    os.makedirs(a.out, exist_ok=True)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    if a.device == "cuda":
+        assert torch.cuda.is_available(), "no CUDA device"
+        print("device:", torch.cuda.get_device_name(0), flush=True)
+    return np.random.default_rng(a.seed), torch.device(a.device)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hc18", default=IMAGES)
@@ -234,16 +254,8 @@ def main():
     ap.add_argument("--time-limit-s", type=float, default=0,
                     help="safety stop: save and exit after this many seconds of training (0: none)")
     a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
     t_start = time.time()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    rng = np.random.default_rng(a.seed)
-    dev = torch.device(a.device)
-    if a.device == "cuda":
-        assert torch.cuda.is_available(), "no CUDA device"
-        print("device:", torch.cuda.get_device_name(0), flush=True)
+    rng, dev = start_run(a)
 
     hc18, subjects = load_hc18(a.hc18)
     print(f"HC18: {len(hc18)} frames of subjects {subjects[0]:03d}-{subjects[-1]:03d} ({len(subjects)}) "

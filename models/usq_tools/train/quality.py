@@ -52,7 +52,7 @@ from ..export.contract import OUT_BLOCKS
 from ..export.tinyusfm import from_contract_onnx
 from ..paths import MODELS
 from .degrade import FAMILIES, degrade
-from .mim import make_sims, save_encoder
+from .mim import make_sims, random_crop, save_encoder, start_run
 
 GAIN = 10.0   # K: severity 1 moves the unit descriptor by ~0.1 along u
 
@@ -64,15 +64,8 @@ class Sampler:
         self.sets, self.probs, self.rng, self.p_whole = sets, np.asarray(probs) / sum(probs), rng, p_whole
 
     def crop(self, g):
-        h, w = g.shape
-        if h < 224 or w < 224:
-            return None
-        for _ in range(5):
-            y, x = self.rng.integers(0, h - 224 + 1), self.rng.integers(0, w - 224 + 1)
-            c = g[y:y + 224, x:x + 224]
-            if (c > 8).mean() >= 0.3:
-                break
-        return c.astype(np.float32)
+        """mim's random crop; None for a frame under 224 on a side (it is used whole)."""
+        return None if min(g.shape) < 224 else random_crop(g, self.rng)
 
     def pair(self):
         """(clean, degraded, severity, family index) of one input."""
@@ -132,13 +125,8 @@ def main():
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--time-limit-s", type=float, default=0, help="save and stop after this long (0: none)")
     a = ap.parse_args()
-    os.makedirs(a.out, exist_ok=True)
     t_start = time.time()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
-    rng = np.random.default_rng(a.seed)
-    dev = torch.device(a.device)
+    rng, dev = start_run(a)
 
     hc18_files = subject_frames(a.hc18, range(0, FIT_BELOW), ANY_FRAME)
     hc18 = [read_gray(os.path.join(a.hc18, f)) for f in hc18_files]
