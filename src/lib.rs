@@ -9,6 +9,8 @@
 //! - [`metrics`]: the uLPIPS and NRQ maths over features (pure);
 //! - [`manifold`]: organ manifolds (reading, writing, fitting);
 //! - [`quality`]: the metrics end to end;
+//! - [`checks`]: acquisition checks beside NRQ (gain, saturation, contact, frozen, blank,
+//!   organ mismatch), judged against the organ's clean statistics;
 //! - [`capture`]: capture-card frames (V4L2 with feature `v4l2`) and their formats;
 //! - [`engine`]: the live engine (frame ring, latency budget, rotating patch schedule);
 //! - `ops` (crate-private): tract ops the project owns (faster casts, int8 quantisation and
@@ -19,6 +21,7 @@
 //! - [`error`]: the crate's one error type: a kind to branch on and a chain of context.
 
 pub mod capture;
+pub mod checks;
 pub mod contract;
 pub mod defaults;
 pub mod encoder;

@@ -1,5 +1,6 @@
 //! The two metrics end to end on gray frames: preprocessing, the encoder, the maths.
 
+use crate::checks::{self, Faults, FrameChecks};
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE, LAYER_BLOCKS};
 use crate::encoder::Encoder;
 use crate::error::{Context, Result};
@@ -94,6 +95,13 @@ pub struct ScoreReport {
     pub pad_left: usize,
     /// Rows of padding above the original frame (see `pad_left`).
     pub pad_top: usize,
+    /// The acquisition checks' measured values ([`crate::checks`]), beside NRQ.
+    pub checks: FrameChecks,
+    /// The faults the checks raise; empty when none.
+    pub faults: Faults,
+    /// The organ whose clean statistics judged the checks: the one scored against, or with all
+    /// organs the one the frame matches best; `None` when no organ has clean statistics.
+    pub checks_organ: Option<String>,
 }
 
 impl ScoreOptions {
@@ -160,9 +168,28 @@ pub fn score(
     let (padded, patches) = nrq_patches(frame, opts.max_patches)?;
     let descriptors = patch_descriptors(encoder, &padded, &patches).context("encoding the patches")?;
     let mut scratch = Vec::new();
-    let logliks: Vec<f64> = descriptors.iter().map(|z| manifolds.loglik(organ, z, &mut scratch)).collect();
+    let organs = &manifolds.organs;
+    // Per organ, its own log-likelihood of every patch: the organ-mismatch check reads them.
+    let (mut each, mut per_organ) = (vec![f64::NAN; organs.len()], vec![Vec::new(); organs.len()]);
+    let logliks: Vec<f64> = descriptors
+        .iter()
+        .map(|z| {
+            let v = manifolds.loglik_each(organ, z, &mut scratch, &mut each);
+            for (lls, &e) in per_organ.iter_mut().zip(&each) {
+                if !e.is_nan() {
+                    lls.push(e);
+                }
+            }
+            v
+        })
+        .collect();
     crate::error::ensure_finite("patch log-likelihoods", &logliks)?;
     let (nrq, worst) = nrq::worst_region(&logliks).expect("a frame has at least one patch");
+    let medians: Vec<f64> = per_organ.iter_mut().map(|lls| checks::median_in_place(lls)).collect();
+    let judge = manifolds.organ_fit(organ, &medians);
+    let measures = checks::measure(&frame.pixels, frame.width, frame.height);
+    let (checks, faults) =
+        FrameChecks::judge(measures, judge.and_then(|(o, _)| o.clean.as_ref()), judge.map(|(_, g)| g), None);
     Ok(ScoreReport {
         nrq,
         organ: organ.map(|o| o.name.clone()),
@@ -170,5 +197,8 @@ pub fn score(
         worst,
         pad_left: (padded.width - frame.width) / 2,
         pad_top: (padded.height - frame.height) / 2,
+        checks,
+        faults,
+        checks_organ: judge.map(|(o, _)| o.name.clone()),
     })
 }

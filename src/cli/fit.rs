@@ -1,6 +1,6 @@
 use super::ModelArg;
 use std::path::{Path, PathBuf};
-use usq::manifold::fit::{FitSettings, fit_organ};
+use usq::manifold::fit::{FitSettings, clean_stats, fit_organ};
 use usq::{Context, GrayFrame};
 
 #[derive(clap::Args)]
@@ -64,10 +64,12 @@ pub fn run(a: Args) -> usq::Result<bool> {
         if images.is_empty() {
             usq::bail!(InvalidArgument, "organ folder {} holds no images", dir.display());
         }
-        let mut samples = Vec::new();
+        let (mut samples, mut measures, mut patches_of) = (Vec::new(), Vec::new(), Vec::new());
         for (i, path) in images.iter().enumerate() {
             let frame = GrayFrame::open(path)?;
+            measures.push(usq::checks::measure(&frame.pixels, frame.width, frame.height));
             let (padded, patches) = usq::quality::nrq_patches(&frame, Some(a.patches_per_image))?;
+            patches_of.push(patches.len());
             for z in usq::quality::patch_descriptors(&mut encoder, &padded, &patches)
                 .with_context(|| format!("encoding {}", path.display()))?
             {
@@ -77,8 +79,14 @@ pub fn run(a: Args) -> usq::Result<bool> {
                 eprintln!("{organ}: {}/{} images encoded", i + 1, images.len());
             }
         }
-        let (model, rep) = fit_organ(&organ, &samples, usq::contract::DESCRIPTOR_LEN, &settings)
-            .with_context(|| format!("fitting organ {organ}"))?;
+        let features = usq::contract::DESCRIPTOR_LEN;
+        let (mut model, rep) =
+            fit_organ(&organ, &samples, features, &settings).with_context(|| format!("fitting organ {organ}"))?;
+        // The acquisition checks' thresholds derive from the same clean frames (see usq::checks).
+        model.clean = Some(
+            clean_stats(&model, &measures, &samples, features, &patches_of)
+                .with_context(|| format!("clean statistics of organ {organ}"))?,
+        );
         let out = a.out.join(format!("{organ}.npz"));
         model.save(&out)?;
         println!(

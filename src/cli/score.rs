@@ -38,6 +38,21 @@ struct Line<'a> {
     nrq: f64,
     organ: Option<&'a str>,
     patches: &'a [usq::quality::PatchScore],
+    faults: usq::checks::Faults,
+    checks: ChecksLine<'a>,
+}
+
+/// The checks' values and the organ whose clean statistics judged them.
+#[derive(serde::Serialize)]
+struct ChecksLine<'a> {
+    organ: Option<&'a str>,
+    #[serde(flatten)]
+    values: &'a usq::checks::FrameChecks,
+}
+
+/// The faults as a text column: names joined by commas, `-` for none.
+pub fn fault_column(faults: usq::checks::Faults) -> String {
+    if faults.is_empty() { "-".into() } else { faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(",") }
 }
 
 fn heatmap_path(base: &std::path::Path, image: &std::path::Path, many: bool) -> PathBuf {
@@ -57,8 +72,11 @@ pub fn run(a: Args) -> usq::Result<bool> {
         usq::EncoderOptions { batch: a.batch, threads: a.threads },
     )?;
     scorer.check_options(&opts)?;
+    if let Some(w) = scorer.manifolds().and_then(|m| m.clean_stats_warning(opts.organ.as_deref())) {
+        eprintln!("warning: {w}");
+    }
     if !a.json {
-        println!("{:<40} {:>12} {:>12} {:>8} {:>6}", "image", "nrq", "organ", "patches", "worst");
+        println!("{:<40} {:>12} {:>12} {:>8} {:>6}  faults", "image", "nrq", "organ", "patches", "worst");
     }
     let mut all_ok = true;
     for path in &a.images {
@@ -80,16 +98,19 @@ pub fn run(a: Args) -> usq::Result<bool> {
                     nrq: r.nrq,
                     organ: r.organ.as_deref(),
                     patches: &r.patches,
+                    faults: r.faults,
+                    checks: ChecksLine { organ: r.checks_organ.as_deref(), values: &r.checks },
                 };
                 println!("{}", serde_json::to_string(&line).expect("plain data serialises"));
             }
             Ok(r) => println!(
-                "{:<40} {:>12.4} {:>12} {:>8} {:>6}",
+                "{:<40} {:>12.4} {:>12} {:>8} {:>6}  {}",
                 path.display(),
                 r.nrq,
                 r.organ.as_deref().unwrap_or("(all)"),
                 r.patches.len(),
-                r.worst.len()
+                r.worst.len(),
+                fault_column(r.faults)
             ),
             Err(e) => {
                 report(&e);

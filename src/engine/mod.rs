@@ -6,7 +6,10 @@
 //! the patch grid so that consecutive frames cover the whole field of view, and reports the
 //! worst-region NRQ over the patches scored within the last `window_frames` frames. Live NRQ
 //! is therefore a windowed version of the offline score (identical when every frame affords
-//! its whole grid, or with a window of 1 and no budget pressure).
+//! its whole grid, or with a window of 1 and no budget pressure). Beside NRQ, every result
+//! carries the acquisition checks ([`crate::checks`]): measures of the gray frame, its change
+//! since the previous scored frame (the frozen-image check) and how well the window's patches
+//! fit each organ's clean frames.
 //!
 //! Memory: the ring, gray and patch buffers, schedule and window are allocated at start (and
 //! again only when the frame size changes). Per frame, the engine's own code allocates
@@ -17,6 +20,7 @@ pub(crate) mod budget;
 pub(crate) mod ring;
 pub(crate) mod schedule;
 
+use crate::checks::{self, Faults, FrameChecks};
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
@@ -99,6 +103,11 @@ pub struct LiveResult {
     pub latency_ms: f32,
     /// The latency exceeded [`EngineConfig::budget_ms`].
     pub deadline_missed: bool,
+    /// The faults the acquisition checks raise ([`crate::checks`]); empty when none.
+    pub faults: Faults,
+    /// The checks' measured values: of this frame, its change since the previous scored frame,
+    /// and the organ margin over the patches in the window.
+    pub checks: FrameChecks,
 }
 
 /// Counters of a live engine since it started.
@@ -289,6 +298,12 @@ struct Worker {
     shared: Arc<Shared>,
     results: Sender<LiveResult>,
     gray: Vec<u8>,
+    /// The previous scored frame's gray pixels, for the frozen-image check.
+    previous: Vec<u8>,
+    has_previous: bool,
+    /// Each organ's log-likelihood of one patch, and each organ's median over the window.
+    each_organ: Vec<f64>,
+    organ_medians: Vec<f64>,
     padded: Vec<u8>,
     inputs: Vec<Vec<f32>>,
     descriptor: Vec<f64>,
@@ -311,6 +326,7 @@ impl Worker {
         results: Sender<LiveResult>,
     ) -> Worker {
         let scratch = manifolds.organs.iter().map(|o| o.dim + o.components).max().unwrap_or(0);
+        let organs = manifolds.organs.len();
         let batch = encoder.batch();
         Worker {
             budget: LatencyBudget::new(config.budget_ms, batch),
@@ -322,6 +338,10 @@ impl Worker {
             shared,
             results,
             gray: vec![0; config.max_frame_bytes],
+            previous: vec![0; config.max_frame_bytes],
+            has_previous: false,
+            each_organ: vec![f64::NAN; organs],
+            organ_medians: vec![f64::NAN; organs],
             padded: Vec::new(),
             inputs: vec![vec![0f32; INPUT_SIDE * INPUT_SIDE]; batch],
             descriptor: vec![0f64; DESCRIPTOR_LEN],
@@ -367,9 +387,10 @@ impl Worker {
         self.padded.resize(pw * ph, 0);
         self.grid = preprocess::patch_grid(pw, ph);
         self.schedule = Some(PatchSchedule::new(&self.grid, pw, ph));
-        self.window = Some(WindowAggregate::new(self.grid.len(), self.window_frames));
+        self.window = Some(WindowAggregate::new(self.grid.len(), self.manifolds.organs.len(), self.window_frames));
         self.chosen = Vec::with_capacity(self.grid.len());
         self.layout = Some((w, h));
+        self.has_previous = false;
     }
 
     fn score(&mut self, w: usize, h: usize, meta: ring::FrameMeta) -> Result<()> {
@@ -378,6 +399,11 @@ impl Worker {
         }
         let (pw, _) = preprocess::padded_size(w, h);
         preprocess::pad_into(&self.gray[..w * h], w, h, &mut self.padded);
+        let measures = checks::measure(&self.gray, w, h);
+        let frame_change =
+            self.has_previous.then(|| checks::frame_change(&self.previous[..w * h], &self.gray[..w * h]));
+        self.previous[..w * h].copy_from_slice(&self.gray[..w * h]);
+        self.has_previous = true;
         self.seq += 1;
         let elapsed = meta.committed_at.elapsed().as_secs_f64() * 1e3;
         let n = self.budget.patches_for(elapsed, self.grid.len());
@@ -393,12 +419,13 @@ impl Worker {
                 let _ = refs.push(buf);
             }
             let t = Instant::now();
-            let (descriptor, scratch, manifolds, seq) =
-                (&mut self.descriptor, &mut self.loglik_scratch, &self.manifolds, self.seq);
+            let (descriptor, scratch, each, manifolds, seq) =
+                (&mut self.descriptor, &mut self.loglik_scratch, &mut self.each_organ, &self.manifolds, self.seq);
             self.encoder.run_with(&refs, |i, layers| {
                 crate::metrics::nrq::patch_descriptor_into(&layers, descriptor);
-                let ll = manifolds.loglik(organ, descriptor, scratch);
-                window.record(chunk[i], ll, seq);
+                each.fill(f64::NAN);
+                let ll = manifolds.loglik_each(organ, descriptor, scratch, each);
+                window.record(chunk[i], ll, each, seq);
             })?;
             self.budget.observe_run(t.elapsed().as_secs_f64() * 1e3);
         }
@@ -407,6 +434,10 @@ impl Worker {
         if !nrq.is_finite() {
             crate::bail!(NonFinite, "the frame's NRQ is not finite");
         }
+        window.organ_medians(self.seq, &mut self.organ_medians);
+        let fit = self.manifolds.organ_fit(organ, &self.organ_medians);
+        let (checks, faults) =
+            FrameChecks::judge(measures, fit.and_then(|(o, _)| o.clean.as_ref()), fit.map(|(_, g)| g), frame_change);
         let latency_ms = meta.committed_at.elapsed().as_secs_f64() * 1e3;
         let result = LiveResult {
             frame_id: meta.id,
@@ -416,6 +447,8 @@ impl Worker {
             coverage: fresh as f32 / window.patches() as f32,
             latency_ms: latency_ms as f32,
             deadline_missed: latency_ms > self.budget.budget_ms(),
+            faults,
+            checks,
         };
         // Counters first, so that whoever receives the result sees statistics that include it.
         {

@@ -3,7 +3,8 @@
 //! Under a latency budget a frame may afford only a few of its grid patches. `PatchSchedule`
 //! rotates through the grid in spread order, so successive frames cover the whole field of
 //! view; `WindowAggregate` keeps each patch's latest log-likelihood and scores the worst
-//! region over the patches seen within the last `window` frames.
+//! region over the patches seen within the last `window` frames. It also keeps each organ's
+//! own log-likelihood of the patch, whose medians the organ-mismatch check reads.
 //!
 //! Memory: both allocate when built for a frame size, and nothing per frame.
 
@@ -33,6 +34,9 @@ impl PatchSchedule {
 
 pub struct WindowAggregate {
     loglik: Vec<f64>,
+    /// Per patch, each organ's own log-likelihood (`organs` values per patch; NaN = not scored).
+    organ_loglik: Vec<f64>,
+    organs: usize,
     /// Frame sequence number of each patch's latest score; 0 = never scored.
     scored_at: Vec<u64>,
     window: u64,
@@ -40,18 +44,36 @@ pub struct WindowAggregate {
 }
 
 impl WindowAggregate {
-    pub fn new(patches: usize, window: u64) -> WindowAggregate {
+    pub fn new(patches: usize, organs: usize, window: u64) -> WindowAggregate {
         WindowAggregate {
             loglik: vec![0.0; patches],
+            organ_loglik: vec![f64::NAN; patches * organs],
+            organs,
             scored_at: vec![0; patches],
             window: window.max(1),
             scratch: Vec::with_capacity(patches),
         }
     }
 
-    pub fn record(&mut self, patch: usize, loglik: f64, frame_seq: u64) {
+    /// Records a patch's score and each organ's own log-likelihood of it (`each`, one per organ).
+    pub fn record(&mut self, patch: usize, loglik: f64, each: &[f64], frame_seq: u64) {
         self.loglik[patch] = loglik;
+        self.organ_loglik[patch * self.organs..][..self.organs].copy_from_slice(each);
         self.scored_at[patch] = frame_seq;
+    }
+
+    /// Per organ, the median of its log-likelihoods over the patches within the window ending
+    /// at `frame_seq` (NaN for an organ with none), into `out` (one slot per organ).
+    pub fn organ_medians(&mut self, frame_seq: u64, out: &mut [f64]) {
+        for (organ, slot) in out.iter_mut().enumerate().take(self.organs) {
+            self.scratch.clear();
+            for (lls, &at) in self.organ_loglik.chunks_exact(self.organs).zip(&self.scored_at) {
+                if at != 0 && frame_seq - at < self.window && !lls[organ].is_nan() {
+                    self.scratch.push(lls[organ]);
+                }
+            }
+            *slot = crate::checks::median_in_place(&mut self.scratch);
+        }
     }
 
     /// NRQ over the patches scored within the window ending at `frame_seq` (sequence numbers
@@ -94,14 +116,20 @@ mod tests {
 
     #[test]
     fn window_forgets_old_patches() {
-        let mut w = WindowAggregate::new(4, 2);
+        let mut w = WindowAggregate::new(4, 2, 2);
         assert_eq!(w.score(1), None);
-        w.record(0, -10.0, 1);
-        w.record(1, 5.0, 1);
+        w.record(0, -10.0, &[-10.0, f64::NAN], 1);
+        w.record(1, 5.0, &[5.0, f64::NAN], 1);
         assert_eq!(w.score(1), Some((-10.0, 2)));
-        w.record(2, 1.0, 2);
+        w.record(2, 1.0, &[1.0, f64::NAN], 2);
         assert_eq!(w.score(2), Some((-10.0, 3)));
+        let mut medians = [0.0; 2];
+        w.organ_medians(2, &mut medians);
+        assert_eq!(medians[0], 1.0);
+        assert!(medians[1].is_nan(), "an organ never scored has no median");
         // At frame 3, patches from frame 1 are out of a 2-frame window.
         assert_eq!(w.score(3), Some((1.0, 1)));
+        w.organ_medians(3, &mut medians);
+        assert_eq!(medians[0], 1.0);
     }
 }

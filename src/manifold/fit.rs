@@ -3,6 +3,7 @@
 //! covariance_type="diag")` recipe, as the reference fits its organ files).
 
 use super::OrganModel;
+use crate::checks::{CleanStats, FrameMeasures};
 use crate::error::Result;
 use nalgebra::{DMatrix, SymmetricEigen};
 
@@ -46,6 +47,29 @@ pub struct FitReport {
     pub explained_variance: f64,
 }
 
+/// The clean statistics of an organ's training frames for the acquisition checks: each frame's
+/// `measures`, and the median log-likelihood under `model` of its patches' descriptors
+/// (`samples`, `features` values per patch, frame `i` owning the next `patches[i]` of them).
+pub fn clean_stats(
+    model: &OrganModel,
+    measures: &[FrameMeasures],
+    samples: &[f64],
+    features: usize,
+    patches: &[usize],
+) -> Result<CleanStats> {
+    if patches.len() != measures.len() || patches.iter().sum::<usize>() * features != samples.len() {
+        crate::bail!(InvalidArgument, "clean statistics need every frame's measures and its patches' descriptors");
+    }
+    let (mut scratch, mut lls, mut medians, mut at) = (Vec::new(), Vec::new(), Vec::with_capacity(patches.len()), 0);
+    for &n in patches {
+        lls.clear();
+        lls.extend(samples[at..at + n * features].chunks_exact(features).map(|z| model.loglik(z, &mut scratch)));
+        at += n * features;
+        medians.push(crate::checks::median_in_place(&mut lls));
+    }
+    CleanStats::from_frames(measures, &medians)
+}
+
 /// Fits an organ model to `samples` descriptors of `features` values each (row-major).
 pub fn fit_organ(name: &str, samples: &[f64], features: usize, s: &FitSettings) -> Result<(OrganModel, FitReport)> {
     let n = samples.len() / features.max(1);
@@ -72,6 +96,7 @@ pub fn fit_organ(name: &str, samples: &[f64], features: usize, s: &FitSettings) 
         gmm_weights: gmm.weights,
         gmm_means: gmm.means,
         gmm_covariances: gmm.vars,
+        clean: None,
     };
     organ.validate()?;
     let report = FitReport {

@@ -4,6 +4,7 @@
 pub mod fit;
 mod npz;
 
+use crate::checks::{CleanStats, OrganMargins};
 use crate::error::{Context, Result, ensure_finite};
 use std::path::Path;
 
@@ -33,6 +34,10 @@ pub struct OrganModel {
     /// Per component, `sum(log(var)) + d log(2 pi)`: with it, `loglik` is the mixture's true
     /// log-density (measured on the published organ files).
     pub log_det: Vec<f64>,
+    /// Statistics of the organ's clean training frames for the acquisition checks
+    /// ([`crate::checks`]): extra `usq_clean_*` keys that the reference format ignores; `None`
+    /// in files fitted elsewhere (the published organs) or by an older usq.
+    pub clean: Option<CleanStats>,
 }
 
 impl OrganModel {
@@ -72,6 +77,9 @@ impl OrganModel {
         }
         if let Some(i) = self.gmm_covariances.iter().position(|&v| v <= 0.0) {
             crate::bail!(Manifold, "gmm_covariances[{i}] is not positive");
+        }
+        if let Some(c) = &self.clean {
+            c.validate().map_err(|e| e.context(format!("organ {}", self.name)))?;
         }
         Ok(())
     }
@@ -163,16 +171,77 @@ impl ManifoldSet {
         Ok(())
     }
 
+    /// The organs without clean statistics, of `organ` or of the whole set: the acquisition
+    /// checks cannot judge frames against them (only `frozen` is raised).
+    pub fn organs_without_clean_stats(&self, organ: Option<&str>) -> Vec<&str> {
+        self.organs
+            .iter()
+            .filter(|o| o.clean.is_none() && organ.is_none_or(|n| n == o.name))
+            .map(|o| o.name.as_str())
+            .collect()
+    }
+
+    /// A warning for a user when the checks cannot judge some organs in use, or `None`.
+    pub fn clean_stats_warning(&self, organ: Option<&str>) -> Option<String> {
+        let missing = self.organs_without_clean_stats(organ);
+        (!missing.is_empty()).then(|| {
+            format!(
+                "no clean-frame statistics for {} (a manifold fitted elsewhere or by an older usq): the acquisition \
+                 checks judge only `frozen` against it; refit with `usq fit-nrq` to get them",
+                missing.join(", ")
+            )
+        })
+    }
+
+    /// How a frame fits the organs' clean frames, for the acquisition checks, from each organ's
+    /// median patch log-likelihood (`medians`, in set order; NaN for an organ not scored):
+    /// the organ it is judged against (`scored`, when it has clean statistics; else the organ
+    /// with clean statistics it fits best) and the margins ([`OrganMargins`]). `None` when no
+    /// organ in question has clean statistics.
+    pub fn organ_fit(&self, scored: Option<&OrganModel>, medians: &[f64]) -> Option<(&OrganModel, OrganMargins)> {
+        let margin =
+            |o: &OrganModel, m: f64| Some(m - o.clean.as_ref()?.thresholds().organ_loglik).filter(|v| !v.is_nan());
+        let fits = self.organs.iter().zip(medians).filter_map(|(o, &m)| Some((o, margin(o, m)?)));
+        match scored {
+            Some(s) => {
+                let i = self.organs.iter().position(|x| std::ptr::eq(x, s))?;
+                let own = margin(s, *medians.get(i)?)?;
+                let other = fits.filter(|(o, _)| !std::ptr::eq(*o, s)).map(|(_, m)| m).max_by(f64::total_cmp);
+                Some((&self.organs[i], OrganMargins { own, other }))
+            }
+            None => fits.max_by(|a, b| a.1.total_cmp(&b.1)).map(|(o, own)| (o, OrganMargins { own, other: None })),
+        }
+    }
+
     /// Per-patch log-likelihood: of one organ, or log-mean-exp over all organs. Allocates
     /// nothing once `scratch` holds `dim + components` values of the largest organ.
     pub fn loglik(&self, organ: Option<&OrganModel>, z: &[f64], scratch: &mut Vec<f64>) -> f64 {
+        self.loglik_each(organ, z, scratch, &mut [])
+    }
+
+    /// [`ManifoldSet::loglik`], also writing every organ's own log-likelihood into `each` (one
+    /// slot per organ, in set order; nothing when `each` is empty: then only what the score
+    /// needs is computed).
+    pub fn loglik_each(&self, organ: Option<&OrganModel>, z: &[f64], scratch: &mut Vec<f64>, each: &mut [f64]) -> f64 {
         match organ {
-            Some(o) => o.loglik(z, scratch),
+            Some(o) => {
+                let mut own = None;
+                for (x, slot) in self.organs.iter().zip(each.iter_mut()) {
+                    *slot = x.loglik(z, scratch);
+                    if std::ptr::eq(x, o) {
+                        own = Some(*slot);
+                    }
+                }
+                own.unwrap_or_else(|| o.loglik(z, scratch))
+            }
             None => {
                 // Streaming log-mean-exp: no buffer of per-organ values.
                 let (mut max, mut sum) = (f64::NEG_INFINITY, 0.0);
-                for o in &self.organs {
+                for (i, o) in self.organs.iter().enumerate() {
                     let v = o.loglik(z, scratch);
+                    if let Some(slot) = each.get_mut(i) {
+                        *slot = v;
+                    }
                     if v > max {
                         sum = sum * (max - v).exp() + 1.0;
                         max = v;

@@ -3,6 +3,7 @@
 //! `log_weights`, `log_det`, and the PCA dimension as `dim`, or `D` in the published files).
 
 use super::OrganModel;
+use crate::checks::CleanStats;
 use crate::error::{Error, ErrorKind, Result};
 use ndarray::{Array, Array0, Dimension, Ix1, Ix2};
 use ndarray_npy::{NpzReader, NpzWriter, ReadableElement};
@@ -96,6 +97,50 @@ fn check_entries<R: Read + Seek>(reader: &mut R) -> Result<()> {
     Ok(())
 }
 
+/// The clean statistics' keys ([`CleanStats`]), float64 scalars, beside the count of frames.
+const CLEAN_KEYS: [&str; 5] = [
+    "usq_clean_echo_level_p0_5",
+    "usq_clean_clipped_share_p99_5",
+    "usq_clean_side_balance_p0_5",
+    "usq_clean_pixel_std_p0_5",
+    "usq_clean_median_loglik_p0_5",
+];
+const CLEAN_FRAMES_KEY: &str = "usq_clean_frames";
+
+fn clean_values(c: &CleanStats) -> [f64; 5] {
+    [c.echo_level, c.clipped_share, c.side_balance, c.pixel_std, c.median_loglik]
+}
+
+/// The clean statistics when the file has them: all keys or none.
+fn read_clean_stats<R: Read + Seek>(npz: &mut NpzReader<R>) -> Result<Option<CleanStats>> {
+    let mut present = 0;
+    for key in CLEAN_KEYS.iter().chain([&CLEAN_FRAMES_KEY]) {
+        present += entry_name(npz, key)?.is_some() as usize;
+    }
+    if present == 0 {
+        return Ok(None);
+    }
+    if present != CLEAN_KEYS.len() + 1 {
+        crate::bail!(Manifold, "the file has some of the usq_clean_* keys but not all {}", CLEAN_KEYS.len() + 1);
+    }
+    let mut v = [0f64; 5];
+    for (slot, key) in v.iter_mut().zip(CLEAN_KEYS) {
+        *slot = read_key::<_, ndarray::Ix0>(npz, key)?.into_scalar();
+    }
+    let name = entry_name(npz, CLEAN_FRAMES_KEY)?.expect("counted above");
+    let frames = read_scalar_int(npz, &name)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Error::new(ErrorKind::Manifold, format!("'{CLEAN_FRAMES_KEY}' is not a positive integer")))?;
+    Ok(Some(CleanStats {
+        frames: frames as u64,
+        echo_level: v[0],
+        clipped_share: v[1],
+        side_balance: v[2],
+        pixel_std: v[3],
+        median_loglik: v[4],
+    }))
+}
+
 impl OrganModel {
     /// Reads an organ named `name` from a reference-layout `.npz` archive and validates it.
     /// Every entry is bounded before it is read (`check_entries`).
@@ -140,6 +185,7 @@ impl OrganModel {
             gmm_covariances: row_major(gmm_covariances),
             log_weights: row_major(log_weights),
             log_det: row_major(log_det),
+            clean: read_clean_stats(&mut npz)?,
         };
         organ.validate()?;
         Ok(organ)
@@ -160,6 +206,12 @@ impl OrganModel {
         npz.add_array("log_weights", &a1(&self.log_weights)).map_err(w)?;
         npz.add_array("log_det", &a1(&self.log_det)).map_err(w)?;
         npz.add_array("dim", &ndarray::arr0(d as i64)).map_err(w)?;
+        if let Some(c) = &self.clean {
+            npz.add_array(CLEAN_FRAMES_KEY, &ndarray::arr0(c.frames as i64)).map_err(w)?;
+            for (key, v) in CLEAN_KEYS.iter().zip(clean_values(c)) {
+                npz.add_array(*key, &ndarray::arr0(v)).map_err(w)?;
+            }
+        }
         npz.finish().map_err(w)?;
         Ok(())
     }

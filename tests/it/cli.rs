@@ -52,6 +52,16 @@ fn score_json_has_the_documented_shape() {
         assert!(p["x"].is_u64() && p["y"].is_u64() && p["loglik"].is_f64(), "{p}");
     }
     assert_eq!(lines[1]["patches"].as_array().unwrap().len(), 1);
+    // The acquisition checks beside NRQ: the fixtures' manifolds have no clean statistics, so
+    // the values are measured but nothing judges them, and stderr says why.
+    assert_eq!(l["faults"], serde_json::json!([]));
+    let c = &l["checks"];
+    assert_eq!((c["judged"].as_bool(), c["organ"].is_null(), c["organ_margin"].is_null()), (Some(false), true, true));
+    for k in ["echo_level", "clipped_share", "side_balance", "pixel_std"] {
+        assert!(c[k].as_f64().is_some_and(|v| (0.0..=255.0).contains(&v)), "{k}: {c}");
+    }
+    assert!(c["frame_change"].is_null(), "one image has no previous frame: {c}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no clean-frame statistics for Fetal, Phantom"));
 }
 
 #[test]
@@ -277,6 +287,7 @@ fn bad_manifolds_and_arguments() {
         gmm_covariances: vec![1.0; d],
         log_weights: vec![0.0],
         log_det: vec![0.0],
+        clean: None,
     };
     organ.save(short.path().join("Short.npz")).unwrap();
     fails_with(
@@ -339,6 +350,29 @@ fn fit_nrq_then_score_with_the_result() {
     assert_eq!(set.organs[0].dim, 6);
     let scored = usq(&with_model(&["score", SMALL, "--manifold", out_dir.path().to_str().unwrap(), "--json"], &m));
     assert!(json_lines(&scored)[0]["nrq"].as_f64().unwrap().is_finite());
+
+    // fit-nrq wrote the clean statistics: its own frames pass the checks, and the same frame
+    // with the gain turned down 9.5 dB (past the 3 dB margin below the darkest fitted frame,
+    // short of the 12 dB of lost contact), or blank, raises the fault by name (text and JSON).
+    let clean = set.organs[0].clean.expect("fit-nrq writes clean statistics");
+    assert_eq!(clean.frames, 3);
+    let dark = out_dir.path().join("dark.png");
+    let blank = out_dir.path().join("blank.png");
+    let frame = image::open(at(LINEAR)).unwrap().to_luma8();
+    image::GrayImage::from_fn(frame.width(), frame.height(), |x, y| image::Luma([frame.get_pixel(x, y)[0] / 3]))
+        .save(&dark)
+        .unwrap();
+    image::GrayImage::from_pixel(frame.width(), frame.height(), image::Luma([0])).save(&blank).unwrap();
+    let manifold = out_dir.path().to_str().unwrap();
+    let (d, b) = (dark.to_str().unwrap(), blank.to_str().unwrap());
+    let lines = json_lines(&usq(&with_model(&["score", LINEAR, d, b, "--manifold", manifold, "--json"], &m)));
+    let faults: Vec<&serde_json::Value> = lines.iter().map(|l| &l["faults"]).collect();
+    assert_eq!(faults, [&serde_json::json!([]), &serde_json::json!(["gain_low"]), &serde_json::json!(["blank"])]);
+    assert_eq!(lines[0]["checks"]["organ"], "Phantom");
+    assert!(lines[0]["checks"]["judged"].as_bool().unwrap() && lines[0]["checks"]["organ_margin"].as_f64().is_some());
+    let table = usq(&with_model(&["score", d, "--manifold", manifold], &m));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.lines().next().unwrap().ends_with("faults") && text.contains(" gain_low"), "{text}");
 
     // A corrupt image in an organ folder stops the fit and names the file.
     std::fs::write(organ.join("broken.png"), b"nope").unwrap();

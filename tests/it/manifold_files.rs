@@ -185,3 +185,61 @@ fn unknown_organ_names_the_known_ones() {
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     assert!(e.to_string().contains("Fetal, Phantom"), "{e}");
 }
+
+/// The acquisition checks' clean statistics travel as extra `usq_clean_*` keys: written and
+/// read back exactly, absent from the published files, refused when only some are there.
+#[test]
+fn clean_statistics_round_trip_and_are_all_or_none() {
+    use usq::checks::{CleanStats, FrameMeasures};
+    let mut set = ManifoldSet::load_dir(at("tests/fixtures/manifold")).unwrap();
+    assert!(set.organs.iter().all(|o| o.clean.is_none()), "the fixtures carry no statistics");
+    let m = [
+        FrameMeasures { echo_level: 80.0, clipped_share: 0.001, side_balance: 0.6, pixel_std: 30.0 },
+        FrameMeasures { echo_level: 120.0, clipped_share: 0.004, side_balance: 0.9, pixel_std: 45.0 },
+    ];
+    set.organs[0].clean = Some(CleanStats::from_frames(&m, &[-12.5, -9.0]).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    for o in &set.organs {
+        o.save(dir.path().join(format!("{}.npz", o.name))).unwrap();
+    }
+    let back = ManifoldSet::load_dir(dir.path()).unwrap();
+    assert_eq!(back, set);
+    assert_eq!(back.organs_without_clean_stats(None), vec!["Phantom"]);
+    assert!(back.clean_stats_warning(Some("Fetal")).is_none());
+    assert!(back.clean_stats_warning(None).unwrap().contains("Phantom"));
+
+    // A file with some of the keys: refused, naming them.
+    let p = dir.path().join("Fetal.npz");
+    let partial = dir.path().join("Partial.npz");
+    {
+        let mut r = ndarray_npy::NpzReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+        let mut w = NpzWriter::new(std::fs::File::create(&partial).unwrap());
+        for name in r.names().unwrap() {
+            let key = name.trim_end_matches(".npy").to_string();
+            if key == "usq_clean_pixel_std_p0_5" {
+                continue;
+            }
+            if key == "dim" || key == "usq_clean_frames" {
+                let v: ndarray::Array0<i64> = r.by_name(&name).unwrap();
+                w.add_array(key.as_str(), &v).unwrap();
+            } else {
+                let v: ndarray::ArrayD<f64> = r.by_name(&name).unwrap();
+                w.add_array(key.as_str(), &v).unwrap();
+            }
+        }
+        w.finish().unwrap();
+    }
+    let e = OrganModel::load(&partial).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Manifold, "{e}");
+    assert!(e.to_string().contains("usq_clean_"), "{e}");
+}
+
+/// The shipped manifolds carry clean statistics: `usq fit-nrq` wrote them.
+#[test]
+fn shipped_manifolds_carry_clean_statistics() {
+    let set = ManifoldSet::load_dir(at("models/nrq")).unwrap();
+    for o in &set.organs {
+        let c = o.clean.as_ref().unwrap_or_else(|| panic!("{} has no clean statistics", o.name));
+        assert!(c.frames >= 100 && c.echo_level > 10.0 && c.pixel_std > 5.0, "{}: {c:?}", o.name);
+    }
+}

@@ -1,8 +1,10 @@
-//! The terminal gauge of `usq live`: the live NRQ as a bar and a number, a trend sparkline,
-//! and the engine's rates and latencies, redrawn in place.
+//! The terminal gauge of `usq live`: the live NRQ as a bar and a number with the main
+//! acquisition fault's reason beside it, a trend sparkline, and the engine's rates and
+//! latencies, redrawn in place.
 
 use std::io::Write;
 use std::time::Duration;
+use usq::checks::Fault;
 use usq::engine::{EngineStats, LiveResult};
 
 const TREND: usize = 48;
@@ -18,6 +20,8 @@ pub struct Gauge {
     latest: Option<LiveResult>,
     results: u64,
     nrq_sum: f64,
+    /// Results that raised each fault, in the order of `Fault::ALL`.
+    fault_results: [u64; Fault::ALL.len()],
     lo: f64,
     hi: f64,
     drawn: bool,
@@ -33,6 +37,7 @@ impl Gauge {
             latest: None,
             results: 0,
             nrq_sum: 0.0,
+            fault_results: [0; Fault::ALL.len()],
             lo: f64::INFINITY,
             hi: f64::NEG_INFINITY,
             drawn: false,
@@ -48,6 +53,9 @@ impl Gauge {
         self.hi = self.hi.max(r.nrq);
         self.results += 1;
         self.nrq_sum += r.nrq;
+        for (n, f) in self.fault_results.iter_mut().zip(Fault::ALL) {
+            *n += r.faults.contains(f) as u64;
+        }
         self.latest = Some(*r);
     }
 
@@ -74,9 +82,14 @@ impl Gauge {
                 } else {
                     32
                 };
+                // The reason first and in red: a sonographer acts on it, not on the number.
+                let reason = match r.faults.main() {
+                    Some(f) => format!("  \x1b[1;31m{}\x1b[0m", f.reason()),
+                    None => String::new(),
+                };
                 writeln!(
                     out,
-                    "{clear}NRQ {:>9.2}  \x1b[{colour}m{}\x1b[0m{}  range {:.1} .. {:.1}  coverage {:>3.0}%",
+                    "{clear}NRQ {:>9.2}{reason}  \x1b[{colour}m{}\x1b[0m{}  range {:.1} .. {:.1}  coverage {:>3.0}%",
                     r.nrq,
                     "█".repeat(filled),
                     "░".repeat(BAR - filled),
@@ -104,11 +117,22 @@ impl Gauge {
         out.flush()
     }
 
+    /// Results per fault raised, e.g. `frozen 12, gain_low 3`; `none` when no result raised one.
+    fn fault_summary(&self) -> String {
+        let raised: Vec<String> = Fault::ALL
+            .iter()
+            .zip(&self.fault_results)
+            .filter(|(_, n)| **n > 0)
+            .map(|(f, n)| format!("{} {n}", f.name()))
+            .collect();
+        if raised.is_empty() { "none".into() } else { raised.join(", ") }
+    }
+
     pub fn summary(&self, s: &EngineStats, elapsed: Duration) -> String {
         let secs = elapsed.as_secs_f64().max(1e-9);
         format!(
             "usq live: {:.1} s, {} frames pushed, {} scored ({:.1}/s), {} dropped, {} skipped, {} failed, {} deadline misses, \
-             latency p50 {:.1} ms p99 {:.1} ms, mean NRQ {}",
+             latency p50 {:.1} ms p99 {:.1} ms, mean NRQ {}, faults {}",
             secs,
             s.frames_pushed,
             s.frames_scored,
@@ -119,7 +143,8 @@ impl Gauge {
             s.deadline_misses,
             s.latency_p50_ms,
             s.latency_p99_ms,
-            if self.results > 0 { format!("{:.3}", self.nrq_sum / self.results as f64) } else { "-".into() }
+            if self.results > 0 { format!("{:.3}", self.nrq_sum / self.results as f64) } else { "-".into() },
+            self.fault_summary()
         )
     }
 }

@@ -105,6 +105,9 @@ pub fn run(a: Args) -> usq::Result<bool> {
         usq::ManifoldSource::dir_or_default(a.manifold.clone()),
         usq::EncoderOptions { batch: 1, threads: a.threads },
     )?;
+    if let Some(w) = scorer.manifolds().and_then(|m| m.clean_stats_warning(a.organ.as_deref())) {
+        eprintln!("warning: {w}");
+    }
     if a.model.model.is_none() {
         let m = usq::LiveModel::for_this_cpu();
         eprintln!("usq live: the shipped {} model ({})", m.name(), m.reason());
@@ -127,7 +130,11 @@ pub fn run(a: Args) -> usq::Result<bool> {
     let mut csv = match &a.record {
         Some(p) => {
             let mut f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
-            writeln!(f, "frame_id,timestamp_us,nrq,patches_scored,coverage,latency_ms,deadline_missed")?;
+            writeln!(
+                f,
+                "frame_id,timestamp_us,nrq,patches_scored,coverage,latency_ms,deadline_missed,faults,\
+                 echo_level,clipped_share,side_balance,pixel_std,frame_change,organ_margin"
+            )?;
             Some(f)
         }
         None => None,
@@ -163,8 +170,13 @@ pub fn run(a: Args) -> usq::Result<bool> {
                 } else if !tty {
                     writeln!(
                         out,
-                        "frame={} nrq={:.4} coverage={:.3} latency_ms={:.2} missed={}",
-                        r.frame_id, r.nrq, r.coverage, r.latency_ms, r.deadline_missed as u8
+                        "frame={} nrq={:.4} coverage={:.3} latency_ms={:.2} missed={} faults={}",
+                        r.frame_id,
+                        r.nrq,
+                        r.coverage,
+                        r.latency_ms,
+                        r.deadline_missed as u8,
+                        crate::cli::score::fault_column(r.faults)
                     )?;
                 }
             }
@@ -273,10 +285,26 @@ fn open_device(dev: &std::path::Path, a: &Args) -> usq::Result<Opened> {
 }
 
 fn write_csv(f: &mut std::fs::File, r: &LiveResult) -> usq::Result<()> {
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let faults: Vec<&str> = r.faults.iter().map(|f| f.name()).collect();
+    let m = &r.checks.measures;
     writeln!(
         f,
-        "{},{},{},{},{},{},{}",
-        r.frame_id, r.timestamp_us, r.nrq, r.patches_scored, r.coverage, r.latency_ms, r.deadline_missed as u8
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        r.frame_id,
+        r.timestamp_us,
+        r.nrq,
+        r.patches_scored,
+        r.coverage,
+        r.latency_ms,
+        r.deadline_missed as u8,
+        faults.join("|"),
+        m.echo_level,
+        m.clipped_share,
+        m.side_balance,
+        m.pixel_std,
+        opt(r.checks.frame_change.map(f64::from)),
+        opt(r.checks.organ_margin)
     )?;
     Ok(())
 }
