@@ -238,8 +238,10 @@ int main(int argc, char **argv) {
   for (;;) {
     s = usq_engine_wait_result(engine, 100, &r);
     if (s == USQ_OK) {
-      printf("frame=%llu nrq=%.4f coverage=%.3f latency_ms=%.2f missed=%u\n", (unsigned long long)r.frame_id, r.nrq,
-             r.coverage, r.latency_ms, r.deadline_missed);
+      /* The reason beside the number: what the sonographer should fix ("" when nothing). */
+      printf("frame=%llu nrq=%.4f coverage=%.3f latency_ms=%.2f missed=%u faults=0x%x reason=\"%s\"\n",
+             (unsigned long long)r.frame_id, r.nrq, r.coverage, r.latency_ms, r.deadline_missed, r.checks.faults,
+             usq_fault_reason(r.checks.faults));
       continue;
     }
     if (s != USQ_EMPTY) return fail_usq("result", s);

@@ -15,6 +15,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Echo far below the organ's clean frames: gain turned down.
+#define USQ_FAULT_GAIN_LOW 1
+
+// Clipped highlights over a meaningful area: gain too high.
+#define USQ_FAULT_SATURATED 2
+
+// No echo left: the probe is off the skin or out of gel.
+#define USQ_FAULT_CONTACT_LOST 4
+
+// One lateral side of the image dark: part of the aperture lost contact.
+#define USQ_FAULT_CONTACT_PARTIAL 8
+
+// The image does not change between frames (live only).
+#define USQ_FAULT_FROZEN 16
+
+// A uniform frame: black, or a capture card's "no signal" screen.
+#define USQ_FAULT_BLANK 32
+
+// The frame looks like another organ than the one scored, or lies far below its organ's
+// clean frames: NRQ means little.
+#define USQ_FAULT_ORGAN_MISMATCH 64
+
 // Result of every fallible call.
 enum usq_status
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -154,6 +176,30 @@ typedef struct usq_frame_desc {
   uint32_t format;
 } usq_frame_desc;
 
+// A frame's acquisition checks, beside NRQ (never in place of it): the faults raised and the
+// values measured. Embedded in `usq_result` and `usq_score_report`.
+typedef struct usq_checks {
+  // Bit set of `USQ_FAULT_*`; 0 when none.
+  uint32_t faults;
+  // 1 when the organ's clean statistics judged the frame; 0 when the manifold has none
+  // (fitted elsewhere or by an older usq): then only `USQ_FAULT_FROZEN` can be raised.
+  uint32_t judged;
+  // Echo level: 90th percentile of the 16-pixel block means (gray levels).
+  float echo_level;
+  // Share of pixels at 250 or above, 0..1.
+  float clipped_share;
+  // The darker lateral half's echo over the brighter's, 0..1.
+  float side_balance;
+  // Standard deviation of the pixels (gray levels).
+  float pixel_std;
+  // Mean absolute change from the previous scored frame (gray levels); NaN offline and for
+  // an engine's first frame.
+  float frame_change;
+  // Median patch log-likelihood minus the start of the organ's clean range (nats; negative:
+  // below it, see `USQ_FAULT_ORGAN_MISMATCH`); NaN when not judged.
+  double organ_margin;
+} usq_checks;
+
 // One scored frame.
 typedef struct usq_result {
   // Set by the caller to `sizeof(usq_result)`.
@@ -170,6 +216,10 @@ typedef struct usq_result {
   float latency_ms;
   // 1 if the latency exceeded the budget.
   uint32_t deadline_missed;
+  // The acquisition checks: faults and their measured values, beside NRQ. A program built
+  // against a header from before the checks sets the shorter `struct_size` (48) and gets
+  // the fields above only.
+  struct usq_checks checks;
 } usq_result;
 
 // Engine statistics.
@@ -191,6 +241,16 @@ typedef struct usq_engine_stats {
   float run_ms;
 } usq_engine_stats;
 
+// One frame's NRQ with its acquisition checks (`usq_scorer_score_report`).
+typedef struct usq_score_report {
+  // Set by the caller to `sizeof(usq_score_report)`.
+  uint32_t struct_size;
+  // TinyUSFM-NRQ over the whole patch grid (higher is better): the paper's value.
+  double nrq;
+  // The acquisition checks beside it (`frame_change` is NaN: one frame has no previous one).
+  struct usq_checks checks;
+} usq_score_report;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -209,6 +269,14 @@ usq_status usq_pool_get_stats(struct usq_pool_stats *out);
 // The name of a `usq_status` value, for logs ("USQ_UNKNOWN_STATUS" for other numbers).
 // Static storage; never NULL. Thread-safe.
 const char *usq_status_name(uint32_t status);
+
+// The name of one `USQ_FAULT_*` bit ("gain_low", ...), "" for anything else. Static storage;
+// never NULL. Thread-safe.
+const char *usq_fault_name(uint32_t fault);
+
+// A short reason for a gauge from a set of faults: the one that explains the others
+// ("no contact" before "gain low"), "" when none. Static storage; never NULL. Thread-safe.
+const char *usq_fault_reason(uint32_t faults);
 
 // Fills `config` with defaults for frames up to `max_width` x `max_height`: 4 slots, 33 ms
 // budget (30 fps), a 30-frame window, whole frame, batch 1. Thread-safe.
@@ -295,6 +363,17 @@ usq_status usq_scorer_score(struct usq_scorer *scorer,
                             const struct usq_frame_desc *desc,
                             const char *organ,
                             double *nrq);
+
+// As `usq_scorer_score`, with the frame's acquisition checks: which faults (gain, saturation,
+// contact, blank, organ mismatch) the organ's clean statistics raise, and the measured
+// values. With `organ` NULL, the checks judge against the organ the frame fits best.
+// Allocates (offline use).
+usq_status usq_scorer_score_report(struct usq_scorer *scorer,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   const struct usq_frame_desc *desc,
+                                   const char *organ,
+                                   struct usq_score_report *report);
 
 // TinyUSFM-uLPIPS of `img` against `reference` (lower is closer). Allocates (offline use).
 usq_status usq_scorer_compare(struct usq_scorer *scorer,

@@ -2,7 +2,7 @@
 
 use crate::{
     boundary, check_opt_ptr, check_ptr, check_struct_size, fail, from_error, load_scorer, opt_str, try_mut, try_out,
-    try_ref, try_status, try_take, usq_status,
+    try_ref, try_status, try_take, usq_checks, usq_status,
 };
 use std::ffi::c_char;
 use std::time::Duration;
@@ -118,7 +118,14 @@ pub struct usq_result {
     pub latency_ms: f32,
     /// 1 if the latency exceeded the budget.
     pub deadline_missed: u32,
+    /// The acquisition checks: faults and their measured values, beside NRQ. A program built
+    /// against a header from before the checks sets the shorter `struct_size` (48) and gets
+    /// the fields above only.
+    pub checks: usq_checks,
 }
+
+/// `sizeof(usq_result)` in headers from before `checks`: still accepted.
+const RESULT_V02_SIZE: usize = std::mem::offset_of!(usq_result, checks);
 
 /// Engine statistics.
 #[repr(C)]
@@ -352,22 +359,31 @@ fn write_opt<T>(p: *mut T, value: T) {
 }
 
 fn write_result(out: crate::Out<usq_result>, r: &usq_core::engine::LiveResult) {
-    out.write(usq_result {
-        struct_size: std::mem::size_of::<usq_result>() as u32,
-        frame_id: r.frame_id,
-        timestamp_us: r.timestamp_us,
-        nrq: r.nrq,
-        patches_scored: r.patches_scored,
-        coverage: r.coverage,
-        latency_ms: r.latency_ms,
-        deadline_missed: r.deadline_missed as u32,
-    });
+    // SAFETY: checked pointer (`result_out`); the caller set struct_size.
+    let size = unsafe { (*out.as_ptr()).struct_size } as usize;
+    out.write_prefix(
+        usq_result {
+            struct_size: size as u32,
+            frame_id: r.frame_id,
+            timestamp_us: r.timestamp_us,
+            nrq: r.nrq,
+            patches_scored: r.patches_scored,
+            coverage: r.coverage,
+            latency_ms: r.latency_ms,
+            deadline_missed: r.deadline_missed as u32,
+            checks: usq_checks::of(&r.checks, r.faults),
+        },
+        size,
+    );
 }
 
 fn result_out(out: *mut usq_result) -> Result<crate::Out<usq_result>, usq_status> {
     let out = try_out(out, "result")?;
     // SAFETY: checked pointer; the caller set struct_size.
-    check_struct_size::<usq_result>(unsafe { (*out.as_ptr()).struct_size }, "result")?;
+    let size = unsafe { (*out.as_ptr()).struct_size };
+    if size as usize != RESULT_V02_SIZE {
+        check_struct_size::<usq_result>(size, "result")?;
+    }
     Ok(out)
 }
 

@@ -21,6 +21,7 @@
 
 #![allow(non_camel_case_types, clippy::missing_safety_doc)]
 
+mod checks;
 mod engine;
 mod offline;
 
@@ -28,6 +29,7 @@ use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+pub use checks::*;
 pub use engine::*;
 pub use offline::*;
 
@@ -165,6 +167,14 @@ impl<T> Out<T> {
     pub(crate) fn write(self, value: T) {
         // SAFETY: checked non-null and aligned by `try_out`; the caller vouched it is writable.
         unsafe { self.0.write(value) }
+    }
+
+    /// Writes the first `bytes` bytes of the result: a struct of an older, shorter version,
+    /// whose fields are a prefix of this one's. `bytes` must not exceed `size_of::<T>()`.
+    pub(crate) fn write_prefix(self, value: T, bytes: usize) {
+        assert!(bytes <= std::mem::size_of::<T>());
+        // SAFETY: as `write`, for the caller's (shorter) struct; `value` is plain old data.
+        unsafe { std::ptr::copy_nonoverlapping((&value as *const T).cast::<u8>(), self.0.cast::<u8>(), bytes) }
     }
 
     /// The raw pointer, to read a field the caller set (`struct_size`) in place.

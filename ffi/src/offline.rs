@@ -3,8 +3,8 @@
 
 use crate::engine::layout_of;
 use crate::{
-    boundary, check_ptr, fail, from_error, load_scorer, opt_str, try_mut, try_out, try_status, try_take,
-    usq_frame_desc, usq_status,
+    boundary, check_ptr, check_struct_size, fail, from_error, load_scorer, opt_str, try_mut, try_out, try_status,
+    try_take, usq_checks, usq_frame_desc, usq_status,
 };
 use std::ffi::c_char;
 use usq_core::imaging::pixel::gray_frame;
@@ -70,6 +70,49 @@ pub unsafe extern "C" fn usq_scorer_score(
         let opts = ScoreOptions { organ: organ.map(String::from), max_patches: None };
         let r = try_status!(s.scorer.score(&frame, &opts).map_err(from_error));
         nrq.write(r.nrq);
+        usq_status::USQ_OK
+    })
+}
+
+/// One frame's NRQ with its acquisition checks (`usq_scorer_score_report`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct usq_score_report {
+    /// Set by the caller to `sizeof(usq_score_report)`.
+    pub struct_size: u32,
+    /// TinyUSFM-NRQ over the whole patch grid (higher is better): the paper's value.
+    pub nrq: f64,
+    /// The acquisition checks beside it (`frame_change` is NaN: one frame has no previous one).
+    pub checks: usq_checks,
+}
+
+/// As `usq_scorer_score`, with the frame's acquisition checks: which faults (gain, saturation,
+/// contact, blank, organ mismatch) the organ's clean statistics raise, and the measured
+/// values. With `organ` NULL, the checks judge against the organ the frame fits best.
+/// Allocates (offline use).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn usq_scorer_score_report(
+    scorer: *mut usq_scorer,
+    data: *const u8,
+    len: usize,
+    desc: *const usq_frame_desc,
+    organ: *const c_char,
+    report: *mut usq_score_report,
+) -> usq_status {
+    boundary(|| {
+        let s = try_status!(unsafe { try_mut(scorer, "scorer") });
+        let out = try_status!(try_out(report, "report"));
+        // SAFETY: checked pointer; the caller set struct_size.
+        try_status!(check_struct_size::<usq_score_report>(unsafe { (*out.as_ptr()).struct_size }, "report"));
+        let organ = try_status!(unsafe { opt_str(organ, "organ") });
+        let frame = try_status!(unsafe { gray_of(data, len, desc) });
+        let opts = ScoreOptions { organ: organ.map(String::from), max_patches: None };
+        let r = try_status!(s.scorer.score(&frame, &opts).map_err(from_error));
+        out.write(usq_score_report {
+            struct_size: std::mem::size_of::<usq_score_report>() as u32,
+            nrq: r.nrq,
+            checks: usq_checks::of(&r.checks, r.faults),
+        });
         usq_status::USQ_OK
     })
 }

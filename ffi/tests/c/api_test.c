@@ -5,6 +5,7 @@
  *   api_test MODEL MANIFOLD_DIR REF.png IMG.png EXPECTED_ULPIPS
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,25 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &desc, NULL, misaligned), USQ_ERR_MISALIGNED);
   EXPECT_STATUS(usq_scorer_score(scorer, ref, (size_t)w * h, &desc, NULL, &nrq), USQ_OK);
   EXPECT(isfinite(nrq), "nrq %f", nrq);
+  /* The same score with its acquisition checks. These manifolds carry no clean statistics, so
+     nothing judges the measured values and no fault is raised. */
+  usq_score_report rep;
+  memset(&rep, 0, sizeof rep);
+  EXPECT_STATUS(usq_scorer_score_report(scorer, ref, (size_t)w * h, &desc, NULL, &rep), USQ_ERR_WRONG_SIZE);
+  rep.struct_size = sizeof rep;
+  EXPECT_STATUS(usq_scorer_score_report(scorer, ref, (size_t)w * h, &desc, NULL, NULL), USQ_ERR_NULL_ARGUMENT);
+  EXPECT_STATUS(usq_scorer_score_report(scorer, ref, (size_t)w * h, &desc, NULL, &rep), USQ_OK);
+  EXPECT(rep.nrq == nrq, "report nrq %f vs %f", rep.nrq, nrq);
+  EXPECT(rep.checks.faults == 0 && rep.checks.judged == 0 && isnan(rep.checks.organ_margin) &&
+             isnan(rep.checks.frame_change),
+         "unjudged checks: faults %u judged %u", rep.checks.faults, rep.checks.judged);
+  EXPECT(rep.checks.echo_level > 0 && rep.checks.pixel_std > 0 && rep.checks.side_balance > 0 &&
+             rep.checks.side_balance <= 1 && rep.checks.clipped_share >= 0,
+         "measured: echo %f std %f balance %f", rep.checks.echo_level, rep.checks.pixel_std, rep.checks.side_balance);
+  EXPECT(!strcmp(usq_fault_name(USQ_FAULT_FROZEN), "frozen") && !strcmp(usq_fault_name(3), ""), "fault names");
+  EXPECT(!strcmp(usq_fault_reason(USQ_FAULT_GAIN_LOW | USQ_FAULT_CONTACT_LOST), "no contact") &&
+             !strcmp(usq_fault_reason(0), ""),
+         "fault reasons");
   EXPECT_STATUS(usq_scorer_compare(scorer, ref, (size_t)w * h, &desc, img, (size_t)iw * ih, &idesc, &ulpips), USQ_OK);
   EXPECT(fabs(ulpips - expected) <= 1e-4 * fabs(expected), "ulpips %.9f, reference %.9f", ulpips, expected);
   EXPECT_STATUS(usq_scorer_compare(scorer, ref, (size_t)w * h, &desc, ref, (size_t)w * h, &desc, &ulpips), USQ_OK);
@@ -166,6 +186,10 @@ int main(int argc, char **argv) {
   EXPECT(r.frame_id == id && r.timestamp_us == 111, "result of frame %llu", (unsigned long long)r.frame_id);
   EXPECT(fabs(r.nrq - nrq) < 1e-6 * fabs(nrq) + 1e-9, "live %f vs offline %f", r.nrq, nrq);
   EXPECT(r.coverage == 1.0f && r.deadline_missed == 0, "coverage %f missed %u", r.coverage, r.deadline_missed);
+  EXPECT(r.struct_size == sizeof r && r.checks.echo_level == rep.checks.echo_level && isnan(r.checks.frame_change) &&
+             r.checks.faults == 0,
+         "live checks of the first frame: echo %f change %f faults %u", r.checks.echo_level, r.checks.frame_change,
+         r.checks.faults);
   EXPECT_STATUS(usq_producer_acquire(producer, &slot, &cap), USQ_OK);
   memcpy(slot, ref, (size_t)w * h);
   usq_frame_desc too_big = {sizeof(usq_frame_desc), w * 4, h * 4, 0, USQ_PIXEL_GRAY8};
@@ -177,9 +201,28 @@ int main(int argc, char **argv) {
   EXPECT_STATUS(usq_producer_commit(producer, &desc, 222, &id), USQ_OK);
   EXPECT_STATUS(usq_engine_wait_result(engine, 60000, &r), USQ_OK);
   EXPECT(r.frame_id == id && r.timestamp_us == 222, "zero-copy result");
+  /* The same frame again: the image did not change, which reads frozen. */
+  EXPECT(r.checks.frame_change == 0.0f && r.checks.faults == USQ_FAULT_FROZEN, "repeat: change %f faults %u",
+         r.checks.frame_change, r.checks.faults);
+  /* A program built against a header from before the checks passes the shorter struct_size and
+     gets only the fields it knows: nothing past them is written. */
+  union {
+    usq_result r;
+    unsigned char bytes[sizeof(usq_result)];
+  } old;
+  memset(&old, 0xAB, sizeof old);
+  old.r.struct_size = offsetof(usq_result, checks);
+  EXPECT_STATUS(usq_producer_push(producer, img, (size_t)iw * ih, &idesc, 223, &id), USQ_OK);
+  EXPECT_STATUS(usq_engine_wait_result(engine, 60000, &old.r), USQ_OK);
+  EXPECT(old.r.frame_id == id && old.r.struct_size == offsetof(usq_result, checks), "old-size result");
+  int untouched = 1;
+  for (size_t i = offsetof(usq_result, checks); i < sizeof old; i++) untouched &= old.bytes[i] == 0xAB;
+  EXPECT(untouched, "bytes past the old struct were written");
+  old.r.struct_size = offsetof(usq_result, checks) + 4;
+  EXPECT_STATUS(usq_engine_next_result(engine, &old.r), USQ_ERR_WRONG_SIZE);
   st.struct_size = sizeof st;
   EXPECT_STATUS(usq_engine_get_stats(engine, &st), USQ_OK);
-  EXPECT(st.frames_pushed == 2 && st.frames_scored == 2, "pushed %llu scored %llu",
+  EXPECT(st.frames_pushed == 3 && st.frames_scored == 3, "pushed %llu scored %llu",
          (unsigned long long)st.frames_pushed, (unsigned long long)st.frames_scored);
   usq_pool_stats pool;
   memset(&pool, 0, sizeof pool);
