@@ -1,5 +1,5 @@
 //! Criterion benches: the encoder (fp32 and int8, batch 1 and 4, one and two threads), a whole
-//! NRQ frame, uLPIPS of a pair, and the pure preprocessing and metric maths.
+//! NRQ frame, uLPIPS of a pair, and the pure preprocessing, acquisition-check and metric maths.
 //!
 //!     cargo bench --bench encoder              # all
 //!     cargo bench --bench encoder -- forward   # one group
@@ -97,6 +97,15 @@ fn preprocessing(c: &mut Criterion) {
         b.iter(|| usq::imaging::preprocess::ulpips_input(black_box(&frame)))
     });
     group.bench_function("pad_and_grid_800x540", |b| b.iter(|| usq::quality::nrq_patches(black_box(&frame), None)));
+    // The acquisition checks the live engine runs on every frame: the measures and the change
+    // from the previous frame.
+    group.bench_function("checks_measure_800x540", |b| {
+        b.iter(|| usq::checks::measure(black_box(&frame.pixels), frame.width, frame.height))
+    });
+    let previous: Vec<u8> = frame.pixels.iter().map(|v| v.wrapping_add(1)).collect();
+    group.bench_function("checks_frame_change_800x540", |b| {
+        b.iter(|| usq::checks::frame_change(black_box(&previous), black_box(&frame.pixels)))
+    });
     group.finish();
 }
 

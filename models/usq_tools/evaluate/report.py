@@ -690,6 +690,7 @@ def write_report(res, out):
     L.append(f"Model files: " + ", ".join(f"`{v['path']}` {v['bytes']:,} bytes" for v in m["models"].values()) + ".\n")
     L.append("![int8 vs fp32](report/int8_vs_fp32.png)\n")
     L += other_organs(os.path.join(out, "report"))
+    L += fault_flags(os.path.join(out, "report"))
     L.append("## Reproduce\n")
     L.append("    cargo build --release                                   # target/release/usq, if missing")
     L.append("    # the weights: models/MODEL_CARD.md (usq_tools.train.mim, then usq_tools.train.quality)")
@@ -697,13 +698,23 @@ def write_report(res, out):
     L.append("    models/.venv/bin/python -m usq_tools.evaluate.ulpips_weights   # models/ulpips_weights.json (training subjects)")
     L.append(f"    {m['command']}          # this report")
     L.append("    models/fit_default_manifold.sh                           # models/nrq/{FetalHead,Lung}.npz (deterministic)")
-    L.append("    models/.venv/bin/python -m usq_tools.evaluate.organ --organ Lung   # section 4 (then --report-only)\n")
+    L.append("    models/.venv/bin/python -m usq_tools.evaluate.organ --organ Lung   # section 4 (then --report-only)")
+    L.append("    models/.venv/bin/python -m usq_tools.evaluate.faults             # section 5\n")
     L.append("Raw per-frame numbers: `models/report/results.json`; the fp32 model's scored patches of every "
              "frame (x, y, log-likelihood, mean gray; in the order of results.json's `raw`): "
              "`models/report/patches_fp32.json`. HC18: van den Heuvel et al., PLoS ONE 2018, "
              "doi:10.5281/zenodo.1322001, CC BY 4.0 (read from ../shared/data at run time, not copied).\n")
     with open(os.path.join(out, "REPORT.md"), "w") as fh:
         fh.write("\n".join(L))
+
+
+def fault_flags(rdir):
+    """Section 5 as `usq_tools.evaluate.faults` wrote it (report/faults.md), between its markers."""
+    from .faults import BEGIN, END
+    path = os.path.join(rdir, "faults.md")
+    if not os.path.exists(path):
+        return []
+    return [BEGIN, open(path).read() + END + "\n"]
 
 
 def other_organs(rdir):
