@@ -65,6 +65,9 @@ impl WindowAggregate {
     /// Per organ, the median of its log-likelihoods over the patches within the window ending
     /// at `frame_seq` (NaN for an organ with none), into `out` (one slot per organ).
     pub fn organ_medians(&mut self, frame_seq: u64, out: &mut [f64]) {
+        if self.organs == 0 {
+            return; // a set without organs has no medians (and chunks of 0 would panic)
+        }
         for (organ, slot) in out.iter_mut().enumerate().take(self.organs) {
             self.scratch.clear();
             for (lls, &at) in self.organ_loglik.chunks_exact(self.organs).zip(&self.scored_at) {
