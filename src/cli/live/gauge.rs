@@ -87,10 +87,15 @@ impl Gauge {
                     Some(f) => format!("  \x1b[1;31m{}\x1b[0m", f.reason()),
                     None => String::new(),
                 };
+                // A frame unlike the organ's clean frames has no meaningful NRQ: no number then.
+                let number = if r.faults.contains(Fault::OrganMismatch) {
+                    format!("{:>9}", "--")
+                } else {
+                    format!("{:>9.2}", r.nrq)
+                };
                 writeln!(
                     out,
-                    "{clear}NRQ {:>9.2}{reason}  \x1b[{colour}m{}\x1b[0m{}  range {:.1} .. {:.1}  coverage {:>3.0}%",
-                    r.nrq,
+                    "{clear}NRQ {number}{reason}  \x1b[{colour}m{}\x1b[0m{}  range {:.1} .. {:.1}  coverage {:>3.0}%",
                     "█".repeat(filled),
                     "░".repeat(BAR - filled),
                     self.lo,
