@@ -68,6 +68,13 @@ fn report(e: &usq::Error) {
 }
 
 pub fn main() -> ExitCode {
+    // Output piped into a reader that stops early (`usq score ... | head`) ends usq quietly, as
+    // it does other Unix tools, instead of a panic in `println!` on the broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Score(a) => score::run(a),

@@ -64,6 +64,27 @@ fn score_json_has_the_documented_shape() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no clean-frame statistics for Fetal, Phantom"));
 }
 
+/// A reader that stops early (`usq score ... | head`) ends usq quietly: no panic on the broken pipe.
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    let m = model();
+    let mut child = usq_command()
+        .args(with_model(&["score", LINEAR, SMALL, "--manifold", "tests/fixtures/manifold", "--json"], &m))
+        .current_dir(repo())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("usq runs");
+    // Closed before usq has loaded its model, so its first write meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE: {:?} {stderr}", out.status);
+}
+
 #[test]
 fn score_with_organ_and_max_patches() {
     let m = model();
