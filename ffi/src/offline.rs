@@ -8,7 +8,7 @@ use crate::{
 };
 use std::ffi::c_char;
 use usq_core::imaging::pixel::gray_frame;
-use usq_core::{GrayFrame, ScoreOptions, Scorer};
+use usq_core::{GrayFrame, ScoreOptions, ScoreReport, Scorer};
 
 /// An encoder and a manifold set for offline scoring.
 ///
@@ -51,6 +51,21 @@ unsafe fn gray_of(data: *const u8, len: usize, desc: *const usq_frame_desc) -> R
     gray_frame(bytes, &layout).map_err(from_error)
 }
 
+/// The rest of the arguments of `usq_scorer_score` and `usq_scorer_score_report` checked (the
+/// scorer and the out-pointer already are), then the frame scored over its whole grid.
+unsafe fn score_frame(
+    s: &mut usq_scorer,
+    data: *const u8,
+    len: usize,
+    desc: *const usq_frame_desc,
+    organ: *const c_char,
+) -> Result<ScoreReport, usq_status> {
+    let organ = unsafe { opt_str(organ, "organ") }?;
+    let frame = unsafe { gray_of(data, len, desc) }?;
+    let opts = ScoreOptions { organ: organ.map(String::from), max_patches: None };
+    s.scorer.score(&frame, &opts).map_err(from_error)
+}
+
 /// TinyUSFM-NRQ of one frame over its whole patch grid (higher is better). `organ` may be
 /// NULL to combine all organs. Allocates (offline use).
 #[unsafe(no_mangle)]
@@ -65,10 +80,7 @@ pub unsafe extern "C" fn usq_scorer_score(
     boundary(|| {
         let s = try_status!(unsafe { try_mut(scorer, "scorer") });
         let nrq = try_status!(try_out(nrq, "nrq"));
-        let organ = try_status!(unsafe { opt_str(organ, "organ") });
-        let frame = try_status!(unsafe { gray_of(data, len, desc) });
-        let opts = ScoreOptions { organ: organ.map(String::from), max_patches: None };
-        let r = try_status!(s.scorer.score(&frame, &opts).map_err(from_error));
+        let r = try_status!(unsafe { score_frame(s, data, len, desc, organ) });
         nrq.write(r.nrq);
         usq_status::USQ_OK
     })
@@ -104,10 +116,7 @@ pub unsafe extern "C" fn usq_scorer_score_report(
         let out = try_status!(try_out(report, "report"));
         // SAFETY: checked pointer; the caller set struct_size.
         try_status!(check_struct_size::<usq_score_report>(unsafe { (*out.as_ptr()).struct_size }, "report"));
-        let organ = try_status!(unsafe { opt_str(organ, "organ") });
-        let frame = try_status!(unsafe { gray_of(data, len, desc) });
-        let opts = ScoreOptions { organ: organ.map(String::from), max_patches: None };
-        let r = try_status!(s.scorer.score(&frame, &opts).map_err(from_error));
+        let r = try_status!(unsafe { score_frame(s, data, len, desc, organ) });
         out.write(usq_score_report {
             struct_size: std::mem::size_of::<usq_score_report>() as u32,
             nrq: r.nrq,

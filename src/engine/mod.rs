@@ -423,7 +423,6 @@ impl Worker {
                 (&mut self.descriptor, &mut self.loglik_scratch, &mut self.each_organ, &self.manifolds, self.seq);
             self.encoder.run_with(&refs, |i, layers| {
                 crate::metrics::nrq::patch_descriptor_into(&layers, descriptor);
-                each.fill(f64::NAN);
                 let ll = manifolds.loglik_each(organ, descriptor, scratch, each);
                 window.record(chunk[i], ll, each, seq);
             })?;

@@ -55,6 +55,11 @@ impl WindowAggregate {
         }
     }
 
+    /// Whether a patch last scored at `at` counts in the window ending at `frame_seq`.
+    fn in_window(&self, at: u64, frame_seq: u64) -> bool {
+        at != 0 && frame_seq - at < self.window
+    }
+
     /// Records a patch's score and each organ's own log-likelihood of it (`each`, one per organ).
     pub fn record(&mut self, patch: usize, loglik: f64, each: &[f64], frame_seq: u64) {
         self.loglik[patch] = loglik;
@@ -71,7 +76,7 @@ impl WindowAggregate {
         for (organ, slot) in out.iter_mut().enumerate().take(self.organs) {
             self.scratch.clear();
             for (lls, &at) in self.organ_loglik.chunks_exact(self.organs).zip(&self.scored_at) {
-                if at != 0 && frame_seq - at < self.window && !lls[organ].is_nan() {
+                if self.in_window(at, frame_seq) && !lls[organ].is_nan() {
                     self.scratch.push(lls[organ]);
                 }
             }
@@ -84,7 +89,7 @@ impl WindowAggregate {
     pub fn score(&mut self, frame_seq: u64) -> Option<(f64, usize)> {
         self.scratch.clear();
         for (&ll, &at) in self.loglik.iter().zip(&self.scored_at) {
-            if at != 0 && frame_seq - at < self.window {
+            if self.in_window(at, frame_seq) {
                 self.scratch.push(ll);
             }
         }
