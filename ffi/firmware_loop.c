@@ -239,8 +239,9 @@ int main(int argc, char **argv) {
     s = usq_engine_wait_result(engine, 100, &r);
     if (s == USQ_OK) {
       /* The reason beside the number: what the sonographer should fix ("" when nothing). */
-      printf("frame=%llu nrq=%.4f coverage=%.3f latency_ms=%.2f missed=%u faults=0x%x reason=\"%s\"\n",
-             (unsigned long long)r.frame_id, r.nrq, r.coverage, r.latency_ms, r.deadline_missed, r.checks.faults,
+      /* quality: the calibrated 0-100 index beside NRQ (nan when the manifold has no scale). */
+      printf("frame=%llu nrq=%.4f quality=%.1f coverage=%.3f latency_ms=%.2f missed=%u faults=0x%x reason=\"%s\"\n",
+             (unsigned long long)r.frame_id, r.nrq, r.quality, r.coverage, r.latency_ms, r.deadline_missed, r.checks.faults,
              usq_fault_reason(r.checks.faults));
       continue;
     }

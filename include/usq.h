@@ -220,6 +220,11 @@ typedef struct usq_result {
   // against a header from before the checks sets the shorter `struct_size` (48) and gets
   // the fields above only.
   struct usq_checks checks;
+  // The calibrated quality index beside NRQ, 0-100 (see `usq_score_report.quality`), of the
+  // window's NRQ against the organ scored or, with all organs, the one the frame fits best.
+  // NaN without a scale. Programs built against an earlier header set a shorter
+  // `struct_size` and get the fields above only.
+  double quality;
 } usq_result;
 
 // Engine statistics.
@@ -249,6 +254,12 @@ typedef struct usq_score_report {
   double nrq;
   // The acquisition checks beside it (`frame_change` is NaN: one frame has no previous one).
   struct usq_checks checks;
+  // The calibrated quality index beside NRQ, 0-100: where the frame's NRQ falls among the
+  // NRQs of the organ's clean frames held out of the manifold's fit (50 a typical clean
+  // frame, 0 at or below the worst of them). NaN when the organ's manifold has no scale. A
+  // program built against a header from before it sets the shorter `struct_size` and gets
+  // the fields above only.
+  double quality;
 } usq_score_report;
 
 #ifdef __cplusplus

@@ -2,10 +2,14 @@
 # Fits the shipped NRQ manifolds with `usq fit-nrq`, reading the data from ../shared/data at
 # run time (USQ_SHARED_DATA overrides):
 #   models/nrq/FetalHead.npz  HC18 fetal-head frames of subjects 000-599 (600-699 are kept for
-#                             evaluation);
+#                             evaluation): the fit on the first 80 % in name order (subjects
+#                             000-~480), the quality-index scale on the last 20 % (fit-nrq's
+#                             default hold-out; HC18 has no other non-evaluation frames);
 #   models/nrq/Lung.npz       POCUS lung frames of the training source videos (the split by
-#                             source file of models/usq_tools/data/pocus_lung.py; validation
-#                             and held-out sources are never used here).
+#                             source file of models/usq_tools/data/pocus_lung.py), the quality
+#                             scale on frames of the validation sources (--calibration), so
+#                             no frame of a fitted clip calibrates; held-out sources are never
+#                             used here.
 # Usage: models/fit_default_manifold.sh [MODEL [OUT_DIR]]   (defaults: the shipped fp32 model, models/nrq)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,15 +21,18 @@ hc18=$data/hc18/images
 [ -f "$data/pocus-lung/manifest.csv" ] || { echo "POCUS lung frames not found at $data/pocus-lung" >&2; exit 1; }
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir "$root/FetalHead"
+mkdir -p "$root/fh/FetalHead" "$root/lung" "$root/lung-cal"
 for f in "$hc18"/[0-5][0-9][0-9]_*HC.png; do
-  ln -s "$(realpath "$f")" "$root/FetalHead/"
+  ln -s "$(realpath "$f")" "$root/fh/FetalHead/"
 done
 # The split needs only Python's standard library.
-(cd models && USQ_SHARED_DATA="$data" python3 -m usq_tools.data.pocus_lung --split train --link "$root/Lung")
+(cd models && USQ_SHARED_DATA="$data" python3 -m usq_tools.data.pocus_lung --split train --link "$root/lung/Lung")
+(cd models && USQ_SHARED_DATA="$data" python3 -m usq_tools.data.pocus_lung --split validation --link "$root/lung-cal/Lung")
 cargo build --release --quiet
 # 12 spread patches per image and 8 components: chosen on HC18 training subjects (fit on
 # 000-499, NRQ monotonicity on distorted frames of 500-599; models/README.md has the numbers)
 # and kept for every organ, so nothing is tuned on lung frames. With 4 patches per image the
 # farthest-point spread puts 3 of every 4 in the frame's dark corners.
-./target/release/usq fit-nrq "$root" --out "$out" --model "$model" --patches-per-image 12 --components 8
+fit=(./target/release/usq fit-nrq --out "$out" --model "$model" --patches-per-image 12 --components 8 --threads 2)
+"${fit[@]}" "$root/fh"
+"${fit[@]}" "$root/lung" --calibration "$root/lung-cal"

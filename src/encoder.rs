@@ -167,6 +167,15 @@ impl Encoder {
         Ok(Encoder { state, batch, info, output_index, input })
     }
 
+    /// A second encoder of the same optimised model, with its own run state: the model is
+    /// loaded and optimised once and shared, so each thread of a multi-threaded job runs its
+    /// own forward passes without loading it again.
+    pub fn fork(&self) -> Result<Encoder> {
+        let state = self.state.plan().spawn().map_err(model_err)?;
+        let input = Arc::new(Tensor::zero::<f32>(&[self.batch, 1, INPUT_SIDE, INPUT_SIDE]).map_err(model_err)?);
+        Ok(Encoder { state, batch: self.batch, info: self.info.clone(), output_index: self.output_index, input })
+    }
+
     /// Images per run, as built.
     pub fn batch(&self) -> usize {
         self.batch

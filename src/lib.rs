@@ -5,6 +5,7 @@
 //! - [`scorer`]: a model and its manifolds, checked once; NRQ, uLPIPS and heatmaps;
 //! - [`imaging`]: images from bytes to encoder inputs: decoding, pixel formats with stride,
 //!   gray conversion, OpenCV-exact resampling, the NRQ patch grid, heatmaps;
+//! - [`dataset`]: folders of images as one job: listing, pairing, scoring on several threads;
 //! - [`encoder`]: the TinyUSFM contract model through tract;
 //! - [`metrics`]: the uLPIPS and NRQ maths over features (pure);
 //! - [`manifold`]: organ manifolds (reading, writing, fitting);
@@ -23,6 +24,7 @@
 pub mod capture;
 pub mod checks;
 pub mod contract;
+pub mod dataset;
 pub mod defaults;
 pub mod encoder;
 pub mod engine;

@@ -102,6 +102,19 @@ pub struct ScoreReport {
     /// The organ whose clean statistics judged the checks: the one scored against, or with all
     /// organs the one the frame matches best; `None` when no organ has clean statistics.
     pub checks_organ: Option<String>,
+    /// The calibrated quality index beside NRQ ([`crate::manifold::calibration`]), when the
+    /// organ it is read against has a scale.
+    pub quality: Option<QualityIndex>,
+}
+
+/// The calibrated quality index (0-100) of a frame and the organ whose clean frames it is
+/// read against: the organ scored against, or with all organs the one the frame fits best.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QualityIndex {
+    /// 0 at or below the organ's worst held-out clean frame, 50 a typical one, 100 at or above the best.
+    pub index: f64,
+    /// The organ.
+    pub organ: String,
 }
 
 impl ScoreOptions {
@@ -185,8 +198,12 @@ pub fn score(
         .collect();
     crate::error::ensure_finite("patch log-likelihoods", &logliks)?;
     let (nrq, worst) = nrq::worst_region(&logliks).expect("a frame has at least one patch");
+    // Each organ's own NRQ, for the calibrated index (before the medians reorder the lists).
+    let organ_nrq: Vec<f64> =
+        per_organ.iter_mut().map(|lls| nrq::worst_region_mean_in_place(lls).unwrap_or(f64::NAN)).collect();
     let medians: Vec<f64> = per_organ.iter_mut().map(|lls| checks::median_in_place(lls)).collect();
     let judge = manifolds.organ_fit(organ, &medians);
+    let quality = manifolds.quality_index(organ.or(judge.map(|(o, _)| o)), &organ_nrq);
     let measures = checks::measure(&frame.pixels, frame.width, frame.height);
     let (checks, faults) =
         FrameChecks::judge(measures, judge.and_then(|(o, _)| o.clean.as_ref()), judge.map(|(_, g)| g), None);
@@ -200,5 +217,6 @@ pub fn score(
         checks,
         faults,
         checks_organ: judge.map(|(o, _)| o.name.clone()),
+        quality: quality.map(|(o, index)| QualityIndex { index, organ: o.name.clone() }),
     })
 }

@@ -49,6 +49,21 @@ impl Scorer {
         Scorer { encoder, manifolds: None, ulpips_weights: None }
     }
 
+    /// A second scorer over the same loaded model (see [`Encoder::fork`]) and a copy of the
+    /// manifolds and weights, for another thread.
+    pub fn fork(&self) -> Result<Scorer> {
+        Ok(Scorer {
+            encoder: self.encoder.fork()?,
+            manifolds: self.manifolds.clone(),
+            ulpips_weights: self.ulpips_weights.clone(),
+        })
+    }
+
+    /// `n` scorers over one loaded model: this one's forks, for [`crate::dataset::map_ordered`].
+    pub fn forks(&self, n: usize) -> Result<Vec<Scorer>> {
+        (0..n).map(|_| self.fork()).collect()
+    }
+
     /// TinyUSFM-NRQ of one frame (higher = better).
     pub fn score(&mut self, frame: &GrayFrame, options: &ScoreOptions) -> Result<ScoreReport> {
         let Some(manifolds) = &self.manifolds else { return Err(no_manifolds()) };

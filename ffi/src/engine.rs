@@ -122,10 +122,17 @@ pub struct usq_result {
     /// against a header from before the checks sets the shorter `struct_size` (48) and gets
     /// the fields above only.
     pub checks: usq_checks,
+    /// The calibrated quality index beside NRQ, 0-100 (see `usq_score_report.quality`), of the
+    /// window's NRQ against the organ scored or, with all organs, the one the frame fits best.
+    /// NaN without a scale. Programs built against an earlier header set a shorter
+    /// `struct_size` and get the fields above only.
+    pub quality: f64,
 }
 
 /// `sizeof(usq_result)` in headers from before `checks`: still accepted.
 const RESULT_V02_SIZE: usize = std::mem::offset_of!(usq_result, checks);
+/// `sizeof(usq_result)` in headers from before `quality`: still accepted.
+const RESULT_V03_SIZE: usize = std::mem::offset_of!(usq_result, quality);
 
 /// Engine statistics.
 #[repr(C)]
@@ -372,6 +379,7 @@ fn write_result(out: crate::Out<usq_result>, r: &usq_core::engine::LiveResult) {
             latency_ms: r.latency_ms,
             deadline_missed: r.deadline_missed as u32,
             checks: usq_checks::of(&r.checks, r.faults),
+            quality: r.quality.unwrap_or(f64::NAN),
         },
         size,
     );
@@ -381,7 +389,7 @@ fn result_out(out: *mut usq_result) -> Result<crate::Out<usq_result>, usq_status
     let out = try_out(out, "result")?;
     // SAFETY: checked pointer; the caller set struct_size.
     let size = unsafe { (*out.as_ptr()).struct_size };
-    if size as usize != RESULT_V02_SIZE {
+    if size as usize != RESULT_V02_SIZE && size as usize != RESULT_V03_SIZE {
         check_struct_size::<usq_result>(size, "result")?;
     }
     Ok(out)

@@ -96,7 +96,16 @@ pub struct usq_score_report {
     pub nrq: f64,
     /// The acquisition checks beside it (`frame_change` is NaN: one frame has no previous one).
     pub checks: usq_checks,
+    /// The calibrated quality index beside NRQ, 0-100: where the frame's NRQ falls among the
+    /// NRQs of the organ's clean frames held out of the manifold's fit (50 a typical clean
+    /// frame, 0 at or below the worst of them). NaN when the organ's manifold has no scale. A
+    /// program built against a header from before it sets the shorter `struct_size` and gets
+    /// the fields above only.
+    pub quality: f64,
 }
+
+/// `sizeof(usq_score_report)` in headers from before `quality`: still accepted.
+const REPORT_V03_SIZE: usize = std::mem::offset_of!(usq_score_report, quality);
 
 /// As `usq_scorer_score`, with the frame's acquisition checks: which faults (gain, saturation,
 /// contact, blank, organ mismatch) the organ's clean statistics raise, and the measured
@@ -115,13 +124,20 @@ pub unsafe extern "C" fn usq_scorer_score_report(
         let s = try_status!(unsafe { try_mut(scorer, "scorer") });
         let out = try_status!(try_out(report, "report"));
         // SAFETY: checked pointer; the caller set struct_size.
-        try_status!(check_struct_size::<usq_score_report>(unsafe { (*out.as_ptr()).struct_size }, "report"));
+        let size = unsafe { (*out.as_ptr()).struct_size };
+        if size as usize != REPORT_V03_SIZE {
+            try_status!(check_struct_size::<usq_score_report>(size, "report"));
+        }
         let r = try_status!(unsafe { score_frame(s, data, len, desc, organ) });
-        out.write(usq_score_report {
-            struct_size: std::mem::size_of::<usq_score_report>() as u32,
-            nrq: r.nrq,
-            checks: usq_checks::of(&r.checks, r.faults),
-        });
+        out.write_prefix(
+            usq_score_report {
+                struct_size: size,
+                nrq: r.nrq,
+                checks: usq_checks::of(&r.checks, r.faults),
+                quality: r.quality.map_or(f64::NAN, |q| q.index),
+            },
+            size as usize,
+        );
         usq_status::USQ_OK
     })
 }

@@ -1,14 +1,16 @@
-use super::ModelArg;
+use super::{ModelArg, progress, report};
 use std::path::PathBuf;
-use usq::GrayFrame;
+use usq::dataset::{self, ImageFile};
+use usq::{CompareReport, Context, GrayFrame, Scorer};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Reference image.
-    #[arg(value_name = "REF")]
+    /// Reference image, or a folder of references.
+    #[arg(value_name = "REF|REF_DIR")]
     reference: PathBuf,
-    /// Image to compare with the reference.
-    #[arg(value_name = "IMG")]
+    /// Image to compare with the reference, or a folder of images: each is paired with the
+    /// reference at the same path below REF_DIR, the extension aside (x.png with x.jpg).
+    #[arg(value_name = "IMG|IMG_DIR")]
     image: PathBuf,
     #[command(flatten)]
     model: ModelArg,
@@ -19,9 +21,15 @@ pub struct Args {
     /// A uLPIPS weights file fitted for the model's weights (implies --weighted).
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
-    /// One JSON object.
-    #[arg(long)]
+    /// One JSON object per pair.
+    #[arg(long, conflicts_with = "csv")]
     json: bool,
+    /// CSV with a header row, one row per pair.
+    #[arg(long)]
+    csv: bool,
+    /// Pairs compared at once, each on its own thread (the model is loaded once).
+    #[arg(long, default_value_t = 1, value_name = "T")]
+    threads: usize,
 }
 
 #[derive(serde::Serialize)]
@@ -35,19 +43,38 @@ struct Line<'a> {
     layers: &'a [usq::quality::LayerReport],
 }
 
-pub fn run(a: Args) -> usq::Result<bool> {
-    let reference = GrayFrame::open(&a.reference)?;
-    let image = GrayFrame::open(&a.image)?;
-    let weights = match (&a.weights, a.weighted) {
-        (Some(path), _) => Some(usq::UlpipsWeights::from_path(path)?),
-        (None, true) => Some(usq::defaults::ulpips_weights()?),
-        (None, false) => None,
-    };
-    let mut scorer = usq::Scorer::new(&a.model.source(), usq::ManifoldSource::None, usq::EncoderOptions::batch(1))?;
-    if let Some(w) = weights {
-        scorer.set_ulpips_weights(w)?;
+fn compare(scorer: &mut Scorer, reference: &ImageFile, image: &ImageFile) -> usq::Result<CompareReport> {
+    let r = GrayFrame::open(&reference.path)?;
+    let i = GrayFrame::open(&image.path)?;
+    scorer
+        .compare(&r, &i)
+        .with_context(|| format!("comparing {} with {}", image.path.display(), reference.path.display()))
+}
+
+fn csv_header(layers: usize) -> Vec<String> {
+    let mut h: Vec<String> = ["ref", "img", "ulpips", "ulpips_weighted"].map(String::from).into();
+    for k in 0..layers {
+        h.push(format!("layer{k}_block"));
+        h.push(format!("layer{k}_structure"));
+        h.push(format!("layer{k}_gram"));
     }
-    let r = scorer.compare(&reference, &image)?;
+    h
+}
+
+fn csv_row(reference: &str, image: &str, r: &CompareReport) -> Vec<String> {
+    let mut row = vec![
+        reference.into(),
+        image.into(),
+        r.ulpips.to_string(),
+        r.ulpips_weighted.map(|w| w.to_string()).unwrap_or_default(),
+    ];
+    for l in &r.layers {
+        row.extend([l.block.to_string(), l.structure.to_string(), l.gram.to_string()]);
+    }
+    row
+}
+
+fn print_single(a: &Args, r: &CompareReport) {
     if a.json {
         let line = Line {
             reference: a.reference.display().to_string(),
@@ -57,6 +84,12 @@ pub fn run(a: Args) -> usq::Result<bool> {
             layers: &r.layers,
         };
         println!("{}", serde_json::to_string(&line).expect("plain data serialises"));
+    } else if a.csv {
+        println!("{}", super::score::csv_line(&csv_header(r.layers.len())));
+        println!(
+            "{}",
+            super::score::csv_line(&csv_row(&a.reference.display().to_string(), &a.image.display().to_string(), r))
+        );
     } else {
         println!("reference  {}\nimage      {}\nuLPIPS     {:.6}", a.reference.display(), a.image.display(), r.ulpips);
         if let Some(w) = r.ulpips_weighted {
@@ -67,5 +100,133 @@ pub fn run(a: Args) -> usq::Result<bool> {
             println!("{:>6} {:>12.6} {:>12.6}", l.block, l.structure, l.gram);
         }
     }
-    Ok(true)
+}
+
+/// Up to five paths, then how many more.
+fn some_paths(files: &[ImageFile]) -> String {
+    let mut s: Vec<String> = files.iter().take(5).map(|f| f.relative.display().to_string()).collect();
+    if files.len() > 5 {
+        s.push(format!("and {} more", files.len() - 5));
+    }
+    s.join(", ")
+}
+
+pub fn run(a: Args) -> usq::Result<bool> {
+    let (ref_dir, img_dir) = (a.reference.is_dir(), a.image.is_dir());
+    if ref_dir != img_dir {
+        usq::bail!(
+            InvalidArgument,
+            "REF and IMG must both be files or both be folders ({} is a {}, {} a {})",
+            a.reference.display(),
+            if ref_dir { "folder" } else { "file" },
+            a.image.display(),
+            if img_dir { "folder" } else { "file" }
+        );
+    }
+    if !(1..=usq::encoder::MAX_THREADS).contains(&a.threads) {
+        usq::bail!(InvalidArgument, "--threads must be 1 to {}, not {}", usq::encoder::MAX_THREADS, a.threads);
+    }
+    let pairs = if ref_dir {
+        let p = dataset::pair(&a.reference, &a.image)?;
+        if let Some(s) = p.skipped_summary() {
+            eprintln!("skipped {} files: {s}", p.skipped.len());
+        }
+        if !p.only_reference.is_empty() {
+            eprintln!("{} references have no image: {}", p.only_reference.len(), some_paths(&p.only_reference));
+        }
+        if !p.only_image.is_empty() {
+            eprintln!("{} images have no reference: {}", p.only_image.len(), some_paths(&p.only_image));
+        }
+        if p.pairs.is_empty() {
+            usq::bail!(
+                InvalidArgument,
+                "no image in {} pairs with one in {}",
+                a.image.display(),
+                a.reference.display()
+            );
+        }
+        Some(p.pairs)
+    } else {
+        // Read first: a missing file fails before the model loads.
+        std::fs::metadata(&a.reference).with_context(|| format!("reading {}", a.reference.display()))?;
+        std::fs::metadata(&a.image).with_context(|| format!("reading {}", a.image.display()))?;
+        None
+    };
+    let weights = match (&a.weights, a.weighted) {
+        (Some(path), _) => Some(usq::UlpipsWeights::from_path(path)?),
+        (None, true) => Some(usq::defaults::ulpips_weights()?),
+        (None, false) => None,
+    };
+    let mut scorer = usq::Scorer::new(&a.model.source(), usq::ManifoldSource::None, usq::EncoderOptions::batch(1))?;
+    if let Some(w) = weights {
+        scorer.set_ulpips_weights(w)?;
+    }
+    let Some(pairs) = pairs else {
+        let file = |p: &PathBuf| ImageFile { path: p.clone(), relative: p.clone() };
+        let r = compare(&mut scorer, &file(&a.reference), &file(&a.image))?;
+        print_single(&a, &r);
+        return Ok(true);
+    };
+    let weighted = scorer_weighted(&a);
+    if a.csv {
+        println!("{}", super::score::csv_line(&csv_header(usq::contract::LAYER_BLOCKS.len())));
+    } else if !a.json {
+        println!("{:>10} {}pair", "ulpips", if weighted { format!("{:>10} ", "weighted") } else { String::new() });
+    }
+    let mut scorers = scorer.forks(a.threads.min(pairs.len()))?;
+    drop(scorer);
+    let bar = progress::bar(pairs.len(), "pairs");
+    let mut failed = 0usize;
+    dataset::map_ordered(
+        &mut scorers,
+        &pairs,
+        |s, (r, i)| compare(s, r, i),
+        |k, result| {
+            let (r, i) = &pairs[k];
+            match result {
+                Ok(c) if a.json => {
+                    let line = Line {
+                        reference: r.path.display().to_string(),
+                        img: i.path.display().to_string(),
+                        ulpips: c.ulpips,
+                        ulpips_weighted: c.ulpips_weighted,
+                        layers: &c.layers,
+                    };
+                    progress::println(&bar, &serde_json::to_string(&line).expect("plain data serialises"));
+                }
+                Ok(c) if a.csv => progress::println(
+                    &bar,
+                    &super::score::csv_line(&csv_row(&r.path.display().to_string(), &i.path.display().to_string(), &c)),
+                ),
+                Ok(c) => {
+                    let w = c.ulpips_weighted.map(|w| format!("{w:>10.6} ")).unwrap_or_default();
+                    // The pair by its reference's relative path; the image's when it differs.
+                    let name = if r.relative == i.relative {
+                        r.relative.display().to_string()
+                    } else {
+                        format!("{} ~ {}", r.relative.display(), i.relative.display())
+                    };
+                    progress::println(&bar, &format!("{:>10.6} {w}{name}", c.ulpips));
+                }
+                Err(e) => {
+                    bar.suspend(|| report(&e));
+                    failed += 1;
+                }
+            }
+            bar.inc(1);
+        },
+    );
+    bar.finish_and_clear();
+    eprintln!(
+        "compared {} of {} pairs in {:.1} s{}",
+        pairs.len() - failed,
+        pairs.len(),
+        bar.elapsed().as_secs_f64(),
+        if failed > 0 { format!(", {failed} failed (above)") } else { String::new() }
+    );
+    Ok(failed == 0)
+}
+
+fn scorer_weighted(a: &Args) -> bool {
+    a.weighted || a.weights.is_some()
 }

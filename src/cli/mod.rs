@@ -5,6 +5,7 @@ mod bench;
 mod compare;
 mod fit;
 mod live;
+mod progress;
 mod score;
 
 use clap::{Parser, Subcommand};
@@ -20,9 +21,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// No-reference quality (TinyUSFM-NRQ) of each image; higher is better.
+    /// No-reference quality (TinyUSFM-NRQ) of each image, or of every image in folders; higher is better.
     Score(score::Args),
-    /// Full-reference distance (TinyUSFM-uLPIPS) of IMG from REF; lower is closer.
+    /// Full-reference distance (TinyUSFM-uLPIPS) of IMG from REF, or of each image of a folder from its reference in another; lower is closer.
     Compare(compare::Args),
     /// Fit an NRQ manifold set from folders of clean images, one folder per organ.
     FitNrq(fit::Args),

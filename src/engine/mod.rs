@@ -108,6 +108,10 @@ pub struct LiveResult {
     /// The checks' measured values: of this frame, its change since the previous scored frame,
     /// and the organ margin over the patches in the window.
     pub checks: FrameChecks,
+    /// The calibrated quality index (0-100, [`crate::manifold::calibration`]) beside NRQ:
+    /// the window's NRQ against the organ scored (or, with all organs, the one the frame fits
+    /// best) read on that organ's clean held-out frames; `None` without a scale.
+    pub quality: Option<f64>,
 }
 
 /// Counters of a live engine since it started.
@@ -435,6 +439,11 @@ impl Worker {
         }
         window.organ_medians(self.seq, &mut self.organ_medians);
         let fit = self.manifolds.organ_fit(organ, &self.organ_medians);
+        let quality = organ.or(fit.map(|(o, _)| o)).and_then(|o| {
+            let i = self.manifolds.organs.iter().position(|x| std::ptr::eq(x, o))?;
+            let scale = o.quality.as_ref()?;
+            Some(scale.index(window.organ_score(i, self.seq)?))
+        });
         let (checks, faults) =
             FrameChecks::judge(measures, fit.and_then(|(o, _)| o.clean.as_ref()), fit.map(|(_, g)| g), frame_change);
         let latency_ms = meta.committed_at.elapsed().as_secs_f64() * 1e3;
@@ -448,6 +457,7 @@ impl Worker {
             deadline_missed: latency_ms > self.budget.budget_ms(),
             faults,
             checks,
+            quality,
         };
         // Counters first, so that whoever receives the result sees statistics that include it.
         {

@@ -84,6 +84,21 @@ impl WindowAggregate {
         }
     }
 
+    /// One organ's own NRQ over the patches within the window ending at `frame_seq` (for the
+    /// calibrated index); `None` when it scored none.
+    pub fn organ_score(&mut self, organ: usize, frame_seq: u64) -> Option<f64> {
+        if organ >= self.organs {
+            return None;
+        }
+        self.scratch.clear();
+        for (lls, &at) in self.organ_loglik.chunks_exact(self.organs).zip(&self.scored_at) {
+            if self.in_window(at, frame_seq) && !lls[organ].is_nan() {
+                self.scratch.push(lls[organ]);
+            }
+        }
+        worst_region_mean_in_place(&mut self.scratch)
+    }
+
     /// NRQ over the patches scored within the window ending at `frame_seq` (sequence numbers
     /// start at 1), and how many patches that is.
     pub fn score(&mut self, frame_seq: u64) -> Option<(f64, usize)> {
@@ -135,6 +150,9 @@ mod tests {
         w.organ_medians(2, &mut medians);
         assert_eq!(medians[0], 1.0);
         assert!(medians[1].is_nan(), "an organ never scored has no median");
+        assert_eq!(w.organ_score(0, 2), Some(-10.0));
+        assert_eq!(w.organ_score(1, 2), None);
+        assert_eq!(w.organ_score(2, 2), None, "no such organ");
         // At frame 3, patches from frame 1 are out of a 2-frame window.
         assert_eq!(w.score(3), Some((1.0, 1)));
         w.organ_medians(3, &mut medians);

@@ -97,6 +97,7 @@ pub fn fit_organ(name: &str, samples: &[f64], features: usize, s: &FitSettings) 
         gmm_means: gmm.means,
         gmm_covariances: gmm.vars,
         clean: None,
+        quality: None,
     };
     organ.validate()?;
     let report = FitReport {

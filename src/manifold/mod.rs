@@ -1,11 +1,13 @@
 //! The clean-image manifold of TinyUSFM-NRQ: per organ, a PCA projection of patch
 //! descriptors and a diagonal Gaussian mixture over the projection.
 
+pub mod calibration;
 pub mod fit;
 mod npz;
 
 use crate::checks::{CleanStats, OrganMargins};
 use crate::error::{Context, Result, ensure_finite};
+use calibration::QualityScale;
 use std::path::Path;
 
 /// One organ's PCA + diagonal GMM, as in the reference `.npz` files.
@@ -38,6 +40,9 @@ pub struct OrganModel {
     /// ([`crate::checks`]): extra `usq_clean_*` keys that the reference format ignores; `None`
     /// in files fitted elsewhere (the published organs) or by an older usq.
     pub clean: Option<CleanStats>,
+    /// NRQs of the organ's clean frames held out of the fit, for the calibrated quality index
+    /// ([`calibration`]): the extra `usq_quality_nrq` key; `None` in files without it.
+    pub quality: Option<QualityScale>,
 }
 
 impl OrganModel {
@@ -80,6 +85,9 @@ impl OrganModel {
         }
         if let Some(c) = &self.clean {
             c.validate().map_err(|e| e.context(format!("organ {}", self.name)))?;
+        }
+        if let Some(q) = &self.quality {
+            q.validate().map_err(|e| e.context(format!("organ {}", self.name)))?;
         }
         Ok(())
     }
@@ -211,6 +219,16 @@ impl ManifoldSet {
             }
             None => fits.max_by(|a, b| a.1.total_cmp(&b.1)).map(|(o, own)| (o, OrganMargins { own, other: None })),
         }
+    }
+
+    /// The calibrated quality index of a frame against `organ` ([`calibration`]), from each
+    /// organ's own NRQ of the frame (`organ_nrq`, in set order): `None` without an organ, or
+    /// when it has no scale.
+    pub fn quality_index(&self, organ: Option<&OrganModel>, organ_nrq: &[f64]) -> Option<(&OrganModel, f64)> {
+        let organ = organ?;
+        let i = self.organs.iter().position(|x| std::ptr::eq(x, organ))?;
+        let organ = &self.organs[i];
+        Some((organ, organ.quality.as_ref()?.index(*organ_nrq.get(i)?)))
     }
 
     /// Per-patch log-likelihood: of one organ, or log-mean-exp over all organs. Allocates

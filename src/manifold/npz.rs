@@ -3,6 +3,7 @@
 //! `log_weights`, `log_det`, and the PCA dimension as `dim`, or `D` in the published files).
 
 use super::OrganModel;
+use super::calibration::QualityScale;
 use crate::checks::CleanStats;
 use crate::error::{Error, ErrorKind, Result};
 use ndarray::{Array, Array0, Dimension, Ix1, Ix2};
@@ -111,6 +112,18 @@ fn clean_values(c: &CleanStats) -> [f64; 5] {
     [c.echo_level, c.clipped_share, c.side_balance, c.pixel_std, c.median_loglik]
 }
 
+/// The NRQs of the organ's held-out clean frames, ascending ([`QualityScale`]).
+const QUALITY_KEY: &str = "usq_quality_nrq";
+
+/// The calibrated index's scale when the file has it.
+fn read_quality_scale<R: Read + Seek>(npz: &mut NpzReader<R>) -> Result<Option<QualityScale>> {
+    if entry_name(npz, QUALITY_KEY)?.is_none() {
+        return Ok(None);
+    }
+    let v = read_key::<_, Ix1>(npz, QUALITY_KEY)?;
+    QualityScale::from_sorted(row_major(v)).map(Some)
+}
+
 /// The clean statistics when the file has them: all keys or none.
 fn read_clean_stats<R: Read + Seek>(npz: &mut NpzReader<R>) -> Result<Option<CleanStats>> {
     let mut present = 0;
@@ -186,6 +199,7 @@ impl OrganModel {
             log_weights: row_major(log_weights),
             log_det: row_major(log_det),
             clean: read_clean_stats(&mut npz)?,
+            quality: read_quality_scale(&mut npz)?,
         };
         organ.validate()?;
         Ok(organ)
@@ -211,6 +225,9 @@ impl OrganModel {
             for (key, v) in CLEAN_KEYS.iter().zip(clean_values(c)) {
                 npz.add_array(*key, &ndarray::arr0(v)).map_err(w)?;
             }
+        }
+        if let Some(q) = &self.quality {
+            npz.add_array(QUALITY_KEY, &Array::from_vec(q.values().to_vec())).map_err(w)?;
         }
         npz.finish().map_err(w)?;
         Ok(())

@@ -309,6 +309,7 @@ fn bad_manifolds_and_arguments() {
         log_weights: vec![0.0],
         log_det: vec![0.0],
         clean: None,
+        quality: None,
     };
     organ.save(short.path().join("Short.npz")).unwrap();
     fails_with(
@@ -393,7 +394,7 @@ fn fit_nrq_then_score_with_the_result() {
     assert!(lines[0]["checks"]["judged"].as_bool().unwrap() && lines[0]["checks"]["organ_margin"].as_f64().is_some());
     let table = usq(&with_model(&["score", d, "--manifold", manifold], &m));
     let text = String::from_utf8_lossy(&table.stdout);
-    assert!(text.lines().next().unwrap().ends_with("faults") && text.contains(" gain_low"), "{text}");
+    assert!(text.lines().next().unwrap().contains(" faults ") && text.contains(" gain_low "), "{text}");
 
     // A corrupt image in an organ folder stops the fit and names the file.
     std::fs::write(organ.join("broken.png"), b"nope").unwrap();

@@ -6,6 +6,7 @@ mod common;
 
 mod cli;
 mod engine;
+mod folders;
 mod golden;
 mod live;
 mod manifold_files;

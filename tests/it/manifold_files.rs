@@ -241,5 +241,46 @@ fn shipped_manifolds_carry_clean_statistics() {
     for o in &set.organs {
         let c = o.clean.as_ref().unwrap_or_else(|| panic!("{} has no clean statistics", o.name));
         assert!(c.frames >= 100 && c.echo_level > 10.0 && c.pixel_std > 5.0, "{}: {c:?}", o.name);
+        // And the quality index's scale, from a hundred or more clean frames outside the fit.
+        let q = o.quality.as_ref().unwrap_or_else(|| panic!("{} has no quality scale", o.name));
+        assert!(q.values().len() >= 100, "{}: {} frames", o.name, q.values().len());
+        assert_eq!(q.index(q.values()[q.values().len() / 2]).round(), 50.0);
     }
+}
+
+/// The quality scale round-trips through the file, and a scale that is not sorted is refused.
+#[test]
+fn quality_scale_round_trips_and_is_checked() {
+    let mut o = OrganModel::load(at("models/nrq/FetalHead.npz")).unwrap();
+    o.quality = Some(usq::manifold::calibration::QualityScale::new(vec![3.0, 1.0, 2.0, 5.0, 4.0]).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("X.npz");
+    o.save(&p).unwrap();
+    let back = OrganModel::load(&p).unwrap();
+    assert_eq!(back.quality.as_ref().unwrap().values(), [1.0, 2.0, 3.0, 4.0, 5.0]);
+    // Rewrite the key unsorted: refused with the key named.
+    let mut r = ndarray_npy::NpzReader::new(std::fs::File::open(&p).unwrap()).unwrap();
+    let names = r.names().unwrap();
+    let bad = dir.path().join("Bad.npz");
+    let mut w = ndarray_npy::NpzWriter::new(std::fs::File::create(&bad).unwrap());
+    for name in names {
+        let key = name.trim_end_matches(".npy").to_string();
+        if key == "usq_quality_nrq" {
+            w.add_array(key.as_str(), &ndarray::arr1(&[5.0, 4.0, 3.0, 2.0, 1.0])).unwrap();
+        } else {
+            let v: ndarray::ArrayD<f64> = match r.by_name(&name) {
+                Ok(v) => v,
+                Err(_) => {
+                    let v: ndarray::ArrayD<i64> = r.by_name(&name).unwrap();
+                    w.add_array(key.as_str(), &v).unwrap();
+                    continue;
+                }
+            };
+            w.add_array(key.as_str(), &v).unwrap();
+        }
+    }
+    w.finish().unwrap();
+    let e = OrganModel::load(&bad).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Manifold, "{e}");
+    assert!(e.to_string().contains("usq_quality_nrq"), "{e}");
 }

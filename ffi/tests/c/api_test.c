@@ -106,6 +106,17 @@ int main(int argc, char **argv) {
   EXPECT(rep.checks.echo_level > 0 && rep.checks.pixel_std > 0 && rep.checks.side_balance > 0 &&
              rep.checks.side_balance <= 1 && rep.checks.clipped_share >= 0,
          "measured: echo %f std %f balance %f", rep.checks.echo_level, rep.checks.pixel_std, rep.checks.side_balance);
+  /* No quality scale in these manifolds: the calibrated index is NaN, the raw NRQ stands. */
+  EXPECT(isnan(rep.quality), "quality without a scale: %f", rep.quality);
+  /* A program built against the header before `quality` gets the fields it knows. */
+  union {
+    usq_score_report r;
+    unsigned char bytes[sizeof(usq_score_report)];
+  } old_rep;
+  memset(&old_rep, 0xAB, sizeof old_rep);
+  old_rep.r.struct_size = offsetof(usq_score_report, quality);
+  EXPECT_STATUS(usq_scorer_score_report(scorer, ref, (size_t)w * h, &desc, NULL, &old_rep.r), USQ_OK);
+  EXPECT(old_rep.r.nrq == nrq && old_rep.bytes[sizeof old_rep - 1] == 0xAB, "old-size report");
   EXPECT(!strcmp(usq_fault_name(USQ_FAULT_FROZEN), "frozen") && !strcmp(usq_fault_name(3), ""), "fault names");
   EXPECT(!strcmp(usq_fault_reason(USQ_FAULT_GAIN_LOW | USQ_FAULT_CONTACT_LOST), "no contact") &&
              !strcmp(usq_fault_reason(0), ""),
@@ -187,7 +198,7 @@ int main(int argc, char **argv) {
   EXPECT(fabs(r.nrq - nrq) < 1e-6 * fabs(nrq) + 1e-9, "live %f vs offline %f", r.nrq, nrq);
   EXPECT(r.coverage == 1.0f && r.deadline_missed == 0, "coverage %f missed %u", r.coverage, r.deadline_missed);
   EXPECT(r.struct_size == sizeof r && r.checks.echo_level == rep.checks.echo_level && isnan(r.checks.frame_change) &&
-             r.checks.faults == 0,
+             r.checks.faults == 0 && isnan(r.quality),
          "live checks of the first frame: echo %f change %f faults %u", r.checks.echo_level, r.checks.frame_change,
          r.checks.faults);
   EXPECT_STATUS(usq_producer_acquire(producer, &slot, &cap), USQ_OK);

@@ -53,7 +53,7 @@ def fit_seeded_manifold(tmp, n, seed, log):
     pick = sorted(np.random.default_rng(seed).choice(len(fs), size=n, replace=False))
     root = link_fit_root(os.path.join(tmp, "fit_root"), [fs[i] for i in pick])
     out = os.path.join(tmp, "nrq_seeded")
-    run([USQ, "fit-nrq", root, "--out", out, "--model", MODELS["seeded"]])
+    run([USQ, "fit-nrq", root, "--out", out, "--model", MODELS["seeded"], "--holdout", "0"])
     log(f"  fitted {out} on {n} training frames")
     return out
 

@@ -74,10 +74,13 @@ impl Gauge {
         writeln!(out, "{clear}usq live  {}  {:.1} fps  budget {:.0} ms", self.source, self.fps, self.budget_ms)?;
         match self.latest {
             Some(r) => {
-                let filled = (self.unit(r.nrq) * BAR as f64).round() as usize;
-                let colour = if self.unit(r.nrq) < 0.33 {
+                // The calibrated index has a fixed scale (the organ's clean frames); without it,
+                // the bar spans the NRQs seen this session.
+                let unit = r.quality.map_or_else(|| self.unit(r.nrq), |q| q / 100.0);
+                let filled = (unit * BAR as f64).round() as usize;
+                let colour = if unit < 0.33 {
                     31
-                } else if self.unit(r.nrq) < 0.66 {
+                } else if unit < 0.66 {
                     33
                 } else {
                     32
@@ -91,7 +94,10 @@ impl Gauge {
                 let number = if r.faults.contains(Fault::OrganMismatch) {
                     format!("{:>9}", "--")
                 } else {
-                    format!("{:>9.2}", r.nrq)
+                    match r.quality {
+                        Some(q) => format!("{:>9.2}  quality {q:>3.0}", r.nrq),
+                        None => format!("{:>9.2}", r.nrq),
+                    }
                 };
                 writeln!(
                     out,

@@ -132,7 +132,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             let mut f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
             writeln!(
                 f,
-                "frame_id,timestamp_us,nrq,patches_scored,coverage,latency_ms,deadline_missed,faults,\
+                "frame_id,timestamp_us,nrq,quality,patches_scored,coverage,latency_ms,deadline_missed,faults,\
                  echo_level,clipped_share,side_balance,pixel_std,frame_change,organ_margin"
             )?;
             Some(f)
@@ -170,9 +170,10 @@ pub fn run(a: Args) -> usq::Result<bool> {
                 } else if !tty {
                     writeln!(
                         out,
-                        "frame={} nrq={:.4} coverage={:.3} latency_ms={:.2} missed={} faults={}",
+                        "frame={} nrq={:.4} quality={} coverage={:.3} latency_ms={:.2} missed={} faults={}",
                         r.frame_id,
                         r.nrq,
+                        r.quality.map_or("-".into(), |q| format!("{q:.1}")),
                         r.coverage,
                         r.latency_ms,
                         r.deadline_missed as u8,
@@ -290,10 +291,11 @@ fn write_csv(f: &mut std::fs::File, r: &LiveResult) -> usq::Result<()> {
     let m = &r.checks.measures;
     writeln!(
         f,
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
         r.frame_id,
         r.timestamp_us,
         r.nrq,
+        opt(r.quality),
         r.patches_scored,
         r.coverage,
         r.latency_ms,
