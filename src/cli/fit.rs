@@ -168,7 +168,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             Some(q) => {
                 let v = q.values();
                 format!(
-                    ", quality scale from {} held-out images (NRQ {:.1} to {:.1}, median {:.1})",
+                    ", quality scale from {} calibration frames (NRQ {:.1} to {:.1}, median {:.1})",
                     v.len(),
                     v[0],
                     v[v.len() - 1],
@@ -176,7 +176,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
                 )
             }
             None => format!(
-                ", no quality scale ({} held-out images; at least {} needed)",
+                ", no quality scale ({} calibration frames; at least {} needed)",
                 held_out.len(),
                 calibration::MIN_FRAMES
             ),

@@ -176,7 +176,7 @@ fn fit_nrq_writes_a_quality_scale_that_every_score_reports() {
     let (r, c, o) = (root.path().to_str().unwrap(), cal.path().to_str().unwrap(), out.path().to_str().unwrap());
     let (report, _) =
         ok(&["fit-nrq", r, "--out", o, "--model", &m, "--pca-dim", "6", "--calibration", c, "--threads", "2"]);
-    assert!(report.contains("quality scale from 5 held-out images"), "{report}");
+    assert!(report.contains("quality scale from 5 calibration frames"), "{report}");
     let organ = usq::OrganModel::load(out.path().join("Phantom.npz")).unwrap();
     let scale = organ.quality.expect("a scale from 5 frames");
 
@@ -204,7 +204,7 @@ fn fit_nrq_writes_a_quality_scale_that_every_score_reports() {
 
     // The default hold-out needs 25 frames for 5; with 5 frames there is no scale, and it says so.
     let (report, _) = ok(&["fit-nrq", r, "--out", o, "--model", &m, "--pca-dim", "6"]);
-    assert!(report.contains("no quality scale (0 held-out images; at least 5 needed)"), "{report}");
+    assert!(report.contains("no quality scale (0 calibration frames; at least 5 needed)"), "{report}");
     assert!(usq::OrganModel::load(out.path().join("Phantom.npz")).unwrap().quality.is_none());
     let lines = json(&ok(&["score", "--manifold", o, "--model", &m, "--json", IMAGES[0]]).0);
     assert!(lines[0]["quality"].is_null());
