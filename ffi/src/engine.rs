@@ -124,7 +124,9 @@ pub struct usq_result {
     pub checks: usq_checks,
     /// The calibrated quality index beside NRQ, 0-100 (see `usq_score_report.quality`), of the
     /// window's NRQ against the organ scored or, with all organs, the one the frame fits best.
-    /// NaN without a scale. Programs built against an earlier header set a shorter
+    /// NaN without a scale, and while the window holds less than half the frame's patch grid
+    /// (a few patches read higher than the whole frames the scale is made of). Programs built
+    /// against an earlier header set a shorter
     /// `struct_size` and get the fields above only.
     pub quality: f64,
 }

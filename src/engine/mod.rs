@@ -110,7 +110,8 @@ pub struct LiveResult {
     pub checks: FrameChecks,
     /// The calibrated quality index (0-100, [`crate::manifold::calibration`]) beside NRQ:
     /// the window's NRQ against the organ scored (or, with all organs, the one the frame fits
-    /// best) read on that organ's clean held-out frames; `None` without a scale.
+    /// best) read on that organ's clean held-out frames; `None` without a scale, and while the
+    /// window holds less than [`crate::manifold::calibration::LIVE_MIN_COVERAGE`] of the grid.
     pub quality: Option<f64>,
 }
 
@@ -439,7 +440,8 @@ impl Worker {
         }
         window.organ_medians(self.seq, &mut self.organ_medians);
         let fit = self.manifolds.organ_fit(organ, &self.organ_medians);
-        let quality = organ.or(fit.map(|(o, _)| o)).and_then(|o| {
+        let covered = fresh as f64 >= crate::manifold::calibration::LIVE_MIN_COVERAGE * window.patches() as f64;
+        let quality = organ.or(fit.map(|(o, _)| o)).filter(|_| covered).and_then(|o| {
             let i = self.manifolds.organs.iter().position(|x| std::ptr::eq(x, o))?;
             let scale = o.quality.as_ref()?;
             Some(scale.index(window.organ_score(i, self.seq)?))

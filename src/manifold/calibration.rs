@@ -12,6 +12,11 @@ use crate::error::{Result, ensure_finite};
 /// Fewest clean frames a scale is built from (fewer give a coarse, unstable index).
 pub const MIN_FRAMES: usize = 5;
 
+/// Least share of the frame's patch grid a live window must hold for the index: with fewer,
+/// the worst region rests on one or two patches and reads higher than the whole-frame NRQs the
+/// scale is made of (at start-up the first frames give 100). A set rule, not tuned on data.
+pub const LIVE_MIN_COVERAGE: f64 = 0.5;
+
 /// Share of an organ's clean images held out of the fit to build its scale, by default.
 pub const HOLDOUT_SHARE: f64 = 0.2;
 

@@ -177,3 +177,49 @@ fn bad_pushes_are_refused() {
     let err = Engine::start(offline_scorer(), cfg).err().unwrap();
     assert!(err.to_string().contains("unknown organ"), "{err}");
 }
+
+/// Live, the quality index is the offline one when the whole grid fits, and absent while the
+/// window holds less than half the grid (a few patches read higher than whole frames).
+#[test]
+fn live_quality_index_equals_offline_and_waits_for_coverage() {
+    use usq::manifold::calibration::QualityScale;
+    let f = frame("tests/fixtures/sim_sector_800x540.png");
+    let mut set = manifolds();
+    let mut enc = Encoder::from_path(seeded_model(), 1).unwrap();
+    for i in 0..set.organs.len() {
+        let alone = ManifoldSet { organs: vec![set.organs[i].clone()] };
+        let n = usq::quality::score(&mut enc, &alone, &f, &ScoreOptions::default()).unwrap().nrq;
+        set.organs[i].quality = Some(QualityScale::new(vec![n - 20.0, n - 10.0, n - 1.0, n + 5.0, n + 20.0]).unwrap());
+    }
+    let organ = set.organs[0].name.clone();
+    let opts = ScoreOptions { organ: Some(organ.clone()), max_patches: None };
+    let offline = Scorer::from_parts(Encoder::from_path(seeded_model(), 1).unwrap(), set.clone())
+        .unwrap()
+        .score(&f, &opts)
+        .unwrap();
+    let q = offline.quality.expect("the organ has a scale");
+    assert_eq!(q.organ, organ);
+    assert!((q.index - 50.0 - 25.0 / 6.0).abs() < 1e-6, "n sits 1/6 of the way from n-1 to n+5: {}", q.index);
+
+    let layout = FrameLayout::packed(f.width, f.height, PixelFormat::Gray8);
+    let start = |cfg: EngineConfig| {
+        Engine::start(Scorer::from_parts(Encoder::from_path(seeded_model(), 1).unwrap(), set.clone()).unwrap(), cfg)
+            .unwrap()
+    };
+    let e = start(EngineConfig { organ: Some(organ.clone()), ..unlimited(&f) });
+    let r = push_and_wait(&e, &f.pixels, layout);
+    assert!((r.quality.unwrap() - q.index).abs() < 1e-6, "live {:?} vs offline {}", r.quality, q.index);
+    drop(e);
+
+    // A budget of one patch per frame: the first result covers 1/28 of the grid, so no index.
+    let cfg = EngineConfig {
+        organ: Some(organ),
+        budget_ms: 0.5,
+        window_frames: 100,
+        ..EngineConfig::for_frames(f.width, f.height)
+    };
+    let e = start(cfg);
+    let r = push_and_wait(&e, &f.pixels, layout);
+    assert_eq!(r.patches_scored, 1);
+    assert_eq!(r.quality, None);
+}
