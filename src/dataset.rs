@@ -42,11 +42,12 @@ impl ImageList {
     /// The skipped files counted by reason, for a one-line summary: `2 not an image file
     /// (.txt), 1 hidden file`; `None` when nothing was skipped.
     pub fn skipped_summary(&self) -> Option<String> {
-        summarise(&self.skipped)
+        summarise_skipped(&self.skipped)
     }
 }
 
-fn summarise(skipped: &[Skipped]) -> Option<String> {
+/// Skipped files counted by reason (see [`ImageList::skipped_summary`]).
+pub fn summarise_skipped(skipped: &[Skipped]) -> Option<String> {
     let mut by_reason = BTreeMap::<&str, usize>::new();
     for s in skipped {
         *by_reason.entry(&s.reason).or_default() += 1;
@@ -143,7 +144,7 @@ pub struct Pairing {
 impl Pairing {
     /// The skipped files counted by reason (see [`ImageList::skipped_summary`]).
     pub fn skipped_summary(&self) -> Option<String> {
-        summarise(&self.skipped)
+        summarise_skipped(&self.skipped)
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`imaging`]: images from bytes to encoder inputs: decoding, pixel formats with stride,
 //!   gray conversion, OpenCV-exact resampling, the NRQ patch grid, heatmaps;
 //! - [`dataset`]: folders of images as one job: listing, pairing, scoring on several threads;
+//! - [`fitting`]: organ manifolds fitted from folders of clean frames (fit and quality scale);
 //! - [`encoder`]: the TinyUSFM contract model through tract;
 //! - [`metrics`]: the uLPIPS and NRQ maths over features (pure);
 //! - [`manifold`]: organ manifolds (reading, writing, fitting);
@@ -29,6 +30,7 @@ pub mod defaults;
 pub mod encoder;
 pub mod engine;
 pub mod error;
+pub mod fitting;
 pub mod imaging;
 pub mod manifold;
 pub mod metrics;

@@ -1,10 +1,9 @@
 use super::{ModelArg, progress};
-use std::path::{Path, PathBuf};
-use usq::checks::FrameMeasures;
-use usq::dataset::{self, ImageFile};
-use usq::manifold::calibration::{self, QualityScale};
-use usq::manifold::fit::{FitSettings, clean_stats, fit_organ};
-use usq::{Context, Encoder, GrayFrame, ManifoldSet, OrganModel, ScoreOptions};
+use std::path::PathBuf;
+use usq::Encoder;
+use usq::fitting::{self, Calibration, FitStage};
+use usq::manifold::calibration;
+use usq::manifold::fit::FitSettings;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,69 +45,6 @@ pub struct Args {
     calibration: Option<PathBuf>,
 }
 
-fn sorted_dirs(dir: &Path) -> usq::Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-/// The images below one organ's folder, with what was skipped said on stderr.
-fn organ_images(dir: &Path) -> usq::Result<Vec<ImageFile>> {
-    let list = dataset::collect(&[dir.to_path_buf()])?;
-    if let Some(s) = list.skipped_summary() {
-        eprintln!("{}: skipped {} files: {s}", dir.display(), list.skipped.len());
-    }
-    Ok(list.images)
-}
-
-/// One image's checks measures and its patches' descriptors.
-fn encode(encoder: &mut Encoder, image: &ImageFile, patches: usize) -> usq::Result<(FrameMeasures, Vec<Vec<f64>>)> {
-    let frame = GrayFrame::open(&image.path)?;
-    let measures = usq::checks::measure(&frame.pixels, frame.width, frame.height);
-    let (padded, grid) = usq::quality::nrq_patches(&frame, Some(patches))?;
-    let z = usq::quality::patch_descriptors(encoder, &padded, &grid)
-        .with_context(|| format!("encoding {}", image.path.display()))?;
-    Ok((measures, z))
-}
-
-/// Whole-frame NRQ of one clean image against the organ alone, as `usq score --organ` gives it.
-fn clean_nrq(encoder: &mut Encoder, organ: &ManifoldSet, image: &ImageFile) -> usq::Result<f64> {
-    let frame = GrayFrame::open(&image.path)?;
-    usq::quality::score(encoder, organ, &frame, &ScoreOptions::default())
-        .map(|r| r.nrq)
-        .with_context(|| format!("scoring {}", image.path.display()))
-}
-
-/// Runs `work` over `images` on the encoders, stopping at the first error.
-fn each<R: Send>(
-    encoders: &mut [Encoder],
-    images: &[ImageFile],
-    what: &str,
-    work: impl Fn(&mut Encoder, &ImageFile) -> usq::Result<R> + Sync,
-) -> usq::Result<Vec<R>> {
-    let bar = progress::bar(images.len(), what);
-    let mut out = Vec::with_capacity(images.len());
-    let mut first_error = None;
-    dataset::map_ordered(encoders, images, work, |_, r| {
-        match r {
-            Ok(v) => out.push(v),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-        bar.inc(1);
-    });
-    bar.finish_and_clear();
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
-}
-
 pub fn run(a: Args) -> usq::Result<bool> {
     if a.patches_per_image == 0 {
         usq::bail!(InvalidArgument, "--patches-per-image must be at least 1");
@@ -116,55 +52,39 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if !(1..=usq::encoder::MAX_THREADS).contains(&a.threads) {
         usq::bail!(InvalidArgument, "--threads must be 1 to {}, not {}", usq::encoder::MAX_THREADS, a.threads);
     }
-    if !(0.0..1.0).contains(&a.holdout) {
-        usq::bail!(InvalidArgument, "--holdout must be at least 0 and below 1, not {}", a.holdout);
-    }
-    let organs = sorted_dirs(&a.root)?;
-    if organs.is_empty() {
-        usq::bail!(InvalidArgument, "{} has no organ sub-folders", a.root.display());
-    }
+    let cal = match &a.calibration {
+        Some(dir) => Calibration::Folder(dir.clone()),
+        None => Calibration::HoldOut(a.holdout),
+    };
+    let organs = fitting::organ_folders(&a.root)?;
+    // Every organ's frames are listed (and a bad hold-out refused) before the model loads.
+    let jobs = organs.iter().map(|o| fitting::organ_job(o, &cal)).collect::<usq::Result<Vec<_>>>()?;
     let encoder = a.model.source().load(usq::EncoderOptions::batch(a.batch))?;
     let mut encoders: Vec<Encoder> = (0..a.threads).map(|_| encoder.fork()).collect::<usq::Result<_>>()?;
     drop(encoder);
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    std::fs::create_dir_all(&a.out).map_err(|e| usq::Error::from_source(usq::ErrorKind::Io, &e))?;
     let settings = FitSettings { max_dim: a.pca_dim, components: a.components, seed: a.seed, ..Default::default() };
-    for dir in organs {
-        let organ = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let mut images = organ_images(&dir)?;
-        if images.is_empty() {
-            usq::bail!(InvalidArgument, "organ folder {} holds no images", dir.display());
+    for job in &jobs {
+        if let Some(s) = usq::dataset::summarise_skipped(&job.skipped) {
+            eprintln!("{}: skipped {} files: {s}", job.organ, job.skipped.len());
         }
-        let held_out = match &a.calibration {
-            Some(root) => {
-                let d = root.join(&organ);
-                if d.is_dir() { organ_images(&d)? } else { Vec::new() }
+        let bar = progress::bar(job.fit.len(), &format!("{} images encoded", job.organ));
+        let mut stage = FitStage::Encoding;
+        let fit = fitting::fit_organ_job(&mut encoders, job, a.patches_per_image, &settings, &mut |s, done, total| {
+            if s != stage {
+                stage = s;
+                bar.reset();
+                bar.set_length(total as u64);
+                bar.set_message(format!("({} calibration frames scored)", job.organ));
             }
-            None => {
-                let k = calibration::holdout(images.len(), a.holdout);
-                images.split_off(images.len() - k)
-            }
-        };
-        let encoded = each(&mut encoders, &images, &format!("{organ} images encoded"), |e, img| {
-            encode(e, img, a.patches_per_image)
-        })?;
-        let (mut samples, mut measures, mut patches_of) = (Vec::new(), Vec::new(), Vec::new());
-        for (m, z) in encoded {
-            measures.push(m);
-            patches_of.push(z.len());
-            samples.extend(z.into_iter().flatten());
-        }
-        let features = usq::contract::DESCRIPTOR_LEN;
-        let (mut model, rep) =
-            fit_organ(&organ, &samples, features, &settings).with_context(|| format!("fitting organ {organ}"))?;
-        // The acquisition checks' thresholds derive from the same clean frames (see usq::checks).
-        model.clean = Some(
-            clean_stats(&model, &measures, &samples, features, &patches_of)
-                .with_context(|| format!("clean statistics of organ {organ}"))?,
-        );
-        model.quality = quality_scale(&mut encoders, &model, &held_out)?;
-        let out = a.out.join(format!("{organ}.npz"));
-        model.save(&out)?;
-        let scale = match &model.quality {
+            bar.set_position(done as u64);
+        });
+        bar.finish_and_clear();
+        let fit = fit?;
+        let out = a.out.join(format!("{}.npz", job.organ));
+        fit.model.save(&out)?;
+        let rep = &fit.report;
+        let scale = match &fit.model.quality {
             Some(q) => {
                 let v = q.values();
                 format!(
@@ -177,13 +97,14 @@ pub fn run(a: Args) -> usq::Result<bool> {
             }
             None => format!(
                 ", no quality scale ({} calibration frames; at least {} needed)",
-                held_out.len(),
+                job.calibration.len(),
                 calibration::MIN_FRAMES
             ),
         };
         println!(
-            "{organ}: {} images, {} patches, PCA {} (explains {:.1}% of variance), GMM {} components, EM {} iterations{}, mean log-likelihood {:.3}{scale} -> {}",
-            images.len(),
+            "{}: {} images, {} patches, PCA {} (explains {:.1}% of variance), GMM {} components, EM {} iterations{}, mean log-likelihood {:.3}{scale} -> {}",
+            job.organ,
+            fit.frames,
             rep.samples,
             rep.dim,
             100.0 * rep.explained_variance,
@@ -195,19 +116,4 @@ pub fn run(a: Args) -> usq::Result<bool> {
         );
     }
     Ok(true)
-}
-
-/// The organ's quality scale from its held-out images' whole-frame NRQs; `None` with too few.
-fn quality_scale(
-    encoders: &mut [Encoder],
-    model: &OrganModel,
-    held_out: &[ImageFile],
-) -> usq::Result<Option<QualityScale>> {
-    if held_out.len() < calibration::MIN_FRAMES {
-        return Ok(None);
-    }
-    let alone = ManifoldSet { organs: vec![model.clone()] };
-    let what = format!("{} held-out images scored", model.name);
-    let nrq = each(encoders, held_out, &what, |e, img| clean_nrq(e, &alone, img))?;
-    QualityScale::new(nrq).map(Some).with_context(|| format!("quality scale of organ {}", model.name))
 }

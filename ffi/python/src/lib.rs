@@ -402,11 +402,84 @@ impl Scorer {
     }
 }
 
+/// Fits one manifold per organ sub-folder of `root` (its clean frames, found recursively) and
+/// writes `<Organ>.npz` into `out`, as `usq fit-nrq` does: the frames' spread patches encoded
+/// on `threads` threads, PCA to at most `pca_dim`, a `components`-component GMM, the
+/// acquisition checks' clean statistics, and the quality index's scale from the last `holdout`
+/// share of the frames (held out of the fit) or from `calibration` (a root laid out the same
+/// way). Returns one dict per organ with the fit's figures.
+#[pyfunction]
+#[pyo3(signature = (root, out, model=None, patches_per_image=12, pca_dim=128, components=8, seed=0, holdout=0.2, calibration=None, threads=1))]
+#[allow(clippy::too_many_arguments)]
+fn fit_manifold<'py>(
+    py: Python<'py>,
+    root: PathBuf,
+    out: PathBuf,
+    model: Option<PathBuf>,
+    patches_per_image: usize,
+    pca_dim: usize,
+    components: usize,
+    seed: u64,
+    holdout: f64,
+    calibration: Option<PathBuf>,
+    threads: usize,
+) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    use usq::fitting::{self, Calibration};
+    if !(1..=usq::encoder::MAX_THREADS).contains(&threads) {
+        return Err(InvalidArgumentError::new_err(format!(
+            "threads must be 1 to {}, not {threads}",
+            usq::encoder::MAX_THREADS
+        )));
+    }
+    let cal = match calibration {
+        Some(dir) => Calibration::Folder(dir),
+        None => Calibration::HoldOut(holdout),
+    };
+    let settings = usq::manifold::fit::FitSettings { max_dim: pca_dim, components, seed, ..Default::default() };
+    let fits = py
+        .detach(|| {
+            let organs = fitting::organ_folders(&root)?;
+            let jobs = organs.iter().map(|o| fitting::organ_job(o, &cal)).collect::<usq::Result<Vec<_>>>()?;
+            let encoder =
+                usq::ModelSource::path_or(model, usq::ModelSource::Reference).load(usq::EncoderOptions::batch(4))?;
+            let mut encoders = (0..threads).map(|_| encoder.fork()).collect::<usq::Result<Vec<_>>>()?;
+            std::fs::create_dir_all(&out).map_err(|e| usq::Error::from_source(ErrorKind::Io, &e))?;
+            let mut fits = Vec::new();
+            for job in &jobs {
+                let fit = fitting::fit_organ_job(&mut encoders, job, patches_per_image, &settings, &mut |_, _, _| {})?;
+                let path = out.join(format!("{}.npz", job.organ));
+                fit.model.save(&path)?;
+                fits.push((path, job.calibration.len(), job.skipped.len(), fit));
+            }
+            Ok::<_, usq::Error>(fits)
+        })
+        .map_err(py_err)?;
+    fits.into_iter()
+        .map(|(path, calibration_frames, skipped, fit)| {
+            let d = PyDict::new(py);
+            d.set_item("organ", &fit.model.name)?;
+            d.set_item("path", path)?;
+            d.set_item("frames", fit.frames)?;
+            d.set_item("skipped_files", skipped)?;
+            d.set_item("patches", fit.report.samples)?;
+            d.set_item("pca_dim", fit.report.dim)?;
+            d.set_item("explained_variance", fit.report.explained_variance)?;
+            d.set_item("em_iterations", fit.report.em_iterations)?;
+            d.set_item("converged", fit.report.converged)?;
+            d.set_item("mean_loglik", fit.report.mean_loglik)?;
+            d.set_item("calibration_frames", calibration_frames)?;
+            d.set_item("quality_scale", fit.model.quality.as_ref().map(|q| q.values().to_vec()))?;
+            Ok(d)
+        })
+        .collect()
+}
+
 /// The compiled part of the `usq` package (see `usq/__init__.py`).
 #[pymodule]
 fn _usq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Scorer>()?;
+    m.add_function(wrap_pyfunction!(fit_manifold, m)?)?;
     m.add_class::<NrqResult>()?;
     m.add_class::<UlpipsResult>()?;
     m.add_class::<Patch>()?;

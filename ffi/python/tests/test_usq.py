@@ -140,3 +140,26 @@ def test_against_the_numpy_reference_run_live():
     want = ref.ulpips(enc, a, b)
     want = want[0] if isinstance(want, tuple) else want
     assert abs(s.ulpips(a, b).ulpips - want) <= 1e-4 * abs(want) + 1e-9
+
+
+def test_fit_manifold_then_score_with_it(tmp_path):
+    import shutil
+    fit_frames = ["sim_linear_640x480.png", "sim_linear_640x480_16bit.png", "sim_linear_640x480_rgb.png",
+                  "sim_sector_800x540.png", "sim_tall_180x400.png"]
+    cal_frames = ["sim_linear_640x480.jpg", "sim_linear_640x480_blur.png", "sim_linear_640x480_noise.png",
+                  "sim_sector_800x540_jpeg.png", "sim_small_200x150.png"]
+    for k, f in enumerate(fit_frames):
+        (tmp_path / "root" / "Phantom").mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.join(FIXTURES, f), tmp_path / "root" / "Phantom" / f"{k}.png")
+    for k, f in enumerate(cal_frames):
+        (tmp_path / "cal" / "Phantom").mkdir(parents=True, exist_ok=True)
+        shutil.copy(os.path.join(FIXTURES, f), tmp_path / "cal" / "Phantom" / f"{k}{os.path.splitext(f)[1]}")
+    rep = usq.fit_manifold(tmp_path / "root", tmp_path / "out", model=SEEDED, pca_dim=6,
+                           calibration=tmp_path / "cal", threads=2)
+    assert [r["organ"] for r in rep] == ["Phantom"] and rep[0]["frames"] == 5 and rep[0]["pca_dim"] == 6
+    assert len(rep[0]["quality_scale"]) == 5
+    s = usq.Scorer(model=SEEDED, manifold=tmp_path / "out", organ="Phantom")
+    ranks = sorted(s.nrq(tmp_path / "cal" / "Phantom" / n).quality for n in os.listdir(tmp_path / "cal" / "Phantom"))
+    assert np.allclose(ranks, [0, 25, 50, 75, 100], atol=1e-6)
+    with pytest.raises(usq.InvalidArgumentError, match="no organ sub-folders"):
+        usq.fit_manifold(tmp_path / "out", tmp_path / "x", model=SEEDED)

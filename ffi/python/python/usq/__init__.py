@@ -23,10 +23,11 @@ from ._usq import (
     UlpipsResult,
     UsqError,
     __version__,
+    fit_manifold,
 )
 
 __all__ = [
     "Scorer", "NrqResult", "UlpipsResult", "Patch", "Layer",
     "UsqError", "IoError", "ImageError", "ModelError", "ManifoldError", "InvalidArgumentError",
-    "NonFiniteError", "InferenceError", "__version__",
+    "NonFiniteError", "InferenceError", "__version__", "fit_manifold",
 ]

@@ -57,6 +57,24 @@ class UlpipsResult:
     layers: list[Layer]
     def to_dict(self) -> dict: ...
 
+def fit_manifold(
+    root: Union[str, os.PathLike],
+    out: Union[str, os.PathLike],
+    model: Optional[Union[str, os.PathLike]] = None,
+    patches_per_image: int = 12,
+    pca_dim: int = 128,
+    components: int = 8,
+    seed: int = 0,
+    holdout: float = 0.2,
+    calibration: Optional[Union[str, os.PathLike]] = None,
+    threads: int = 1,
+) -> list[dict]:
+    """One manifold per organ sub-folder of root (clean frames, recursive), written as
+    out/<Organ>.npz, as `usq fit-nrq`: the quality scale from the last `holdout` share of the
+    frames (held out of the fit) or from `calibration` (a root laid out the same way).
+    Returns one dict per organ: organ, path, frames, patches, pca_dim, explained_variance,
+    em_iterations, converged, mean_loglik, calibration_frames, quality_scale."""
+
 class Scorer:
     """A model and its organ manifolds, loaded once. The GIL is released while the encoder runs."""
     def __init__(
