@@ -58,6 +58,8 @@ fn a_folder_scores_like_its_files_and_threads_change_nothing() {
     let (folder, stderr) = ok(&["score", root, "--manifold", MANIFOLD, "--model", &m, "--json", "--threads", "2"]);
     assert!(stderr.contains("skipped 2 files: 1 hidden file, 1 not an image file (.txt)"), "{stderr}");
     assert!(stderr.contains("scored 4 of 4 images"), "{stderr}");
+    // stderr is a pipe here: no progress bar (it draws only on a terminal).
+    assert!(!stderr.contains("/s,") && !stderr.contains('\u{1b}') && !stderr.contains('\r'), "{stderr}");
     let folder = json(&folder);
     let files: Vec<String> = ["a/1.png", "a/2.png", "b/deeper/3.png", "c.PNG"]
         .iter()

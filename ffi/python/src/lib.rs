@@ -72,6 +72,36 @@ fn frame_of(obj: &Bound<'_, PyAny>) -> PyResult<GrayFrame> {
     )))
 }
 
+/// A frame of a batch: arrays are copied while the GIL is held; paths are decoded later, on the
+/// scoring threads, so a batch of ten thousand paths never holds ten thousand frames.
+enum Input {
+    Frame(GrayFrame),
+    Path(PathBuf),
+}
+
+impl Input {
+    fn of(obj: &Bound<'_, PyAny>) -> PyResult<Input> {
+        if obj.hasattr("__array_interface__")? || obj.hasattr("dtype")? {
+            return frame_of(obj).map(Input::Frame);
+        }
+        match obj.extract::<PathBuf>() {
+            Ok(p) => Ok(Input::Path(p)),
+            Err(_) => frame_of(obj).map(Input::Frame),
+        }
+    }
+
+    fn with_frame<R>(&self, f: impl FnOnce(&GrayFrame) -> usq::Result<R>) -> usq::Result<R> {
+        match self {
+            Input::Frame(g) => f(g),
+            Input::Path(p) => f(&GrayFrame::open(p)?),
+        }
+    }
+}
+
+fn inputs(objs: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
+    objs.try_iter()?.map(|i| Input::of(&i?)).collect()
+}
+
 fn array_frame<T>(
     shape: &[usize],
     values: Vec<T>,
@@ -333,11 +363,12 @@ impl Scorer {
 
     /// NRQ of every frame, in order, `threads` at once.
     fn nrq_batch(&self, py: Python<'_>, images: &Bound<'_, PyAny>) -> PyResult<Vec<NrqResult>> {
-        let frames = images.try_iter()?.map(|i| frame_of(&i?)).collect::<PyResult<Vec<_>>>()?;
+        let frames = inputs(images)?;
         let results = py.detach(|| {
             let mut scorers = lock(&self.scorers);
             let mut out = Vec::with_capacity(frames.len());
-            usq::dataset::map_ordered(&mut scorers, &frames, |s, f| s.score(f, &self.options), |_, r| out.push(r));
+            let work = |s: &mut usq::Scorer, f: &Input| f.with_frame(|g| s.score(g, &self.options));
+            usq::dataset::map_ordered(&mut scorers, &frames, work, |_, r| out.push(r));
             out.into_iter().collect::<usq::Result<Vec<_>>>()
         });
         Ok(results.map_err(py_err)?.into_iter().map(NrqResult::of).collect())
@@ -357,8 +388,7 @@ impl Scorer {
         references: &Bound<'_, PyAny>,
         images: &Bound<'_, PyAny>,
     ) -> PyResult<Vec<UlpipsResult>> {
-        let refs = references.try_iter()?.map(|i| frame_of(&i?)).collect::<PyResult<Vec<_>>>()?;
-        let imgs = images.try_iter()?.map(|i| frame_of(&i?)).collect::<PyResult<Vec<_>>>()?;
+        let (refs, imgs) = (inputs(references)?, inputs(images)?);
         if refs.len() != imgs.len() {
             return Err(InvalidArgumentError::new_err(format!(
                 "{} references for {} images: one reference per image",
@@ -366,11 +396,13 @@ impl Scorer {
                 imgs.len()
             )));
         }
-        let pairs: Vec<(GrayFrame, GrayFrame)> = refs.into_iter().zip(imgs).collect();
+        let pairs: Vec<(Input, Input)> = refs.into_iter().zip(imgs).collect();
         let results = py.detach(|| {
             self.with_comparers(|scorers| {
                 let mut out = Vec::with_capacity(pairs.len());
-                usq::dataset::map_ordered(scorers, &pairs, |s, (r, i)| s.compare(r, i), |_, c| out.push(c));
+                let work =
+                    |s: &mut usq::Scorer, (r, i): &(Input, Input)| r.with_frame(|r| i.with_frame(|i| s.compare(r, i)));
+                usq::dataset::map_ordered(scorers, &pairs, work, |_, c| out.push(c));
                 out.into_iter().collect::<usq::Result<Vec<_>>>()
             })
         });
