@@ -43,6 +43,19 @@ struct Line<'a> {
     layers: &'a [usq::quality::LayerReport],
 }
 
+impl<'a> Line<'a> {
+    fn json(reference: &std::path::Path, img: &std::path::Path, r: &'a CompareReport) -> String {
+        let line = Line {
+            reference: reference.display().to_string(),
+            img: img.display().to_string(),
+            ulpips: r.ulpips,
+            ulpips_weighted: r.ulpips_weighted,
+            layers: &r.layers,
+        };
+        serde_json::to_string(&line).expect("plain data serialises")
+    }
+}
+
 fn compare(scorer: &mut Scorer, reference: &ImageFile, image: &ImageFile) -> usq::Result<CompareReport> {
     let r = GrayFrame::open(&reference.path)?;
     let i = GrayFrame::open(&image.path)?;
@@ -76,14 +89,7 @@ fn csv_row(reference: &str, image: &str, r: &CompareReport) -> Vec<String> {
 
 fn print_single(a: &Args, r: &CompareReport) {
     if a.json {
-        let line = Line {
-            reference: a.reference.display().to_string(),
-            img: a.image.display().to_string(),
-            ulpips: r.ulpips,
-            ulpips_weighted: r.ulpips_weighted,
-            layers: &r.layers,
-        };
-        println!("{}", serde_json::to_string(&line).expect("plain data serialises"));
+        println!("{}", Line::json(&a.reference, &a.image, r));
     } else if a.csv {
         println!("{}", super::score::csv_line(&csv_header(r.layers.len())));
         println!(
@@ -184,16 +190,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
         |k, result| {
             let (r, i) = &pairs[k];
             match result {
-                Ok(c) if a.json => {
-                    let line = Line {
-                        reference: r.path.display().to_string(),
-                        img: i.path.display().to_string(),
-                        ulpips: c.ulpips,
-                        ulpips_weighted: c.ulpips_weighted,
-                        layers: &c.layers,
-                    };
-                    progress::println(&bar, &serde_json::to_string(&line).expect("plain data serialises"));
-                }
+                Ok(c) if a.json => progress::println(&bar, &Line::json(&r.path, &i.path, &c)),
                 Ok(c) if a.csv => progress::println(
                     &bar,
                     &super::score::csv_line(&csv_row(&r.path.display().to_string(), &i.path.display().to_string(), &c)),
