@@ -78,6 +78,30 @@ fn a_folder_scores_like_its_files_and_threads_change_nothing() {
 }
 
 #[test]
+fn heatmaps_of_a_folder_are_named_by_path_below_it() {
+    let m = seeded_model().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    copy(IMAGES[3], &dir.path().join("a/x.png"));
+    copy(IMAGES[3], &dir.path().join("b/x.png"));
+    let out = tempfile::tempdir().unwrap();
+    let heat = out.path().join("heat.png");
+    ok(&[
+        "score",
+        dir.path().to_str().unwrap(),
+        "--manifold",
+        MANIFOLD,
+        "--model",
+        &m,
+        "--heatmap",
+        heat.to_str().unwrap(),
+    ]);
+    let mut names: Vec<String> =
+        std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["heat-a_x.png", "heat-b_x.png"], "two images of one name do not overwrite each other");
+}
+
+#[test]
 fn csv_and_the_text_table_whatever_the_path_lengths() {
     let m = seeded_model().display().to_string();
     let dir = tempfile::tempdir().unwrap();
