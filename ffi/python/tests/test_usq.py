@@ -163,3 +163,18 @@ def test_fit_manifold_then_score_with_it(tmp_path):
     assert np.allclose(ranks, [0, 25, 50, 75, 100], atol=1e-6)
     with pytest.raises(usq.InvalidArgumentError, match="no organ sub-folders"):
         usq.fit_manifold(tmp_path / "out", tmp_path / "x", model=SEEDED)
+
+
+def test_the_gil_is_released_while_the_encoder_runs(scorer):
+    """Python threads run while a frame is scored: a counter in the main thread advances."""
+    import threading
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (scorer.nrq(os.path.join(FIXTURES, "sim_sector_800x540.png")), done.set()))
+    count = 0
+    t.start()
+    while not done.is_set():
+        count += 1
+    t.join()
+    # With the GIL held for the whole score (hundreds of ms) the loop would get a few
+    # switch intervals' worth of iterations at most; released, it spins the whole time.
+    assert count > 500_000, count
