@@ -154,6 +154,43 @@ struct Shared {
     ring: Arc<FrameRing>,
     stop: AtomicBool,
     counters: Mutex<Counters>,
+    view: Mutex<PatchView>,
+}
+
+/// The patch scores behind the latest result, for a display (a heatmap over the live frame):
+/// every grid patch of the frame, with its score when it counts in the result's window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PatchView {
+    /// The result's frame (0 before the first).
+    pub frame_id: u64,
+    /// The scored frame's size (after the region of interest).
+    pub width: usize,
+    /// See `width`.
+    pub height: usize,
+    /// Columns of padding left of the frame in the patches' coordinates (frames under 224).
+    pub pad_left: usize,
+    /// Rows of padding above the frame.
+    pub pad_top: usize,
+    /// The patch grid, top-left corners in the padded frame, in grid order.
+    pub grid: Vec<PatchOrigin>,
+    /// Per grid patch, its latest log-likelihood within the window; `None` outside it.
+    pub scores: Vec<Option<f64>>,
+}
+
+impl PatchView {
+    /// The view as a [`ScoreReport`]-shaped picture source: the patches within the window and
+    /// their worst region, e.g. for [`crate::imaging::heatmap::render`]. `None` before a result.
+    pub fn scored_patches(&self) -> Option<(Vec<crate::quality::PatchScore>, Vec<usize>)> {
+        let patches: Vec<crate::quality::PatchScore> = self
+            .grid
+            .iter()
+            .zip(&self.scores)
+            .filter_map(|(p, s)| Some(crate::quality::PatchScore { x: p.x, y: p.y, loglik: (*s)? }))
+            .collect();
+        let lls: Vec<f64> = patches.iter().map(|p| p.loglik).collect();
+        let (_, worst) = crate::metrics::nrq::worst_region(&lls)?;
+        Some((patches, worst))
+    }
 }
 
 /// A running engine. Dropping it stops the worker.
@@ -202,6 +239,7 @@ impl Engine {
                 latencies: heapless::HistoryBuf::new(),
                 last_error: None,
             }),
+            view: Mutex::new(PatchView::default()),
         });
         let mut worker = Worker::new(encoder, manifolds, organ, &config, shared.clone(), tx);
         worker.budget.observe_run(warm_run_ms);
@@ -248,6 +286,13 @@ impl Engine {
             latency_p99_ms: p99,
             run_ms: c.run_ms,
         }
+    }
+
+    /// The patch scores behind the latest result (a copy; allocates here, in the caller). The
+    /// worker only ever tries the lock, so a caller holding it delays no frame: that frame's
+    /// view is skipped instead.
+    pub fn patch_view(&self) -> PatchView {
+        self.shared.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The last error the worker met on a frame, if any.
@@ -395,6 +440,17 @@ impl Worker {
         self.window = Some(WindowAggregate::new(self.grid.len(), self.manifolds.organs.len(), self.window_frames));
         self.chosen = Vec::with_capacity(self.grid.len());
         self.layout = Some((w, h));
+        // The view is resized here, with the rest, so that updating it per frame allocates nothing.
+        let mut view = self.shared.view.lock().unwrap_or_else(|e| e.into_inner());
+        *view = PatchView {
+            frame_id: 0,
+            width: w,
+            height: h,
+            pad_left: (pw - w) / 2,
+            pad_top: (ph - h) / 2,
+            grid: self.grid.clone(),
+            scores: vec![None; self.grid.len()],
+        };
         self.has_previous = false;
     }
 
@@ -439,6 +495,10 @@ impl Worker {
             crate::bail!(NonFinite, "the frame's NRQ is not finite");
         }
         window.organ_medians(self.seq, &mut self.organ_medians);
+        if let Ok(mut view) = self.shared.view.try_lock() {
+            view.frame_id = meta.id;
+            window.window_scores(self.seq, &mut view.scores);
+        }
         let fit = self.manifolds.organ_fit(organ, &self.organ_medians);
         let covered = fresh as f64 >= crate::manifold::calibration::LIVE_MIN_COVERAGE * window.patches() as f64;
         let quality = organ.or(fit.map(|(o, _)| o)).filter(|_| covered).and_then(|o| {

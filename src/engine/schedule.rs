@@ -112,6 +112,14 @@ impl WindowAggregate {
         worst_region_mean_in_place(&mut self.scratch).map(|m| (m, n))
     }
 
+    /// Each patch's latest score when it counts in the window ending at `frame_seq`, else
+    /// `None`, into `out` (one slot per patch). Allocates nothing.
+    pub fn window_scores(&self, frame_seq: u64, out: &mut [Option<f64>]) {
+        for ((slot, &ll), &at) in out.iter_mut().zip(&self.loglik).zip(&self.scored_at) {
+            *slot = self.in_window(at, frame_seq).then_some(ll);
+        }
+    }
+
     pub fn patches(&self) -> usize {
         self.loglik.len()
     }

@@ -223,3 +223,33 @@ fn live_quality_index_equals_offline_and_waits_for_coverage() {
     assert_eq!(r.patches_scored, 1);
     assert_eq!(r.quality, None);
 }
+
+/// The patch view behind a result: with the whole grid every frame it is the offline score's
+/// patches and worst region; under a one-patch budget it holds the one patch scored.
+#[test]
+fn the_patch_view_shows_the_scores_behind_the_latest_result() {
+    let f = frame("tests/fixtures/sim_sector_800x540.png");
+    let offline = offline_scorer().score(&f, &ScoreOptions::default()).unwrap();
+    let layout = FrameLayout::packed(f.width, f.height, PixelFormat::Gray8);
+    let e = engine(1, unlimited(&f));
+    assert_eq!(e.patch_view().frame_id, 0, "no result yet");
+    let r = push_and_wait(&e, &f.pixels, layout);
+    let v = e.patch_view();
+    assert_eq!((v.frame_id, v.width, v.height, v.pad_left, v.pad_top), (r.frame_id, 800, 540, 0, 0));
+    let (patches, worst) = v.scored_patches().unwrap();
+    assert_eq!(patches.len(), offline.patches.len());
+    for (a, b) in patches.iter().zip(&offline.patches) {
+        assert_eq!((a.x, a.y), (b.x, b.y));
+        assert!((a.loglik - b.loglik).abs() < 1e-9);
+    }
+    assert_eq!(worst, offline.worst);
+    drop(e);
+
+    let cfg = EngineConfig { budget_ms: 0.5, window_frames: 100, ..EngineConfig::for_frames(f.width, f.height) };
+    let e = engine(1, cfg);
+    let r = push_and_wait(&e, &f.pixels, layout);
+    let v = e.patch_view();
+    assert_eq!(v.frame_id, r.frame_id);
+    assert_eq!(v.scores.iter().filter(|s| s.is_some()).count(), 1);
+    assert_eq!(v.scored_patches().unwrap().1, [0]);
+}
