@@ -24,6 +24,7 @@ use crate::checks::{self, Faults, FrameChecks};
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};
 use crate::encoder::Encoder;
 use crate::error::{Error, Result};
+use crate::imaging::frame::GrayFrame;
 use crate::imaging::pixel::{self, FrameLayout, Roi};
 use crate::imaging::preprocess::{self, PatchOrigin};
 use crate::manifold::ManifoldSet;
@@ -68,6 +69,9 @@ pub struct EngineConfig {
     pub organ: Option<String>,
     /// Results kept for consumers that have not read them yet.
     pub result_capacity: usize,
+    /// Keep the scored frame's gray pixels in the [`PatchView`] (one copy of the frame per
+    /// result, for a display); off by default.
+    pub view_frame: bool,
 }
 
 impl EngineConfig {
@@ -82,6 +86,7 @@ impl EngineConfig {
             roi: None,
             organ: None,
             result_capacity: 64,
+            view_frame: false,
         }
     }
 }
@@ -175,6 +180,9 @@ pub struct PatchView {
     pub grid: Vec<PatchOrigin>,
     /// Per grid patch, its latest log-likelihood within the window; `None` outside it.
     pub scores: Vec<Option<f64>>,
+    /// The scored frame's gray pixels, `width * height`, with [`EngineConfig::view_frame`];
+    /// empty without.
+    pub gray: Vec<u8>,
 }
 
 impl PatchView {
@@ -190,6 +198,21 @@ impl PatchView {
         let lls: Vec<f64> = patches.iter().map(|p| p.loglik).collect();
         let (_, worst) = crate::metrics::nrq::worst_region(&lls)?;
         Some((patches, worst))
+    }
+
+    /// The frame (with [`EngineConfig::view_frame`]) tinted by the window's patch scores, the
+    /// worst region outlined, as [`crate::imaging::heatmap::render`] draws an offline score.
+    /// `None` before a result or without the frame.
+    pub fn heatmap(&self) -> Option<image::RgbImage> {
+        let frame = GrayFrame::new(self.width, self.height, self.gray.clone()).ok()?;
+        let (scores, worst) = self.scored_patches()?;
+        let patches = crate::imaging::heatmap::Patches {
+            scores: &scores,
+            worst: &worst,
+            pad_left: self.pad_left,
+            pad_top: self.pad_top,
+        };
+        Some(crate::imaging::heatmap::render_patches(&frame, &patches))
     }
 }
 
@@ -345,6 +368,7 @@ struct Worker {
     roi: Option<Roi>,
     budget: LatencyBudget,
     window_frames: u64,
+    view_frame: bool,
     shared: Arc<Shared>,
     results: Sender<LiveResult>,
     gray: Vec<u8>,
@@ -385,6 +409,7 @@ impl Worker {
             organ,
             roi: config.roi,
             window_frames: config.window_frames,
+            view_frame: config.view_frame,
             shared,
             results,
             gray: vec![0; config.max_frame_bytes],
@@ -450,6 +475,7 @@ impl Worker {
             pad_top: (ph - h) / 2,
             grid: self.grid.clone(),
             scores: vec![None; self.grid.len()],
+            gray: if self.view_frame { vec![0; w * h] } else { Vec::new() },
         };
         self.has_previous = false;
     }
@@ -498,6 +524,9 @@ impl Worker {
         if let Ok(mut view) = self.shared.view.try_lock() {
             view.frame_id = meta.id;
             window.window_scores(self.seq, &mut view.scores);
+            if self.view_frame {
+                view.gray.copy_from_slice(&self.gray[..w * h]);
+            }
         }
         let fit = self.manifolds.organ_fit(organ, &self.organ_medians);
         let covered = fresh as f64 >= crate::manifold::calibration::LIVE_MIN_COVERAGE * window.patches() as f64;

@@ -4,7 +4,7 @@
 
 use crate::contract::INPUT_SIDE;
 use crate::imaging::frame::GrayFrame;
-use crate::quality::ScoreReport;
+use crate::quality::{PatchScore, ScoreReport};
 use image::{Rgb, RgbImage};
 
 const BAR_HEIGHT: u32 = 14;
@@ -19,14 +19,35 @@ fn colour(t: f64) -> [f64; 3] {
 /// Draws `report`'s heatmap over `frame`, the frame it was scored from: an RGB image as wide as
 /// the frame and 14 pixels taller, for the colour bar.
 pub fn render(frame: &GrayFrame, report: &ScoreReport) -> RgbImage {
+    render_patches(
+        frame,
+        &Patches { scores: &report.patches, worst: &report.worst, pad_left: report.pad_left, pad_top: report.pad_top },
+    )
+}
+
+/// What a heatmap is drawn from: scored patches (corners in the padded frame), the worst
+/// region (indices into `scores`), and where the frame sits in the padded one.
+pub struct Patches<'a> {
+    /// The scored patches.
+    pub scores: &'a [PatchScore],
+    /// Indices into `scores` of the worst region.
+    pub worst: &'a [usize],
+    /// Columns of padding left of the frame.
+    pub pad_left: usize,
+    /// Rows of padding above the frame.
+    pub pad_top: usize,
+}
+
+/// As [`render`], from patches scored anywhere (the live engine's window: [`crate::engine::PatchView`]).
+pub fn render_patches(frame: &GrayFrame, report: &Patches<'_>) -> RgbImage {
     let (w, h) = (frame.width, frame.height);
-    let lo = report.patches.iter().map(|p| p.loglik).fold(f64::INFINITY, f64::min);
-    let hi = report.patches.iter().map(|p| p.loglik).fold(f64::NEG_INFINITY, f64::max);
+    let lo = report.scores.iter().map(|p| p.loglik).fold(f64::INFINITY, f64::min);
+    let hi = report.scores.iter().map(|p| p.loglik).fold(f64::NEG_INFINITY, f64::max);
     let norm = |v: f64| if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
     // Patches overlap (stride 112, size 224): each pixel shows the mean of those covering it.
     let mut sum = vec![0f64; w * h];
     let mut count = vec![0u32; w * h];
-    for p in &report.patches {
+    for p in report.scores {
         for (x, y) in patch_pixels(frame, report, p.x, p.y) {
             sum[y * w + x] += norm(p.loglik);
             count[y * w + x] += 1;
@@ -45,8 +66,8 @@ pub fn render(frame: &GrayFrame, report: &ScoreReport) -> RgbImage {
             img.put_pixel(x as u32, y as u32, Rgb(px));
         }
     }
-    for &i in &report.worst {
-        let p = report.patches[i];
+    for &i in report.worst {
+        let p = report.scores[i];
         outline(&mut img, frame, report, p.x, p.y);
     }
     for x in 0..w {
@@ -59,7 +80,7 @@ pub fn render(frame: &GrayFrame, report: &ScoreReport) -> RgbImage {
 }
 
 /// The patch's rectangle in original-frame pixels (padding removed, clipped).
-fn patch_rect(frame: &GrayFrame, report: &ScoreReport, px: usize, py: usize) -> (usize, usize, usize, usize) {
+fn patch_rect(frame: &GrayFrame, report: &Patches<'_>, px: usize, py: usize) -> (usize, usize, usize, usize) {
     let x0 = px.saturating_sub(report.pad_left);
     let y0 = py.saturating_sub(report.pad_top);
     let x1 = (px + INPUT_SIDE).saturating_sub(report.pad_left).min(frame.width);
@@ -67,12 +88,12 @@ fn patch_rect(frame: &GrayFrame, report: &ScoreReport, px: usize, py: usize) -> 
     (x0, y0, x1, y1)
 }
 
-fn patch_pixels(frame: &GrayFrame, report: &ScoreReport, px: usize, py: usize) -> impl Iterator<Item = (usize, usize)> {
+fn patch_pixels(frame: &GrayFrame, report: &Patches<'_>, px: usize, py: usize) -> impl Iterator<Item = (usize, usize)> {
     let (x0, y0, x1, y1) = patch_rect(frame, report, px, py);
     (y0..y1).flat_map(move |y| (x0..x1).map(move |x| (x, y)))
 }
 
-fn outline(img: &mut RgbImage, frame: &GrayFrame, report: &ScoreReport, px: usize, py: usize) {
+fn outline(img: &mut RgbImage, frame: &GrayFrame, report: &Patches<'_>, px: usize, py: usize) {
     let (x0, y0, x1, y1) = patch_rect(frame, report, px, py);
     let t = 3.min((x1 - x0) / 2).min((y1 - y0) / 2);
     for (x, y) in patch_pixels(frame, report, px, py) {

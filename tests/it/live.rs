@@ -279,3 +279,95 @@ fn ok_output(o: Output) -> Vec<u8> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     o.stdout
 }
+
+/// A GET over a plain TCP connection: the status line, and the body (read to the end).
+fn http_get(addr: &str, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    let split = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("GET {path}: {:?}", String::from_utf8_lossy(&all)));
+    let head = String::from_utf8_lossy(&all[..split]).into_owned();
+    (head.lines().next().unwrap().to_string(), all[split + 4..].to_vec())
+}
+
+/// `--serve`: the page, the results as Server-Sent Events (the `--json` objects), the frame
+/// with its heatmap as JPEG, the counters; loopback unless asked.
+#[test]
+fn serves_the_live_view_over_http() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["sim_linear_640x480.png", "sim_linear_640x480_noise.png"] {
+        std::fs::copy(at(&format!("tests/fixtures/{f}")), dir.path().join(f)).unwrap();
+    }
+    let m = seeded_model().display().to_string();
+    let mut child = usq_command()
+        .args([
+            "live",
+            "--input",
+            dir.path().to_str().unwrap(),
+            "--frames",
+            "4000",
+            "--fps",
+            "4",
+            "--budget-ms",
+            "10000",
+        ])
+        .args(["--model", &m, "--manifold", "tests/fixtures/manifold", "--json", "--serve", "127.0.0.1:0"])
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "usq ended before serving");
+        if let Some(rest) = line.trim().strip_prefix("usq live: serving the live view on http://") {
+            break rest.trim_end_matches('/').to_string();
+        }
+    };
+    // Events: read three `data:` lines off the stream.
+    let mut events = std::net::TcpStream::connect(&addr).unwrap();
+    write!(events, "GET /events HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut ev = BufReader::new(events);
+    let mut head = String::new();
+    ev.read_line(&mut head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let mut line = String::new();
+        assert!(ev.read_line(&mut line).unwrap() > 0, "the event stream ended");
+        if let Some(json) = line.strip_prefix("data: ") {
+            got.push(serde_json::from_str::<serde_json::Value>(json).unwrap());
+        }
+    }
+    let (status, jpeg) = http_get(&addr, "/frame.jpg");
+    assert!(status.contains("200"), "{status}");
+    let img = image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((img.width(), img.height()), (640, 480 + 14), "the frame and the heatmap's colour bar");
+    let (status, page) = http_get(&addr, "/");
+    assert!(status.contains("200") && String::from_utf8_lossy(&page).contains("EventSource(\"/events\")"));
+    let (_, stats) = http_get(&addr, "/stats.json");
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    assert!(stats["frames_scored"].as_u64().unwrap() >= 3);
+    assert!(http_get(&addr, "/nope").0.contains("404"));
+    // Ctrl-C ends it as a user would; the page's clients do not hold it up.
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    // Each event is the very object `--json` printed for that frame.
+    let printed: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for e in &got {
+        assert!(printed.contains(e), "event {e} not among the --json lines");
+    }
+    // Another machine's address needs --serve-public.
+    let o = live(&["--input", dir.path().to_str().unwrap(), "--frames", "1", "--serve", "0.0.0.0:0"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--serve-public"));
+}

@@ -5,6 +5,7 @@
 #[cfg(feature = "dicom")]
 mod dicom;
 mod gauge;
+mod serve;
 mod source;
 
 use super::{LiveModelArg, report};
@@ -66,6 +67,13 @@ pub struct Args {
     /// Stop after pushing this many frames (and scoring what is left).
     #[arg(long, value_name = "N")]
     frames: Option<u64>,
+    /// Serve a live view in the browser: the frame with its heatmap, the gauge, the trend and
+    /// the engine's health at http://ADDR/, results as Server-Sent Events at /events.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = serve::DEFAULT_ADDR)]
+    serve: Option<String>,
+    /// Allow --serve on an address other than loopback (frames may show patient data).
+    #[arg(long, requires = "serve")]
+    serve_public: bool,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -120,7 +128,23 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if let Some(r) = &a.roi {
         r.check_within(&layout)?;
     }
+    cfg.view_frame = a.serve.is_some();
     let engine = Arc::new(Engine::start(scorer, cfg)?);
+    let server = match &a.serve {
+        Some(addr) => {
+            let info = serde_json::json!({
+                "source": label,
+                "format": format!("{:?} {}x{}", layout.format, layout.width, layout.height),
+                "fps": fps,
+                "budget_ms": a.budget_ms,
+                "organ": a.organ,
+            });
+            let s = serve::Server::start(addr, a.serve_public, engine.clone(), info)?;
+            eprintln!("usq live: serving the live view on http://{}/", s.addr());
+            Some(s)
+        }
+        None => None,
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -165,8 +189,13 @@ pub fn run(a: Args) -> usq::Result<bool> {
                 if let Some(f) = csv.as_mut() {
                     write_csv(f, &r)?;
                 }
-                if a.json {
-                    writeln!(out, "{}", serde_json::to_string(&r).expect("plain data serialises"))?;
+                let json =
+                    (a.json || server.is_some()).then(|| serde_json::to_string(&r).expect("plain data serialises"));
+                if let (Some(s), Some(j)) = (&server, &json) {
+                    s.publish(j);
+                }
+                if let Some(j) = json.as_ref().filter(|_| a.json) {
+                    writeln!(out, "{j}")?;
                 } else if !tty {
                     writeln!(
                         out,
