@@ -49,11 +49,17 @@ impl EncoderOptions {
         if self.batch == 0 {
             crate::bail!(InvalidArgument, "batch must be at least 1");
         }
-        if !(1..=MAX_THREADS).contains(&self.threads) {
-            crate::bail!(InvalidArgument, "threads must be 1 to {MAX_THREADS}, not {}", self.threads);
-        }
-        Ok(())
+        check_threads(self.threads)
     }
+}
+
+/// Fails unless `threads` is 1 to [`MAX_THREADS`]: for an encoder, or for the threads of a job
+/// that runs one encoder each.
+pub fn check_threads(threads: usize) -> Result<()> {
+    if !(1..=MAX_THREADS).contains(&threads) {
+        crate::bail!(InvalidArgument, "threads must be 1 to {MAX_THREADS}, not {threads}");
+    }
+    Ok(())
 }
 
 /// The encoder, optimised for a fixed batch. Not `Sync`: one encoder per thread.

@@ -129,9 +129,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             if img_dir { "folder" } else { "file" }
         );
     }
-    if !(1..=usq::encoder::MAX_THREADS).contains(&a.threads) {
-        usq::bail!(InvalidArgument, "--threads must be 1 to {}, not {}", usq::encoder::MAX_THREADS, a.threads);
-    }
+    usq::encoder::check_threads(a.threads).map_err(|e| e.context("--threads"))?;
     let pairs = if ref_dir {
         let p = dataset::pair(&a.reference, &a.image)?;
         if let Some(s) = p.skipped_summary() {

@@ -49,9 +49,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if a.patches_per_image == 0 {
         usq::bail!(InvalidArgument, "--patches-per-image must be at least 1");
     }
-    if !(1..=usq::encoder::MAX_THREADS).contains(&a.threads) {
-        usq::bail!(InvalidArgument, "--threads must be 1 to {}, not {}", usq::encoder::MAX_THREADS, a.threads);
-    }
+    usq::encoder::check_threads(a.threads).map_err(|e| e.context("--threads"))?;
     let cal = match &a.calibration {
         Some(dir) => Calibration::Folder(dir.clone()),
         None => Calibration::HoldOut(a.holdout),

@@ -163,9 +163,7 @@ fn score_one(
 
 pub fn run(a: Args) -> usq::Result<bool> {
     let opts = ScoreOptions { organ: a.organ.clone(), max_patches: a.max_patches };
-    if !(1..=usq::encoder::MAX_THREADS).contains(&a.threads) {
-        usq::bail!(InvalidArgument, "--threads must be 1 to {}, not {}", usq::encoder::MAX_THREADS, a.threads);
-    }
+    usq::encoder::check_threads(a.threads).map_err(|e| e.context("--threads"))?;
     let list = dataset::collect(&a.inputs)?;
     if let Some(s) = list.skipped_summary() {
         eprintln!("skipped {} files: {s}", list.skipped.len());

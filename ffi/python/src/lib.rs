@@ -322,12 +322,7 @@ impl Scorer {
         organ: Option<String>,
         threads: usize,
     ) -> PyResult<Scorer> {
-        if !(1..=usq::encoder::MAX_THREADS).contains(&threads) {
-            return Err(InvalidArgumentError::new_err(format!(
-                "threads must be 1 to {}, not {threads}",
-                usq::encoder::MAX_THREADS
-            )));
-        }
+        usq::encoder::check_threads(threads).map_err(py_err)?;
         let options = ScoreOptions { organ, max_patches: None };
         let model = usq::ModelSource::path_or(model, usq::ModelSource::Reference);
         let scorers = py
@@ -457,12 +452,7 @@ fn fit_manifold<'py>(
     threads: usize,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     use usq::fitting::{self, Calibration};
-    if !(1..=usq::encoder::MAX_THREADS).contains(&threads) {
-        return Err(InvalidArgumentError::new_err(format!(
-            "threads must be 1 to {}, not {threads}",
-            usq::encoder::MAX_THREADS
-        )));
-    }
+    usq::encoder::check_threads(threads).map_err(py_err)?;
     let cal = match calibration {
         Some(dir) => Calibration::Folder(dir),
         None => Calibration::HoldOut(holdout),
