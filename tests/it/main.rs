@@ -4,6 +4,7 @@
 
 mod common;
 
+mod browser;
 mod cli;
 mod engine;
 mod folders;

@@ -111,11 +111,13 @@ impl Hub {
                 Ok(())
             }
             "/frame.jpg" => match self.frame_jpeg() {
-                Some(jpeg) => request.respond(
+                Some((frame_id, jpeg)) => request.respond(
                     tiny_http::Response::from_data(jpeg)
                         // Content-Length, never chunks: simple clients (and curl -o) get plain bytes.
                         .with_chunked_threshold(usize::MAX)
                         .with_header(header("Content-Type", "image/jpeg"))
+                        // Which result the picture belongs to (the page pairs its snapshot by it).
+                        .with_header(header("X-Usq-Frame-Id", &frame_id.to_string()))
                         .with_header(no_store),
                 ),
                 None => request.respond(tiny_http::Response::from_string("no frame scored yet").with_status_code(503)),
@@ -133,12 +135,14 @@ impl Hub {
         };
     }
 
-    /// The latest scored frame with the window's heatmap, as JPEG (drawn here, off the engine).
-    fn frame_jpeg(&self) -> Option<Vec<u8>> {
-        let img = self.engine.patch_view().heatmap()?;
+    /// The latest scored frame with the window's heatmap, as JPEG, and its frame id (drawn
+    /// here, off the engine).
+    fn frame_jpeg(&self) -> Option<(u64, Vec<u8>)> {
+        let view = self.engine.patch_view();
+        let img = view.heatmap()?;
         let mut out = Vec::new();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85).encode_image(&img).ok()?;
-        Some(out)
+        Some((view.frame_id, out))
     }
 
     /// Writes the response head, then each result as `data: JSON` until the client goes.
