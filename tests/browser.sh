@@ -5,7 +5,11 @@
 #
 #   tests/browser.sh [SCREENSHOT]
 #
-# SCREENSHOT: where to save the page's screenshot (default target/browser/usq-live.png).
+# SCREENSHOT: where to save the page's screenshot (default target/browser/usq-live.png);
+# USQ_BROWSER_WATCH_S=N takes it N seconds later; USQ_BROWSER_CLIP=DIR and USQ_BROWSER_ORGAN=NAME
+# play another clip. README's picture, the held-out POCUS lung videos in order:
+#   (cd models && python3 -m usq_tools.data.pocus_lung --split heldout --link /tmp/lung)
+#   USQ_BROWSER_CLIP=/tmp/lung USQ_BROWSER_ORGAN=Lung USQ_BROWSER_WATCH_S=40 tests/browser.sh docs/live-view.png
 # Reuses the release build of `cargo test --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -194,32 +194,37 @@ impl Drop for Live {
     }
 }
 
-/// The clip: held-out HC18 frames (subjects 600-609, never used for fitting) where
-/// ../shared/data is present, else the project's simulated frames.
-fn clip(dir: &Path) -> &'static str {
+/// The clip: `$USQ_BROWSER_CLIP` (a folder of frames) if set; else held-out HC18 frames
+/// (subjects 600-629, never used for fitting) where ../shared/data is present; else the
+/// project's simulated frames.
+fn clip(dir: &Path) -> (PathBuf, &'static str) {
+    if let Some(d) = std::env::var_os("USQ_BROWSER_CLIP") {
+        return (PathBuf::from(d), "$USQ_BROWSER_CLIP");
+    }
     let hc18 = shared_data().map(|d| d.join("hc18/images")).filter(|d| d.is_dir());
     if let Some(src) = hc18 {
-        for i in 600..610 {
+        for i in 600..630 {
             let f = format!("{i}_HC.png");
             if std::fs::copy(src.join(&f), dir.join(&f)).is_err() {
                 break;
             }
         }
         if std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0) >= 2 {
-            return "held-out HC18 frames";
+            return (dir.to_path_buf(), "held-out HC18 frames");
         }
     }
     for f in ["sim_linear_640x480.png", "sim_linear_640x480_noise.png", "sim_linear_640x480_blur.png"] {
         let _ = std::fs::copy(at(&format!("tests/fixtures/{f}")), dir.join(f));
     }
-    "simulated frames"
+    (dir.to_path_buf(), "simulated frames")
 }
 
 /// The page in headless Chromium against `usq live --input` on the shipped defaults: the
 /// gauge shows the NRQ of the event stream's result for the same frame, the frame image
 /// follows the results, pause holds it, and the snapshot button downloads the frame with its
 /// overlay (PNG) and the result (JSON). Saves a screenshot (`$USQ_BROWSER_SCREENSHOT`, or
-/// target/browser/usq-live.png).
+/// target/browser/usq-live.png), `$USQ_BROWSER_WATCH_S` seconds later. `$USQ_BROWSER_CLIP`
+/// and `$USQ_BROWSER_ORGAN` choose the clip and the organ (README's picture: a lung clip).
 #[test]
 fn the_live_page_in_headless_chromium() {
     if chromedriver().is_none() || chromium().is_none() {
@@ -231,10 +236,12 @@ fn the_live_page_in_headless_chromium() {
         return;
     }
     let frames = tempfile::tempdir().unwrap();
-    let what = clip(frames.path());
+    let (input, what) = clip(frames.path());
+    let organ = std::env::var("USQ_BROWSER_ORGAN").ok();
     let mut child = usq_command()
-        .args(["live", "--input", frames.path().to_str().unwrap(), "--frames", "100000", "--fps", "5"])
-        .args(["--budget-ms", "5000", "--json", "--serve", "127.0.0.1:0"])
+        .args(["live", "--input", input.to_str().unwrap(), "--frames", "100000", "--fps", "10"])
+        .args(["--json", "--serve", "127.0.0.1:0"])
+        .args(organ.iter().flat_map(|o| ["--organ", o.as_str()]))
         .current_dir(repo())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -336,7 +343,10 @@ fn the_live_page_in_headless_chromium() {
     let streamed = results.lock().unwrap().get(&snap_id).cloned().expect("the snapshot's frame was streamed");
     assert!(same(&r, &streamed), "the snapshot's JSON {r} is not the stream's result {streamed}");
 
-    // A screenshot of the page on the clip.
+    // A screenshot of the page on the clip, after `$USQ_BROWSER_WATCH_S` seconds more of it
+    // (for a trend with some history, as in README's picture).
+    let watch = std::env::var("USQ_BROWSER_WATCH_S").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(watch));
     let shot = b.screenshot();
     let out = std::env::var_os("USQ_BROWSER_SCREENSHOT")
         .map(PathBuf::from)
