@@ -19,6 +19,7 @@
 pub(crate) mod budget;
 pub(crate) mod ring;
 pub(crate) mod schedule;
+pub(crate) mod slots;
 
 use crate::checks::{self, Faults, FrameChecks};
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};

@@ -3,22 +3,17 @@
 //!
 //! Memory: every slot's buffer is allocated at creation, sized for the largest frame. The
 //! [`Producer`]'s `push`, `acquire`/`commit` and the consumer's `take_newest` allocate nothing,
-//! take no lock and never block: slot ownership moves through one atomic state per slot (free
-//! -> writing -> ready -> reading -> free). When no slot is free the oldest unscored frame is
-//! dropped and counted. One guard keeps the producer side single: a ring has at most one
-//! [`Producer`] at a time.
+//! take no lock and never block: slot ownership moves through one atomic state per slot (the
+//! state machine of [`super::slots`], model-checked by `tests/loom`). When no slot is free the
+//! oldest unscored frame is dropped and counted. One guard keeps the producer side single: a
+//! ring has at most one [`Producer`] at a time.
 
+use super::slots::Slots;
 use crate::error::Result;
 use crate::imaging::pixel::FrameLayout;
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
-
-const FREE: u8 = 0;
-const WRITING: u8 = 1;
-const READY: u8 = 2;
-const READING: u8 = 3;
 
 /// What the producer says about a frame.
 #[derive(Debug, Clone, Copy)]
@@ -33,41 +28,17 @@ pub struct FrameMeta {
     pub committed_at: Instant,
 }
 
-struct Slot {
-    state: AtomicU8,
-    /// The frame id, readable by both sides while the state is being contended.
-    id: AtomicU64,
-    meta: UnsafeCell<Option<FrameMeta>>,
-    data: UnsafeCell<Box<[u8]>>,
-}
-
 /// Counters of the ring, monotonic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RingCounters {
-    /// Frames committed.
-    pub pushed: u64,
-    /// Unscored frames overwritten because every slot was taken.
-    pub dropped: u64,
-    /// Unscored frames passed over because a newer one was ready.
-    pub skipped: u64,
-}
+pub type RingCounters = super::slots::SlotCounters;
 
 /// Preallocated frame slots between one producer (the frame grabber) and the engine's worker;
 /// lock-free and allocation-free after [`FrameRing::new`] (see the module docs).
 pub struct FrameRing {
-    slots: Box<[Slot]>,
+    slots: Slots<FrameMeta>,
     max_bytes: usize,
-    next_id: AtomicU64,
     producer_busy: AtomicBool,
-    pushed: AtomicU64,
-    dropped: AtomicU64,
-    skipped: AtomicU64,
     consumer: OnceLock<std::thread::Thread>,
 }
-
-// Slot contents are only touched by the side that owns the slot's state.
-unsafe impl Sync for FrameRing {}
-unsafe impl Send for FrameRing {}
 
 impl FrameRing {
     /// A ring of `capacity` slots of `max_bytes` each. At least 3 slots: one being written,
@@ -79,47 +50,22 @@ impl FrameRing {
         if max_bytes == 0 {
             crate::bail!(InvalidArgument, "frame slots must hold at least one byte");
         }
-        let slots = (0..capacity)
-            .map(|_| Slot {
-                state: AtomicU8::new(FREE),
-                id: AtomicU64::new(0),
-                meta: UnsafeCell::new(None),
-                data: UnsafeCell::new(vec![0u8; max_bytes].into_boxed_slice()),
-            })
-            .collect();
         Ok(FrameRing {
-            slots,
+            slots: Slots::new(capacity, max_bytes),
             max_bytes,
-            next_id: AtomicU64::new(1),
             producer_busy: AtomicBool::new(false),
-            pushed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            skipped: AtomicU64::new(0),
             consumer: OnceLock::new(),
         })
     }
 
     /// A snapshot of the counters (relaxed atomic reads: never blocks, any thread).
     pub fn counters(&self) -> RingCounters {
-        RingCounters {
-            pushed: self.pushed.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-            skipped: self.skipped.load(Ordering::Relaxed),
-        }
+        self.slots.counters()
     }
 
     /// Registers the thread to wake when a frame is committed.
     pub fn set_consumer(&self, t: std::thread::Thread) {
         let _ = self.consumer.set(t);
-    }
-
-    /// Frees a slot (after reading, or an unpublished write).
-    fn release(&self, slot: usize) {
-        self.slots[slot].state.store(FREE, Ordering::Release);
-    }
-
-    fn seq(&self, i: usize) -> u64 {
-        self.slots[i].id.load(Ordering::Acquire)
     }
 
     /// The producer side of this ring: the only way frames go in. One producer exists at a
@@ -140,37 +86,17 @@ impl FrameRing {
         Ok(need)
     }
 
-    /// A slot to write into, dropping the oldest unscored frame when none is free. Only the
-    /// producer calls this, so only the consumer can race it (for a ready slot).
+    /// A slot to write into, dropping the oldest unscored frame when none is free.
     fn take_slot(&self) -> Result<usize> {
-        for _ in 0..4 {
-            for (i, s) in self.slots.iter().enumerate() {
-                if s.state.compare_exchange(FREE, WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                    return Ok(i);
-                }
-            }
-            let oldest = (0..self.slots.len())
-                .filter(|&i| self.slots[i].state.load(Ordering::Acquire) == READY)
-                .min_by_key(|&i| self.seq(i));
-            if let Some(i) = oldest
-                && self.slots[i].state.compare_exchange(READY, WRITING, Ordering::Acquire, Ordering::Relaxed).is_ok()
-            {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                return Ok(i);
-            }
+        match self.slots.take_for_writing() {
+            Some(slot) => Ok(slot),
+            None => crate::bail!(Busy, "no frame slot could be taken"),
         }
-        crate::bail!(Busy, "no frame slot could be taken")
     }
 
-    /// Makes a written slot ready for the consumer and returns the frame's id.
+    /// Makes a written slot ready for the consumer, wakes it, and returns the frame's id.
     fn publish(&self, slot: usize, layout: FrameLayout, timestamp_us: u64) -> u64 {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let meta = FrameMeta { id, layout, timestamp_us, committed_at: Instant::now() };
-        // SAFETY: the slot is WRITING, so only the producer touches it.
-        unsafe { *self.slots[slot].meta.get() = Some(meta) };
-        self.slots[slot].id.store(id, Ordering::Release);
-        self.slots[slot].state.store(READY, Ordering::Release);
-        self.pushed.fetch_add(1, Ordering::Relaxed);
+        let id = self.slots.publish(slot, |id| FrameMeta { id, layout, timestamp_us, committed_at: Instant::now() });
         if let Some(t) = self.consumer.get() {
             t.unpark();
         }
@@ -179,26 +105,7 @@ impl FrameRing {
 
     /// The newest ready frame, for scoring; older ready frames are released as skipped.
     pub fn take_newest(&self) -> Option<FrameReader<'_>> {
-        loop {
-            let newest = (0..self.slots.len())
-                .filter(|&i| self.slots[i].state.load(Ordering::Acquire) == READY)
-                .max_by_key(|&i| self.seq(i))?;
-            if self.slots[newest].state.compare_exchange(READY, READING, Ordering::Acquire, Ordering::Relaxed).is_err()
-            {
-                continue; // the producer took it as the oldest meanwhile
-            }
-            let id = self.seq(newest);
-            for (i, s) in self.slots.iter().enumerate() {
-                if i != newest
-                    && s.state.load(Ordering::Acquire) == READY
-                    && self.seq(i) < id
-                    && s.state.compare_exchange(READY, FREE, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-                {
-                    self.skipped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            return Some(FrameReader { ring: self, slot: newest });
-        }
+        self.slots.take_newest().map(|slot| FrameReader { ring: self, slot })
     }
 }
 
@@ -229,7 +136,7 @@ impl Producer {
         }
         let slot = self.ring.take_slot()?;
         // SAFETY: the slot is WRITING and only this producer touches it until published.
-        let buffer = unsafe { &mut *self.ring.slots[slot].data.get() };
+        let buffer = unsafe { self.ring.slots.data_mut(slot) };
         buffer[..need].copy_from_slice(&data[..need]);
         Ok(self.ring.publish(slot, layout, timestamp_us))
     }
@@ -242,7 +149,7 @@ impl Producer {
         self.pending = Some(slot);
         // SAFETY: the slot is WRITING and owned by this producer until commit or abandon; the
         // borrow of `self` keeps every other producer call out while the slice lives.
-        Ok(unsafe { &mut *self.ring.slots[slot].data.get() })
+        Ok(unsafe { self.ring.slots.data_mut(slot) })
     }
 
     /// The buffer of the acquired slot, for callers that cannot hold the borrow from
@@ -250,7 +157,7 @@ impl Producer {
     pub fn acquired_buffer(&mut self) -> Option<&mut [u8]> {
         let slot = self.pending?;
         // SAFETY: as in `acquire`.
-        Some(unsafe { &mut *self.ring.slots[slot].data.get() })
+        Some(unsafe { self.ring.slots.data_mut(slot) })
     }
 
     /// Publishes the acquired slot as a frame with `layout` and returns its id. A layout
@@ -260,7 +167,7 @@ impl Producer {
             crate::bail!(WrongState, "no slot is acquired: acquire one first");
         };
         if let Err(e) = self.ring.frame_bytes(&layout) {
-            self.ring.release(slot);
+            self.ring.slots.release(slot);
             return Err(e);
         }
         Ok(self.ring.publish(slot, layout, timestamp_us))
@@ -271,7 +178,7 @@ impl Producer {
         let Some(slot) = self.pending.take() else {
             crate::bail!(WrongState, "no slot is acquired");
         };
-        self.ring.release(slot);
+        self.ring.slots.release(slot);
         Ok(())
     }
 
@@ -286,7 +193,7 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         if let Some(slot) = self.pending.take() {
-            self.ring.release(slot);
+            self.ring.slots.release(slot);
         }
         self.ring.producer_busy.store(false, Ordering::Release);
     }
@@ -301,18 +208,20 @@ pub struct FrameReader<'a> {
 impl FrameReader<'_> {
     /// The frame's id, layout, timestamp and commit time.
     pub fn meta(&self) -> FrameMeta {
-        unsafe { (*self.ring.slots[self.slot].meta.get()).expect("a ready slot has its meta") }
+        // SAFETY: this reader owns the slot (READING) until dropped.
+        unsafe { self.ring.slots.meta(self.slot) }.expect("a ready slot has its meta")
     }
 
     /// The whole slot (`max_bytes`); the frame is its first `meta().layout.required_bytes()` bytes.
     pub fn data(&self) -> &[u8] {
-        unsafe { &*self.ring.slots[self.slot].data.get() }
+        // SAFETY: as in `meta`.
+        unsafe { self.ring.slots.data(self.slot) }
     }
 }
 
 impl Drop for FrameReader<'_> {
     fn drop(&mut self) {
-        self.ring.release(self.slot);
+        self.ring.slots.release(self.slot);
     }
 }
 

@@ -85,12 +85,28 @@ impl FrameLayout {
                 self.format
             ),
         }
-        let luma = self.stride * (self.height - 1) + self.width * self.format.bytes_per_pixel();
-        Ok(match self.format {
+        // Checked: a caller's width, height and stride may describe more bytes than exist.
+        let row = self.width * self.format.bytes_per_pixel();
+        let bytes = match self.format {
             // The chroma plane follows the luma plane; gray does not read it, but a frame is whole.
-            PixelFormat::Nv12 => self.stride * self.height + self.stride * (self.height.div_ceil(2) - 1) + self.width,
-            _ => luma,
-        })
+            PixelFormat::Nv12 => self
+                .stride
+                .checked_mul(self.height)
+                .and_then(|luma| luma.checked_add(self.stride.checked_mul(self.height.div_ceil(2) - 1)?))
+                .and_then(|b| b.checked_add(self.width)),
+            _ => self.stride.checked_mul(self.height - 1).and_then(|b| b.checked_add(row)),
+        };
+        match bytes {
+            Some(b) => Ok(b),
+            None => crate::bail!(
+                InvalidArgument,
+                "a {}x{} {:?} frame with stride {} is larger than memory",
+                self.width,
+                self.height,
+                self.format,
+                self.stride
+            ),
+        }
     }
 }
 
@@ -115,10 +131,11 @@ impl Roi {
 
     /// Fails unless the region is non-empty and lies inside a frame of `layout`.
     pub fn check_within(&self, layout: &FrameLayout) -> Result<()> {
+        let inside = |start: usize, len: usize, total: usize| start.checked_add(len).is_some_and(|end| end <= total);
         if self.width == 0
             || self.height == 0
-            || self.x + self.width > layout.width
-            || self.y + self.height > layout.height
+            || !inside(self.x, self.width, layout.width)
+            || !inside(self.y, self.height, layout.height)
         {
             crate::bail!(
                 InvalidArgument,
@@ -135,8 +152,19 @@ impl Roi {
     }
 }
 
+/// Fails unless `src` holds a whole frame of `layout`.
+fn check_source(src: &[u8], layout: &FrameLayout) -> Result<()> {
+    let need = layout.required_bytes()?;
+    if src.len() < need {
+        crate::bail!(WrongSize, "the frame buffer holds {} bytes, its layout needs {need}", src.len());
+    }
+    Ok(())
+}
+
 /// A whole frame in any supported layout as an owned gray frame (offline use: allocates).
 pub fn gray_frame(src: &[u8], layout: &FrameLayout) -> Result<crate::GrayFrame> {
+    // The buffer first: the frame allocated below is then no larger than the bytes given.
+    check_source(src, layout)?;
     let mut pixels = vec![0u8; layout.width * layout.height];
     to_gray(src, layout, &Roi::whole(layout), &mut pixels)?;
     crate::GrayFrame::new(layout.width, layout.height, pixels)
@@ -144,10 +172,7 @@ pub fn gray_frame(src: &[u8], layout: &FrameLayout) -> Result<crate::GrayFrame> 
 
 /// Converts the region `roi` of a frame to 8-bit gray, row-major into `out[..w*h]`.
 pub fn to_gray(src: &[u8], layout: &FrameLayout, roi: &Roi, out: &mut [u8]) -> Result<()> {
-    let need = layout.required_bytes()?;
-    if src.len() < need {
-        crate::bail!(WrongSize, "the frame buffer holds {} bytes, its layout needs {need}", src.len());
-    }
+    check_source(src, layout)?;
     roi.check_within(layout)?;
     if out.len() < roi.width * roi.height {
         crate::bail!(InvalidArgument, "gray buffer holds {} bytes, needs {}", out.len(), roi.width * roi.height);
@@ -182,6 +207,27 @@ pub fn to_gray(src: &[u8], layout: &FrameLayout, roi: &Roi, out: &mut [u8]) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sizes a caller (the C API, a capture header) may pass: an error, never an overflow
+    /// panic or an allocation the buffer does not back.
+    #[test]
+    fn hostile_layouts_are_errors() {
+        let big = usize::MAX / 2;
+        for format in PixelFormat::ALL {
+            for (width, height, stride) in
+                [(2, big, big), (2, 3, usize::MAX), (big, 2, usize::MAX), (1 << 20, 1 << 20, 1 << 22)]
+            {
+                let layout = FrameLayout { width, height, stride, format };
+                let _ = layout.required_bytes(); // no panic
+                assert!(gray_frame(&[0u8; 64], &layout).is_err(), "{layout:?}");
+            }
+        }
+        let layout = FrameLayout::packed(4, 4, PixelFormat::Gray8);
+        let roi = Roi { x: usize::MAX, y: 0, width: 2, height: 2 };
+        assert!(roi.check_within(&layout).is_err());
+        let mut out = [0u8; 16];
+        assert!(to_gray(&[0u8; 16], &layout, &roi, &mut out).is_err());
+    }
 
     #[test]
     fn formats_agree_on_gray_content() {
