@@ -224,7 +224,6 @@ pub unsafe extern "C" fn usq_engine_start(
         let options = usq_core::EncoderOptions { batch: c.batch as usize, threads: c.threads as usize };
         // Checked before the model loads (seconds), so a bad config fails at once.
         try_status!(options.check().and_then(|_| usq_core::engine::check_batch(options.batch)).map_err(from_error));
-        let scorer = try_status!(unsafe { load_scorer(model_path, manifold_dir, options, ModelSource::Live) });
         let mut cfg = EngineConfig::for_frames(c.max_width as usize, c.max_height as usize);
         cfg.ring_capacity = c.ring_capacity as usize;
         cfg.budget_ms = c.budget_ms;
@@ -239,6 +238,8 @@ pub unsafe extern "C" fn usq_engine_start(
                 height: c.roi_height as usize,
             });
         }
+        try_status!(cfg.check().map_err(from_error));
+        let scorer = try_status!(unsafe { load_scorer(model_path, manifold_dir, options, ModelSource::Live) });
         let engine = try_status!(Engine::start(scorer, cfg).map_err(from_error));
         let handle = Box::new(usq_engine { engine });
         out.write(Box::into_raw(handle));

@@ -80,7 +80,8 @@ impl EngineConfig {
     /// a multiple of 64 bytes at most.
     pub fn for_frames(width: usize, height: usize) -> EngineConfig {
         EngineConfig {
-            max_frame_bytes: (width * 4).next_multiple_of(64) * height,
+            // Saturating: sizes past the limits make a config that `check` refuses.
+            max_frame_bytes: padded_row(width).saturating_mul(height),
             ring_capacity: 4,
             budget_ms: 33.0,
             window_frames: 30,
@@ -89,6 +90,60 @@ impl EngineConfig {
             result_capacity: 64,
             view_frame: false,
         }
+    }
+}
+
+/// Bytes of a row of `width` 4-byte pixels padded to 64 bytes, saturating.
+fn padded_row(width: usize) -> usize {
+    width.saturating_mul(4).saturating_add(63) / 64 * 64
+}
+
+/// Most frame slots a ring may have.
+pub const MAX_RING_SLOTS: usize = 64;
+/// Most results kept for readers.
+pub const MAX_RESULT_CAPACITY: usize = 1 << 16;
+
+impl EngineConfig {
+    /// Fails unless the engine can be built from this config within the library's limits: a
+    /// slot no larger than the largest frame usq reads (in 4-byte pixels, rows padded), at
+    /// most [`MAX_RING_SLOTS`] slots and 4 GiB of ring in all, at most
+    /// [`MAX_RESULT_CAPACITY`] results kept. Firmware passes these numbers in from its own
+    /// configuration: a wrong one gets an error here, not an allocation that aborts.
+    pub fn check(&self) -> Result<()> {
+        use crate::imaging::frame::{MAX_PIXELS, MAX_SIDE};
+        // Any frame check_frame_size accepts: 4 bytes a pixel, each row padded by < 64 bytes.
+        let max_slot = 4 * MAX_PIXELS + 64 * MAX_SIDE;
+        if self.max_frame_bytes == 0 || self.max_frame_bytes > max_slot {
+            crate::bail!(
+                InvalidArgument,
+                "frame slots of {} bytes: must be 1 to {max_slot} bytes (frames up to {MAX_SIDE} a side, {MAX_PIXELS} pixels)",
+                self.max_frame_bytes
+            );
+        }
+        if !(3..=MAX_RING_SLOTS).contains(&self.ring_capacity) {
+            crate::bail!(InvalidArgument, "a frame ring needs 3 to {MAX_RING_SLOTS} slots, got {}", self.ring_capacity);
+        }
+        let ring_limit = (isize::MAX as u64).min(1 << 32);
+        let ring_bytes = self.ring_capacity as u64 * self.max_frame_bytes as u64;
+        if ring_bytes > ring_limit {
+            crate::bail!(
+                InvalidArgument,
+                "{} slots of {} bytes make a {ring_bytes}-byte ring, more than {ring_limit}",
+                self.ring_capacity,
+                self.max_frame_bytes
+            );
+        }
+        if self.result_capacity > MAX_RESULT_CAPACITY {
+            crate::bail!(
+                InvalidArgument,
+                "at most {MAX_RESULT_CAPACITY} results can be kept, asked for {}",
+                self.result_capacity
+            );
+        }
+        if !(self.budget_ms.is_finite() && self.budget_ms > 0.0) {
+            crate::bail!(InvalidArgument, "the latency budget must be a positive number of milliseconds");
+        }
+        Ok(())
     }
 }
 
@@ -232,9 +287,7 @@ impl Engine {
             crate::bail!(InvalidArgument, "the live engine needs a scorer with a manifold set");
         };
         check_batch(encoder.batch())?;
-        if !(config.budget_ms.is_finite() && config.budget_ms > 0.0) {
-            crate::bail!(InvalidArgument, "the latency budget must be a positive number of milliseconds");
-        }
+        config.check()?;
         let organ = match &config.organ {
             Some(name) => Some(manifolds.organs.iter().position(|o| &o.name == name).ok_or_else(|| {
                 manifolds.organ(name).err().unwrap_or_else(|| Error::new(crate::ErrorKind::InvalidArgument, "organ"))
@@ -564,5 +617,33 @@ impl Worker {
         }
         self.budget.observe_tail(tail.elapsed().as_secs_f64() * 1e3);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sizes and counts a firmware's configuration may pass in: an error before anything is
+    /// allocated, never an overflow or an allocation that aborts.
+    #[test]
+    fn configs_past_the_limits_are_errors() {
+        assert!(EngineConfig::for_frames(800, 540).check().is_ok());
+        for (w, h) in [(16384, 4096), (4097, 16379), (1, 16384)] {
+            assert!(EngineConfig::for_frames(w, h).check().is_ok(), "{w}x{h}: a frame usq reads");
+        }
+        for (w, h) in [(u32::MAX as usize, u32::MAX as usize), (usize::MAX, 2), (16385, 16385), (0, 10)] {
+            assert!(EngineConfig::for_frames(w, h).check().is_err(), "{w}x{h}");
+        }
+        let ok = EngineConfig::for_frames(640, 480);
+        for bad in [
+            EngineConfig { ring_capacity: 2, ..ok.clone() },
+            EngineConfig { ring_capacity: u32::MAX as usize, ..ok.clone() },
+            EngineConfig { ring_capacity: 64, ..EngineConfig::for_frames(16384, 4096) },
+            EngineConfig { result_capacity: u32::MAX as usize, ..ok.clone() },
+            EngineConfig { budget_ms: f64::NAN, ..ok.clone() },
+        ] {
+            assert_eq!(bad.check().unwrap_err().kind(), crate::ErrorKind::InvalidArgument, "{bad:?}");
+        }
     }
 }
