@@ -115,8 +115,7 @@ fn acquire_abandon_commit_against_the_worker() {
                 // SAFETY: taken for writing; released unpublished.
                 unsafe { s.data_mut(slot) }.fill(ABANDONED);
                 s.release(slot);
-                let pushed = push(&s, 1).is_some() as u64 + push(&s, 2).is_some() as u64;
-                pushed
+                push(&s, 1).is_some() as u64 + push(&s, 2).is_some() as u64
             })
         };
         let (mut n, mut last) = (0, 0);
