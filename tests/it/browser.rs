@@ -324,7 +324,15 @@ fn the_live_page_in_headless_chromium() {
     b.click("#pause");
     wait_for("the gauge to move after resume", || (gauge().0 != held).then_some(()));
 
-    // The snapshot: the frame with its overlay as PNG and the result as JSON.
+    // The snapshot, taken paused as a sonographer would: the frame on screen with its overlay
+    // as PNG and that frame's result as JSON (kept by the page while paused).
+    b.click("#pause");
+    let (shown_id, shown_size) = wait_for("the shown frame's result on the page", || {
+        let v = b.js("const i = document.getElementById('frame');
+             return [i.dataset.frameId || '', i.naturalWidth, i.naturalHeight, !loading && recent.has(Number(i.dataset.frameId))];");
+        let size = (v[1].as_u64()? as u32, v[2].as_u64()? as u32);
+        (v[3].as_bool()?).then(|| (v[0].as_str().unwrap_or_default().to_string(), size))
+    });
     b.click("#snapshot");
     let (png, result) = wait_for("the snapshot's two downloads", || {
         let names: Vec<String> =
@@ -333,13 +341,12 @@ fn the_live_page_in_headless_chromium() {
         let json = names.iter().find(|n| n.starts_with("usq-result-") && n.ends_with(".json"))?;
         Some((downloads.path().join(png), downloads.path().join(json)))
     });
+    assert!(png.to_string_lossy().ends_with(&format!("usq-frame-{shown_id}.png")), "{png:?} and frame {shown_id}");
     let img = wait_for("the PNG to be complete", || image::open(&png).ok());
-    let frame_jpg = http(&addr, "GET", "/frame.jpg", None).1;
-    let served = image::load_from_memory(&frame_jpg).unwrap();
-    assert_eq!((img.width(), img.height()), (served.width(), served.height()), "the snapshot is the served frame");
+    assert_eq!((img.width(), img.height()), shown_size, "the snapshot is the frame on screen");
     let r: Value = wait_for("the JSON to be complete", || serde_json::from_slice(&std::fs::read(&result).ok()?).ok());
-    let snap_id = r["frame_id"].as_u64().unwrap();
-    assert!(png.to_string_lossy().ends_with(&format!("usq-frame-{snap_id}.png")), "{png:?} and frame {snap_id}");
+    let snap_id = r["frame_id"].as_u64().expect("the snapshot's JSON is a result");
+    assert_eq!(snap_id.to_string(), shown_id, "the snapshot's JSON is the shown frame's result");
     let streamed = results.lock().unwrap().get(&snap_id).cloned().expect("the snapshot's frame was streamed");
     assert!(same(&r, &streamed), "the snapshot's JSON {r} is not the stream's result {streamed}");
 
