@@ -2,7 +2,7 @@
  * firmware_loop: a scanner firmware's main loop in miniature, on libusq.
  *
  *   firmware_loop INPUT --frames N --fps F [--budget-ms B] [--size WxH] [--threads T]
- *                 [--model M] [--manifold DIR] [--organ NAME] [--zero-copy]
+ *                 [--model M] [--manifold DIR] [--organ NAME] [--zero-copy] [--stats-every S]
  *
  * INPUT is a folder of images (PNG, JPEG, BMP, TIFF), played in name order and looped, or with
  * --size a file of raw GRAY8 frames of W x H. A producer thread pushes a frame every 1/F s
@@ -11,8 +11,13 @@
  *
  *   frame=<id> nrq=<score> coverage=<0..1> latency_ms=<ms> missed=<0|1>
  *
- * then a summary line of the engine's statistics. All memory is set up before the loop
- * starts; the loop itself allocates nothing.
+ * then a summary line of the engine's statistics. With --stats-every S, also every S seconds
+ * (for soaks) a line of the engine's and the pool's counters so far:
+ *
+ *   tick t_s=<s> pushed=.. scored=.. dropped=.. skipped=.. failed=.. misses=.. p50_ms=.. p99_ms=..
+ *        pool_in_use_mb=.. pool_peak_mb=.. pool_fallbacks=..
+ *
+ * All memory is set up before the loop starts; the loop itself allocates nothing.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
@@ -184,13 +189,38 @@ static void *produce(void *arg) {
 static void usage(void) {
   fprintf(stderr,
           "usage: firmware_loop INPUT --frames N --fps F [--budget-ms B] [--size WxH] [--threads T]\n"
-          "                     [--model M] [--manifold DIR] [--organ NAME] [--zero-copy]\n");
+          "                     [--model M] [--manifold DIR] [--organ NAME] [--zero-copy] [--stats-every S]\n");
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* One soak sample: the engine's counters (latency percentiles over its recent results) and the
+   allocation pool's. */
+static usq_status print_tick(const usq_engine *engine, double t) {
+  usq_engine_stats st = {.struct_size = sizeof st};
+  usq_pool_stats pool = {.struct_size = sizeof pool};
+  usq_status s = usq_engine_get_stats(engine, &st);
+  if (s == USQ_OK) s = usq_pool_get_stats(&pool);
+  if (s != USQ_OK) return s;
+  printf("tick t_s=%.1f pushed=%llu scored=%llu dropped=%llu skipped=%llu failed=%llu misses=%llu p50_ms=%.2f "
+         "p99_ms=%.2f pool_in_use_mb=%.1f pool_peak_mb=%.1f pool_fallbacks=%llu\n",
+         t, (unsigned long long)st.frames_pushed, (unsigned long long)st.frames_scored,
+         (unsigned long long)st.frames_dropped, (unsigned long long)st.frames_skipped,
+         (unsigned long long)st.frames_failed, (unsigned long long)st.deadline_misses, st.latency_p50_ms,
+         st.latency_p99_ms, pool.in_use_bytes / 1048576.0, pool.peak_bytes / 1048576.0,
+         (unsigned long long)pool.fallbacks);
+  fflush(stdout);
+  return USQ_OK;
 }
 
 int main(int argc, char **argv) {
   const char *input = NULL, *model = NULL, *manifold = NULL, *organ = NULL;
   unsigned frames = 0, w = 0, h = 0;
-  double fps = 0, budget = 33.0;
+  double fps = 0, budget = 33.0, stats_every = 0;
   unsigned threads = 1;
   int zero_copy = 0;
   for (int i = 1; i < argc; i++) {
@@ -205,11 +235,12 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--model") && v) model = argv[++i];
     else if (!strcmp(a, "--manifold") && v) manifold = argv[++i];
     else if (!strcmp(a, "--organ") && v) organ = argv[++i];
+    else if (!strcmp(a, "--stats-every") && v) stats_every = strtod(argv[++i], NULL);
     else if (!strcmp(a, "--zero-copy")) zero_copy = 1;
     else if (a[0] != '-' && !input) input = a;
     else return usage(), 2;
   }
-  if (!input || frames == 0 || !(fps > 0) || !(budget > 0)) return usage(), 2;
+  if (!input || frames == 0 || !(fps > 0) || !(budget > 0) || stats_every < 0) return usage(), 2;
 
   struct clip clip;
   if (w ? load_raw(input, w, h, &clip) : load_folder(input, &clip)) return 1;
@@ -235,7 +266,14 @@ int main(int argc, char **argv) {
   usq_result r = {.struct_size = sizeof r};
   usq_engine_stats st = {.struct_size = sizeof st};
   int producer_done = 0;
+  const double start = now_s();
+  double next_tick = stats_every;
   for (;;) {
+    if (stats_every > 0 && now_s() - start >= next_tick) {
+      s = print_tick(engine, now_s() - start);
+      if (s != USQ_OK) return fail_usq("stats", s);
+      next_tick += stats_every;
+    }
     s = usq_engine_wait_result(engine, 100, &r);
     if (s == USQ_OK) {
       /* The reason beside the number: what the sonographer should fix ("" when nothing). */

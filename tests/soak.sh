@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The live engine fed at 30 fps for a long run, twice: ffi/firmware_loop.c against the static
+# libusq, then `usq live --input`, both on the shipped defaults and the same clip.
+#
+#   tests/soak.sh SECONDS [FRAMES_DIR]
+#
+# FRAMES_DIR: default held-out HC18 subjects 600-629 from ../shared/data (looped), else the
+# project's simulated frames. Every $EVERY seconds (default 60) it records resident memory,
+# results so far and the engine's p50/p99 latency (over its last 1024 results), and for
+# firmware_loop the allocation pool's bytes in use, peak and fallbacks. Prints the table, then
+# fails when, once warm (the second quarter of the run against the last), memory grows by more
+# than $SLACK_MIB MiB (default 16), the pool's peak or in-use bytes grow by more than 1 MiB, the
+# median p50 latency drifts up by more than 25 % + 1 ms, an interval has no results, or a frame
+# failed / the pool fell back to malloc. CI runs it for 2 minutes; docs/reliability.md has the
+# 30-minute run.
+#
+# Needs target/release/usq and target/release/libusq_ffi.a (cargo build --release --workspace),
+# a C compiler, pkg-config and curl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 1 ] || { echo "usage: $0 SECONDS [FRAMES_DIR]" >&2; exit 2; }
+total=$1 EVERY=${EVERY:-60} SLACK_MIB=${SLACK_MIB:-16} FPS=${FPS:-30}
+USQ=${USQ:-target/release/usq}
+source .ci/apt-ensure.sh
+apt_ensure soak gcc libc6-dev pkg-config curl
+[ -x "$USQ" ] && [ -f target/release/libusq_ffi.a ] || {
+  echo "soak: needs $USQ and target/release/libusq_ffi.a: cargo build --release --workspace" >&2; exit 1; }
+[ "$total" -ge $((4 * EVERY)) ] || { echo "soak: SECONDS must cover at least 4 samples of $EVERY s" >&2; exit 2; }
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+frames=${2:-}
+if [ -z "$frames" ]; then
+  frames=$work/frames; mkdir -p "$frames"
+  if [ -d ../shared/data/hc18/images ]; then
+    cp ../shared/data/hc18/images/6[0-2][0-9]_HC.png "$frames"/
+  else
+    echo "soak: SKIPPED real frames: ../shared/data/hc18 is absent, using the simulated frames"
+    cp tests/fixtures/sim_linear_640x480*.png "$frames"/
+  fi
+fi
+rss() { awk '/^VmRSS/{print int($2/1024)}' "/proc/$1/status" 2>/dev/null || echo -1; }
+
+# judge NAME TABLE: the table's columns are t rss_mib scored p50 p99 failed pool_in_use pool_peak
+# fallbacks ('-' where a column does not apply).
+judge() {
+  echo "soak: $1, one row per ${EVERY} s:"
+  awk '{ printf "soak:  "; for (i = 1; i <= NF; i++) printf " %15s", $i; print "" }' "$2"
+  awk -v name="$1" -v slack="$SLACK_MIB" '
+    NR == 1 { next }
+    { n++; t[n] = $1; rss[n] = $2; scored[n] = $3; p50[n] = $4; failed[n] = $6; inuse[n] = $7; peak[n] = $8; fb[n] = $9 }
+    function maxof(a, lo, hi,   m, i) { m = a[lo]; for (i = lo; i <= hi; i++) if (a[i] + 0 > m + 0) m = a[i]; return m }
+    function median(a, lo, hi,   v, k, i, j, x) {
+      k = 0; for (i = lo; i <= hi; i++) v[++k] = a[i] + 0
+      for (i = 2; i <= k; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
+      return k % 2 ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2
+    }
+    END {
+      q = int(n / 4); if (q < 1) q = 1
+      lo2 = q + 1; hi2 = 2 * q; lo4 = n - q + 1
+      bad = 0
+      r2 = maxof(rss, lo2, hi2); r4 = maxof(rss, lo4, n)
+      printf "soak: %s: rss second-quarter peak %d MiB, last-quarter peak %d MiB\n", name, r2, r4
+      if (r4 > r2 + slack) { printf "soak: FAIL: %s: memory grew by %d MiB once warm\n", name, r4 - r2; bad = 1 }
+      m2 = median(p50, lo2, hi2); m4 = median(p50, lo4, n)
+      printf "soak: %s: median p50 latency %.2f ms (second quarter), %.2f ms (last quarter)\n", name, m2, m4
+      if (m4 > 1.25 * m2 + 1) { printf "soak: FAIL: %s: latency drifted up\n", name; bad = 1 }
+      for (i = 2; i <= n; i++) if (scored[i] <= scored[i - 1]) { printf "soak: FAIL: %s: no results between %s s and %s s\n", name, t[i - 1], t[i]; bad = 1 }
+      if (failed[n] != "-" && failed[n] > 0) { printf "soak: FAIL: %s: %d frames failed\n", name, failed[n]; bad = 1 }
+      if (peak[n] != "-") {
+        printf "soak: %s: pool in use %.1f / %.1f MiB, peak %.1f / %.1f MiB (second / last quarter), fallbacks %d\n", name, maxof(inuse, lo2, hi2), maxof(inuse, lo4, n), maxof(peak, lo2, hi2), peak[n], fb[n]
+        if (peak[n] > maxof(peak, lo2, hi2) + 1 || maxof(inuse, lo4, n) > maxof(inuse, lo2, hi2) + 1) { printf "soak: FAIL: %s: the pool grew once warm\n", name; bad = 1 }
+        if (fb[n] > 0) { printf "soak: FAIL: %s: %d allocations fell back to malloc\n", name, fb[n]; bad = 1 }
+      }
+      exit bad
+    }' "$2"
+}
+
+header="t_s rss_mib scored p50_ms p99_ms failed pool_in_use_mib pool_peak_mib pool_fallbacks"
+
+# 1. firmware_loop against the static library, as firmware links it (pkg-config usq-static).
+bash ffi/install.sh "$work/prefix" target/release >/dev/null
+# shellcheck disable=SC2046
+cc -std=c11 -O2 -pthread -o "$work/firmware_loop" ffi/firmware_loop.c \
+  $(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs usq-static) -lm
+echo "soak: firmware_loop (static libusq) at $FPS fps for $total s on $frames"
+"$work/firmware_loop" "$frames" --frames $((FPS * total)) --fps "$FPS" --stats-every "$EVERY" \
+  >"$work/fw.out" 2>"$work/fw.err" &
+fw=$!; pids+=("$fw")
+echo "$header" >"$work/fw.table"
+# firmware_loop prints a tick every $EVERY s; memory is read when each tick appears.
+seen=0
+while kill -0 "$fw" 2>/dev/null; do
+  sleep 1
+  ticks=$(grep -c '^tick ' "$work/fw.out" || true)
+  while [ "$seen" -lt "$ticks" ]; do
+    seen=$((seen + 1))
+    m=$(rss "$fw")
+    grep '^tick ' "$work/fw.out" | sed -n "${seen}p" | awk -v m="$m" '{
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      print v["t_s"], m, v["scored"], v["p50_ms"], v["p99_ms"], v["failed"], v["pool_in_use_mb"], v["pool_peak_mb"], v["pool_fallbacks"]
+    }' >>"$work/fw.table"
+  done
+done
+wait "$fw" || { tail -20 "$work/fw.err" "$work/fw.out" >&2; echo "soak: FAIL: firmware_loop exited with an error" >&2; exit 1; }
+grep '^stats ' "$work/fw.out" | sed 's/^/soak: firmware_loop /'
+fw_ok=0; judge firmware_loop "$work/fw.table" || fw_ok=1
+
+# 2. usq live --input, its counters from the live view's /stats.json.
+echo "soak: usq live --input at $FPS fps for $total s"
+"$USQ" live --input "$frames" --fps "$FPS" --seconds "$((total + 5))" --json --serve 127.0.0.1:0 \
+  >"$work/live.out" 2>"$work/live.err" &
+usq=$!; pids+=("$usq")
+for _ in $(seq 150); do grep -q "serving the live view on" "$work/live.err" && break; sleep 0.2; done
+url=$(grep -o 'http://[0-9.:]*/' "$work/live.err" | head -1)
+[ -n "$url" ] || { cat "$work/live.err" >&2; echo "soak: FAIL: usq did not start" >&2; exit 1; }
+echo "$header" >"$work/live.table"
+t=0
+while [ "$t" -lt "$total" ]; do
+  sleep "$EVERY"; t=$((t + EVERY))
+  kill -0 "$usq" 2>/dev/null || { tail -20 "$work/live.err" >&2; echo "soak: FAIL: usq ended early" >&2; exit 1; }
+  m=$(rss "$usq")
+  json=$(curl -s --max-time 5 "${url}stats.json")
+  get() { echo "$json" | grep -o "\"$1\":[0-9.eE+-]*" | cut -d: -f2; }
+  printf '%s %s %s %.2f %.2f %s - - -\n' "$t" "$m" "$(get frames_scored)" "$(get latency_p50_ms)" "$(get latency_p99_ms)" \
+    "$(get frames_failed)" >>"$work/live.table"
+done
+wait "$usq" || { tail -20 "$work/live.err" >&2; echo "soak: FAIL: usq live exited with an error" >&2; exit 1; }
+grep -v '^usq live: serving' "$work/live.err" | tail -3 | sed 's/^/soak: usq live /'
+results=$(grep -c '"frame_id"' "$work/live.out" || true)
+echo "soak: usq live: $results JSON results on stdout"
+live_ok=0; judge "usq live" "$work/live.table" || live_ok=1
+
+[ "$fw_ok" -eq 0 ] && [ "$live_ok" -eq 0 ] || { echo "soak: FAIL" >&2; exit 1; }
+echo "soak: PASS"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The frame ring and the live engine under ThreadSanitizer: the ring's and the slots' unit
+# tests (producer and consumer threads) and the engine's integration tests (the real encoder on
+# a worker thread, a producer thread pushing, results read on another). Any data race report
+# fails the run.
+#
+#   tests/tsan.sh
+#
+# Needs the nightly toolchain with rust-src (installed with rustup if missing): the standard
+# library is rebuilt with the sanitizer (-Zbuild-std), else TSan reports races inside std that
+# are not there. The instrumented build lives in target/tsan (cold: most of an hour on 2
+# cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+triple=$(rustc -vV | sed -n 's/^host: //p')
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+rustup component list --toolchain nightly --installed | grep -q '^rust-src' || rustup component add rust-src --toolchain nightly
+export RUSTFLAGS="-Zsanitizer=thread -Cforce-frame-pointers=yes"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
+run=(cargo +nightly test -Zbuild-std --release --target "$triple" --target-dir target/tsan -p usq)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+echo "== ring and slots unit tests under ThreadSanitizer"
+"${run[@]}" --lib engine:: 2>&1 | tee "$log"
+echo "== engine integration tests under ThreadSanitizer"
+"${run[@]}" --test it engine:: 2>&1 | tee -a "$log"
+if grep -q "WARNING: ThreadSanitizer" "$log"; then echo "tsan: FAIL: a report above" >&2; exit 1; fi
+echo "tsan: PASS ($(grep -c '^test .* ok$' "$log") tests, no data race reported)"
