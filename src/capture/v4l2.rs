@@ -13,6 +13,12 @@
 //!   off): a clear error, and the stream is stopped.
 //! - ENODEV, EIO and other errors from the driver: the device is gone; a clear error.
 //! - A corrupt MJPEG frame or a short raw buffer: skipped and counted.
+//!
+//! [`Camera::stream_supervised`] adds the policy for losing the device: with
+//! [`OnLoss::Reconnect`] it reopens the device (same path, same request: the format and size
+//! are negotiated again, so a source that comes back with another size or format is taken as
+//! it is) until it sends frames again or the stop flag is set; with [`OnLoss::Exit`] the loss
+//! is the stream's error, as with [`Camera::stream`].
 
 use super::format::{CaptureFormat, CapturedFrame, frame_from_buffer};
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -48,6 +54,10 @@ pub struct StreamOptions {
     pub no_frame_timeout: Duration,
     /// How often the stop flag is looked at while waiting for a frame.
     pub poll_interval: Duration,
+    /// A gap between frames at least this long is counted as a stall.
+    pub stall_after: Duration,
+    /// How often a lost device is tried again.
+    pub reopen_interval: Duration,
 }
 
 impl Default for StreamOptions {
@@ -56,6 +66,8 @@ impl Default for StreamOptions {
             buffers: 4,
             no_frame_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(100),
+            stall_after: Duration::from_secs(1),
+            reopen_interval: Duration::from_millis(250),
         }
     }
 }
@@ -80,6 +92,42 @@ pub struct CaptureStats {
     pub last_skip: Option<String>,
     /// Times the device said "no frame yet" (EAGAIN, poll timeouts).
     pub retries: u64,
+    /// Gaps between frames of at least [`StreamOptions::stall_after`] that the stream survived.
+    pub stalls: u64,
+    /// The longest gap between two frames of one stream.
+    pub longest_gap: Duration,
+    /// Times the device was lost.
+    pub losses: u64,
+    /// Times it sent frames again after a loss.
+    pub reconnects: u64,
+    /// Time spent without the device: from the last frame before each loss to the first
+    /// frame back.
+    pub time_lost: Duration,
+}
+
+/// What to do when the device is lost: unplugged, failing, or silent for
+/// [`StreamOptions::no_frame_timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnLoss {
+    /// Reopen it until it sends frames again (or the stop flag is set).
+    Reconnect,
+    /// End the stream with the loss as its error.
+    Exit,
+}
+
+/// What happened to the capture, reported as it happens, for people watching.
+#[derive(Debug)]
+pub enum CaptureEvent<'a> {
+    /// The device was lost; reopening follows with [`OnLoss::Reconnect`].
+    Lost(&'a Error),
+    /// Frames again, `after` the last frame before the loss, from the device as it now
+    /// describes itself.
+    Back {
+        /// Time since the loss.
+        after: Duration,
+        /// The device as it now describes itself ([`Camera::describe`]).
+        device: &'a str,
+    },
 }
 
 /// An opened device with its negotiated format.
@@ -247,6 +295,11 @@ impl Camera {
                 }
                 Err(e) => return Err(io_error(e, format!("{name}: capture stopped"))),
             };
+            let gap = last_frame.elapsed();
+            stats.longest_gap = stats.longest_gap.max(gap);
+            if gap >= options.stall_after && stats.frames > 0 {
+                stats.stalls += 1;
+            }
             last_frame = Instant::now();
             let outcome = match frame_from_buffer(self.format, self.layout, stream.data(index, &meta), &mut decoded) {
                 Ok((data, layout)) => {
@@ -267,6 +320,79 @@ impl Camera {
             if !outcome? {
                 return Ok(StopReason::Consumer);
             }
+        }
+    }
+}
+
+impl Camera {
+    /// As [`Camera::stream`], with `on_loss` deciding what a lost device means. The request
+    /// is what reopening asks for; `on_event` hears of each loss and each return. Errors of
+    /// `on_frame` end the stream whatever the policy: they are not the device's.
+    #[allow(clippy::too_many_arguments)] // the stream's parts, each used once
+    pub fn stream_supervised(
+        self,
+        request: &CaptureRequest,
+        options: &StreamOptions,
+        on_loss: OnLoss,
+        stop: &AtomicBool,
+        stats: &mut CaptureStats,
+        mut on_frame: impl FnMut(CapturedFrame<'_>) -> Result<bool>,
+        mut on_event: impl FnMut(CaptureEvent<'_>),
+    ) -> Result<StopReason> {
+        let path = self.path.clone();
+        let mut camera = Some(self);
+        // The loss dates from the last frame before it: that is when the picture stopped.
+        let (mut lost_at, mut last_frame): (Option<Instant>, Option<Instant>) = (None, None);
+        loop {
+            let Some(cam) = camera.take() else {
+                // Lost: try again until the device opens, or the stop flag is set.
+                if stop.load(Ordering::SeqCst) {
+                    if let Some(t) = lost_at {
+                        stats.time_lost += t.elapsed();
+                    }
+                    return Ok(StopReason::Requested);
+                }
+                match Camera::open(&path, request) {
+                    Ok(c) => camera = Some(c),
+                    Err(_) => std::thread::sleep(options.reopen_interval),
+                }
+                continue;
+            };
+            let (mut consumer_error, mut back) = (None, None);
+            let description = cam.describe();
+            let ended = cam.stream(options, stop, stats, |f| {
+                last_frame = Some(Instant::now());
+                if let Some(t) = lost_at.take() {
+                    back = Some(t.elapsed());
+                    on_event(CaptureEvent::Back { after: t.elapsed(), device: &description });
+                }
+                on_frame(f).or_else(|e| {
+                    consumer_error = Some(e);
+                    Ok(false)
+                })
+            });
+            if let Some(after) = back {
+                stats.reconnects += 1;
+                stats.time_lost += after;
+            }
+            if let Some(e) = consumer_error {
+                return Err(e);
+            }
+            match ended {
+                Ok(reason) => return Ok(reason),
+                // Reopened but still silent or failing: the same loss goes on.
+                Err(_) if lost_at.is_some() => {}
+                Err(e) => {
+                    stats.losses += 1;
+                    on_event(CaptureEvent::Lost(&e));
+                    if on_loss == OnLoss::Exit {
+                        return Err(e);
+                    }
+                    lost_at = Some(last_frame.unwrap_or_else(Instant::now));
+                }
+            }
+            // Close the lost device (its buffers and handle) before opening it again.
+            drop(cam);
         }
     }
 }

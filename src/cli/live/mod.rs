@@ -38,6 +38,11 @@ pub struct Args {
     /// first of these the device offers).
     #[arg(long, value_name = "FOURCC")]
     format: Option<String>,
+    /// When the capture device is lost (unplugged, failing, or no frame for 5 s): reopen it
+    /// until it sends frames again, taking its new size and format if they changed, or exit
+    /// with an error.
+    #[arg(long, value_enum, default_value_t = OnCaptureLoss::Reconnect, value_name = "WHAT")]
+    on_capture_loss: OnCaptureLoss,
     /// Latency budget per frame, in milliseconds.
     #[arg(long, default_value_t = 33.0, value_name = "N")]
     budget_ms: f64,
@@ -74,6 +79,12 @@ pub struct Args {
     /// Allow --serve on an address other than loopback (frames may show patient data).
     #[arg(long, requires = "serve")]
     serve_public: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnCaptureLoss {
+    Reconnect,
+    Exit,
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
@@ -120,7 +131,12 @@ pub fn run(a: Args) -> usq::Result<bool> {
         let m = usq::LiveModel::for_this_cpu();
         eprintln!("usq live: the shipped {} model ({})", m.name(), m.reason());
     }
-    let mut cfg = EngineConfig::for_frames(layout.width, layout.height);
+    // A capture device may come back at another size: its frames up to 1920x1080 fit the ring.
+    let (w, h) = match a.device {
+        Some(_) => (layout.width.max(1920), layout.height.max(1080)),
+        None => (layout.width, layout.height),
+    };
+    let mut cfg = EngineConfig::for_frames(w, h);
     cfg.max_frame_bytes = cfg.max_frame_bytes.max(layout.required_bytes()?);
     cfg.budget_ms = a.budget_ms;
     cfg.roi = a.roi;
@@ -288,30 +304,66 @@ fn open_device(dev: &std::path::Path, _a: &Args) -> usq::Result<Opened> {
 #[cfg(feature = "v4l2")]
 fn open_device(dev: &std::path::Path, a: &Args) -> usq::Result<Opened> {
     use usq::capture::CaptureFormat;
-    use usq::capture::v4l2::{Camera, CaptureRequest, CaptureStats, StreamOptions};
+    use usq::capture::v4l2::{Camera, CaptureEvent, CaptureRequest, CaptureStats, OnLoss, StreamOptions};
     let request =
         CaptureRequest { format: a.format.as_deref().map(CaptureFormat::parse).transpose()?, size: a.size, fps: a.fps };
     let camera = Camera::open(dev, &request)?;
     let (label, layout) = (camera.describe(), camera.layout());
     let fps = camera.fps().or(a.fps).unwrap_or(30.0);
     let limit = a.frames;
+    let on_loss = match a.on_capture_loss {
+        OnCaptureLoss::Reconnect => OnLoss::Reconnect,
+        OnCaptureLoss::Exit => OnLoss::Exit,
+    };
     let feeder: Feeder = Box::new(move |engine, stop| {
         let mut stats = CaptureStats::default();
         let mut producer = engine.producer()?;
         let mut n = 0u64;
-        let ended = camera.stream(&StreamOptions::default(), stop, &mut stats, |f| {
-            producer.push(f.data, f.layout, f.timestamp_us)?;
+        let push = |f: usq::capture::CapturedFrame<'_>| {
+            producer.push(f.data, f.layout, f.timestamp_us).context("the capture's frame")?;
             n += 1;
             Ok(limit.is_none_or(|l| n < l))
-        });
-        let mut line = format!("capture: {} frames, {} retries", stats.frames, stats.retries);
-        if stats.skipped > 0 {
-            line +=
-                &format!(", {} unusable frames skipped (last: {})", stats.skipped, stats.last_skip.unwrap_or_default());
-        }
+        };
+        // Events go to stderr as they happen (stdout is the results').
+        let event = |e: CaptureEvent<'_>| match e {
+            CaptureEvent::Lost(e) if on_loss == OnLoss::Reconnect => {
+                eprintln!("usq live: capture lost: {e}; reopening the device until it sends frames")
+            }
+            CaptureEvent::Lost(_) => {}
+            CaptureEvent::Back { after, device } => {
+                eprintln!("usq live: capture back after {:.1} s: {device}", after.as_secs_f64())
+            }
+        };
+        let ended =
+            camera.stream_supervised(&request, &StreamOptions::default(), on_loss, stop, &mut stats, push, event);
+        let line = capture_summary(&stats);
         ended.map(|_| Some(line.clone())).map_err(|e| e.context(line))
     });
     Ok((label, layout, fps, feeder))
+}
+
+/// The capture's counters, one line for the summary.
+#[cfg(feature = "v4l2")]
+fn capture_summary(s: &usq::capture::v4l2::CaptureStats) -> String {
+    let mut line = format!(
+        "capture: {} frames, {} retries, {} stalls (longest gap {:.1} s)",
+        s.frames,
+        s.retries,
+        s.stalls,
+        s.longest_gap.as_secs_f64()
+    );
+    if s.skipped > 0 {
+        line += &format!(", {} unusable frames skipped (last: {})", s.skipped, s.last_skip.as_deref().unwrap_or(""));
+    }
+    if s.losses > 0 {
+        line += &format!(
+            ", device lost {} times, back {} times ({:.1} s without it)",
+            s.losses,
+            s.reconnects,
+            s.time_lost.as_secs_f64()
+        );
+    }
+    line
 }
 
 fn write_csv(f: &mut std::fs::File, r: &LiveResult) -> usq::Result<()> {
