@@ -24,6 +24,7 @@
 
 pub mod capture;
 pub mod checks;
+pub mod clip;
 pub mod contract;
 pub mod dataset;
 pub mod defaults;

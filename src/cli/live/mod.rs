@@ -2,20 +2,17 @@
 //! or JSON lines), an optional CSV record, and a summary when it stops (Ctrl-C, --seconds,
 //! --frames).
 
-#[cfg(feature = "dicom")]
-mod dicom;
 mod gauge;
 mod serve;
-mod source;
 
 use super::{LiveModelArg, report};
-use source::Source;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use usq::Context;
+use usq::clip::Source;
 use usq::engine::{Engine, EngineConfig, LiveResult};
 use usq::imaging::pixel::{FrameLayout, Roi};
 

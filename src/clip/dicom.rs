@@ -1,4 +1,4 @@
-//! Multi-frame DICOM cines (ultrasound multi-frame images) for `usq live --input`: frames are
+//! Multi-frame DICOM cines (ultrasound multi-frame images) to play: frames are
 //! decoded one at a time (native, JPEG baseline/lossless, RLE, deflate transfer syntaxes) and
 //! turned to gray as still images are; the cine's own rate comes from Frame Time, else Cine
 //! Rate, else Recommended Display Frame Rate.
@@ -8,12 +8,13 @@
 //! they are, never min-max stretched per frame (the decoder's default), which would change a
 //! frame's gray levels with its content.
 
+use crate::{Error, ErrorKind, GrayFrame};
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, open_file};
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption};
 use std::path::{Path, PathBuf};
-use usq::{Error, ErrorKind, GrayFrame};
 
+/// An opened cine and the next frame to decode.
 pub struct Cine {
     path: PathBuf,
     object: DefaultDicomObject,
@@ -28,22 +29,24 @@ fn dicom_err(e: impl std::error::Error + 'static, what: String) -> Error {
 }
 
 impl Cine {
-    pub fn open(path: &Path) -> usq::Result<Cine> {
+    /// Reads the object and checks it holds pixel data of a size usq reads; frames are decoded
+    /// later, one at a time.
+    pub fn open(path: &Path) -> crate::Result<Cine> {
         let name = path.display();
         let object = open_file(path).map_err(|e| dicom_err(e, format!("reading DICOM {name}")))?;
         if object.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
-            usq::bail!(Image, "DICOM {name} holds no pixel data");
+            crate::bail!(Image, "DICOM {name} holds no pixel data");
         }
         let frames = match object.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten() {
             Some(e) => e.to_int::<u32>().map_err(|e| dicom_err(e, format!("DICOM {name}: Number of Frames")))?,
             None => 1,
         };
         if frames == 0 {
-            usq::bail!(Image, "DICOM {name} has 0 frames");
+            crate::bail!(Image, "DICOM {name} has 0 frames");
         }
         let side = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u32>().ok()).unwrap_or(0);
         let (rows, columns) = (side(tags::ROWS) as usize, side(tags::COLUMNS) as usize);
-        usq::imaging::frame::check_frame_size(columns, rows).map_err(|e| e.context(format!("DICOM {name}")))?;
+        crate::imaging::frame::check_frame_size(columns, rows).map_err(|e| e.context(format!("DICOM {name}")))?;
         let float = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_float64().ok());
         let fps = float(tags::FRAME_TIME)
             .filter(|ms| ms.is_finite() && *ms > 0.0)
@@ -65,7 +68,7 @@ impl Cine {
     }
 
     /// The next frame in gray (looping at the end).
-    pub fn next_frame(&mut self) -> usq::Result<GrayFrame> {
+    pub fn next_frame(&mut self) -> crate::Result<GrayFrame> {
         let i = self.next;
         self.next = (self.next + 1) % self.frames;
         let what = || format!("DICOM {} frame {} of {}", self.path.display(), i + 1, self.frames);

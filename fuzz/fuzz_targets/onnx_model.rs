@@ -1,0 +1,9 @@
+//! A model from arbitrary bytes (seeded with the shipped int8 model, so mutations are mostly
+//! of a real TinyUSFM protobuf): loading and the model contract give an error or an encoder
+//! that honours the contract, never a panic or an abort.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = usq::Encoder::from_bytes(data, 1);
+});
