@@ -11,7 +11,7 @@
 # allocator serves every Rust allocation and so checks the library's heap too.
 # FRAMES: frames firmware_loop pushes (default 90, 3 s at 30 fps). Needs the nightly toolchain
 # (installed with rustup if missing: -Zsanitizer is unstable) and the C compiler. The
-# instrumented build lives in target/asan (a cold build of every crate: about 25 minutes on 2
+# instrumented build lives in target/asan (a cold build of every crate: most of an hour on 2
 # cores; later runs rebuild only usq-ffi).
 set -euo pipefail
 cd "$(dirname "$0")/.."
