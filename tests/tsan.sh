@@ -25,4 +25,9 @@ echo "== ring and slots unit tests under ThreadSanitizer"
 echo "== engine integration tests under ThreadSanitizer"
 "${run[@]}" --test it engine:: 2>&1 | tee -a "$log"
 if grep -q "WARNING: ThreadSanitizer" "$log"; then echo "tsan: FAIL: a report above" >&2; exit 1; fi
+# The run could have failed: the test binaries carry TSan's checks.
+for b in target/tsan/"$triple"/release/deps/usq-* target/tsan/"$triple"/release/deps/it-*; do
+  [ -x "$b" ] || continue
+  nm "$b" 2>/dev/null | grep -q '__tsan_read' || { echo "tsan: FAIL: $b is not instrumented" >&2; exit 1; }
+done
 echo "tsan: PASS ($(grep -c '^test .* ok$' "$log") tests, no data race reported)"
