@@ -171,6 +171,19 @@ unsafe impl<B: GlobalAlloc> GlobalAlloc for PoolAllocator<B> {
     }
 }
 
+/// Returns the block to the backing allocator. A `#[global_allocator]` static is never
+/// dropped; a pool owned otherwise must outlive everything it served, as any allocator must.
+impl<B: GlobalAlloc> Drop for PoolAllocator<B> {
+    fn drop(&mut self) {
+        let s = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if s.base != 0 && s.base != usize::MAX {
+            let layout = Layout::from_size_align(self.bytes, BLOCK_ALIGN).expect("the block was taken with it");
+            // SAFETY: the block `ensure_block` took from `backing` with this layout, freed once.
+            unsafe { self.backing.dealloc(s.base as *mut u8, layout) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
