@@ -53,7 +53,7 @@ fn engine_status(model: Option<&Path>, manifold: Option<&Path>) -> usq_status {
 /// A manifold folder holding one organ whose `pca_mean.npy` declares three billion elements.
 fn hostile_manifold(dir: &Path) {
     let mut header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (3000000000,), }\n".to_vec();
-    while (10 + header.len()) % 64 != 0 {
+    while !(10 + header.len()).is_multiple_of(64) {
         header.insert(header.len() - 1, b' ');
     }
     let mut npy = b"\x93NUMPY\x01\x00".to_vec();
