@@ -18,19 +18,8 @@ USQ=${USQ:-target/release/usq}
 source .ci/apt-ensure.sh
 apt_ensure browser-soak chromium fonts-dejavu-core curl iproute2
 [ -x "$USQ" ] || { echo "soak: $USQ not found: cargo build --release" >&2; exit 1; }
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-frames=${2:-}
-if [ -z "$frames" ]; then
-  frames=$work/frames; mkdir -p "$frames"
-  if [ -d ../shared/data/hc18/images ]; then
-    cp ../shared/data/hc18/images/6[0-2][0-9]_HC.png "$frames"/
-  else
-    cp tests/fixtures/sim_linear_640x480*.png "$frames"/
-  fi
-fi
+source tests/soak-common.sh
+frames=$(soak_frames "${2:-}")
 "$USQ" live --input "$frames" --fps 10 --seconds "$((SECONDS_TOTAL + 30))" --serve 127.0.0.1:0 \
   >/dev/null 2>"$work/usq.err" &
 usq=$!; pids+=("$usq")

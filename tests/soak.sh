@@ -26,20 +26,8 @@ apt_ensure soak gcc libc6-dev pkg-config curl
 [ -x "$USQ" ] && [ -f target/release/libusq_ffi.a ] || {
   echo "soak: needs $USQ and target/release/libusq_ffi.a: cargo build --release --workspace" >&2; exit 1; }
 [ "$total" -ge $((4 * EVERY)) ] || { echo "soak: SECONDS must cover at least 4 samples of $EVERY s" >&2; exit 2; }
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-frames=${2:-}
-if [ -z "$frames" ]; then
-  frames=$work/frames; mkdir -p "$frames"
-  if [ -d ../shared/data/hc18/images ]; then
-    cp ../shared/data/hc18/images/6[0-2][0-9]_HC.png "$frames"/
-  else
-    echo "soak: SKIPPED real frames: ../shared/data/hc18 is absent, using the simulated frames"
-    cp tests/fixtures/sim_linear_640x480*.png "$frames"/
-  fi
-fi
+source tests/soak-common.sh
+frames=$(soak_frames "${2:-}")
 rss() { awk '/^VmRSS/{print int($2/1024)}' "/proc/$1/status" 2>/dev/null || echo -1; }
 
 # judge NAME TABLE: the table's columns are t rss_mib scored p50 p99 failed pool_in_use pool_peak
@@ -47,6 +35,7 @@ rss() { awk '/^VmRSS/{print int($2/1024)}' "/proc/$1/status" 2>/dev/null || echo
 judge() {
   echo "soak: $1, one row per ${EVERY} s:"
   awk '{ printf "soak:  "; for (i = 1; i <= NF; i++) printf " %15s", $i; print "" }' "$2"
+  [ "$(($(wc -l <"$2") - 1))" -ge 4 ] || { echo "soak: FAIL: $1: fewer than 4 samples" >&2; return 1; }
   awk -v name="$1" -v slack="$SLACK_MIB" '
     NR == 1 { next }
     { n++; t[n] = $1; rss[n] = $2; scored[n] = $3; p50[n] = $4; failed[n] = $6; inuse[n] = $7; peak[n] = $8; fb[n] = $9 }
@@ -97,6 +86,8 @@ while kill -0 "$fw" 2>/dev/null; do
   while [ "$seen" -lt "$ticks" ]; do
     seen=$((seen + 1))
     m=$(rss "$fw")
+    # A tick printed just before firmware_loop ended has no memory to read: left out.
+    [ "$m" -ge 0 ] || continue
     grep '^tick ' "$work/fw.out" | sed -n "${seen}p" | awk -v m="$m" '{
       for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
       print v["t_s"], m, v["scored"], v["p50_ms"], v["p99_ms"], v["failed"], v["pool_in_use_mb"], v["pool_peak_mb"], v["pool_fallbacks"]

@@ -15,7 +15,7 @@ use usq::clip::dicom::Cine;
 const SYNTAXES: [&str; 4] = [
     uids::EXPLICIT_VR_LITTLE_ENDIAN,
     uids::IMPLICIT_VR_LITTLE_ENDIAN,
-    uids::EXPLICIT_VR_BIG_ENDIAN,
+    "1.2.840.10008.1.2.2", // explicit VR big endian (retired, still read)
     uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
 ];
 

@@ -10,7 +10,8 @@
 
 use crate::{Error, ErrorKind, GrayFrame};
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, open_file};
+use dicom_object::file::ReadPreamble;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption};
 use std::path::{Path, PathBuf};
 
@@ -33,7 +34,15 @@ impl Cine {
     /// later, one at a time.
     pub fn open(path: &Path) -> crate::Result<Cine> {
         let name = path.display();
-        let object = open_file(path).map_err(|e| dicom_err(e, format!("reading DICOM {name}")))?;
+        let bytes = std::fs::read(path).map_err(|e| dicom_err(e, format!("reading DICOM {name}")))?;
+        // The stream starts at its DICM marker: after the 128-byte preamble, or at once.
+        let start = if bytes.get(128..132) == Some(b"DICM") { 128 } else { 0 };
+        let stream = &bytes[start..];
+        super::dicom_lengths::check(stream).map_err(|e| e.context(format!("DICOM {name}")))?;
+        let object = OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Never)
+            .from_reader(stream)
+            .map_err(|e| dicom_err(e, format!("reading DICOM {name}")))?;
         if object.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
             crate::bail!(Image, "DICOM {name} holds no pixel data");
         }

@@ -4,6 +4,8 @@
 
 #[cfg(feature = "dicom")]
 pub mod dicom;
+#[cfg(feature = "dicom")]
+pub mod dicom_lengths;
 pub mod y4m;
 
 use crate::imaging::pixel::{FrameLayout, PixelFormat};

@@ -182,6 +182,8 @@ fn bad_live_inputs() {
         (vec!["--input", endless.to_str().unwrap()], "has no size"),
         (vec!["--input", raw.to_str().unwrap(), "--size", "4294967296x4294967296"], "larger than usq reads"),
         (vec!["--input", not_dicom.to_str().unwrap()], "DICOM"),
+        // Found by fuzzing: an 864-byte cine declaring a 2.4 GB value took 2.4 GB to open.
+        (vec!["--input", "tests/fixtures/hostile_length.dcm"], "(9090,E790) declares 2431029392 bytes"),
         (vec!["--input", "tests/fixtures", "--roi", "0,0,5000,10"], "region of interest"),
     ]
     .into_iter()

@@ -205,23 +205,30 @@ phase_formats() {
 
 fmt=${FORMATS%% *}
 
+start_usq() { # start_usq TAG ARGS...: run_usq in the background, until a second after its first result
+  run_usq "$@" &
+  USQ_PID=$!
+  PIDS+=($USQ_PID)
+  wait_for 30 test -s "$WORK/$1.jsonl" || fail "$1: no result within 30 s"
+  sleep 1
+}
+finish_usq() { # finish_usq TAG: waits for it to end, shows its log; fails on an error exit or a panic
+  wait "$USQ_PID"
+  local rc=$?
+  unpublish
+  cat "$WORK/$1.log" >&2
+  [ $rc -eq 0 ] || fail "$1: usq live exited with $rc"
+  ! grep -q panicked "$WORK/$1.log" || fail "$1: usq panicked"
+}
+
 phase_stall() {
   # Stall: the publisher stopped for 3 s, then resumed.
   publish "$fmt"
-  run_usq stall --seconds $((RUN_SECONDS + 6)) &
-  usq_pid=$!
-  PIDS+=($usq_pid)
-  wait_for 30 test -s "$WORK/stall.jsonl" || fail "stall: no result within 30 s"
-  sleep 1
+  start_usq stall --seconds $((RUN_SECONDS + 6))
   kill -STOP "$PUBLISHER"
   sleep 3
   kill -CONT "$PUBLISHER"
-  wait "$usq_pid"
-  rc=$?
-  unpublish
-  cat "$WORK/stall.log" >&2
-  [ $rc -eq 0 ] || fail "stall: usq live exited with $rc"
-  grep -q panicked "$WORK/stall.log" && fail "stall: usq panicked"
+  finish_usq stall
   grep -q "capture lost" "$WORK/stall.log" && fail "stall: a 3 s stall was taken for a loss"
   grep -qE "[1-9][0-9]* stalls \(longest gap [2-9]" "$WORK/stall.log" || fail "stall: the stall was not counted"
   after=$(results_after_gap "$WORK/stall.jsonl")
@@ -249,12 +256,8 @@ phase_corrupt() {
   done
   read -r w h < <(od -An -tu1 -j16 -N8 "$WORK/frames/frame0000.png" | awk '{print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8}')
   publish_jpegs "$WORK/jpeg" "${w}x$h"
-  run_usq corrupt --seconds "$RUN_SECONDS"
-  rc=$?
-  unpublish
-  cat "$WORK/corrupt.log" >&2
-  [ $rc -eq 0 ] || fail "corrupt: usq live exited with $rc"
-  grep -q panicked "$WORK/corrupt.log" && fail "corrupt: usq panicked"
+  start_usq corrupt --seconds "$RUN_SECONDS"
+  finish_usq corrupt
   skipped=$(sed -n 's/.* \([0-9][0-9]*\) unusable frames skipped.*/\1/p' "$WORK/corrupt.log")
   scored=$(wc -l <"$WORK/corrupt.jsonl")
   [ "${skipped:-0}" -gt 0 ] || fail "corrupt: no unusable frame counted"
@@ -265,11 +268,7 @@ phase_corrupt() {
 phase_reconnect() {
   # Reconnect: unplugged, back 7 s later as YUYV 640x480.
   publish "$fmt"
-  run_usq reconnect --seconds $((RUN_SECONDS + 18)) &
-  usq_pid=$!
-  PIDS+=($usq_pid)
-  wait_for 30 test -s "$WORK/reconnect.jsonl" || fail "reconnect: no result within 30 s"
-  sleep 1
+  start_usq reconnect --seconds $((RUN_SECONDS + 18))
   unpublish
   wait_for 10 grep -q "capture lost" "$WORK/reconnect.log" || fail "reconnect: the loss was not reported within 10 s"
   sleep 2
@@ -277,12 +276,7 @@ phase_reconnect() {
   publish YUY2 640x480
   wait_for 10 grep -q "capture back" "$WORK/reconnect.log" || fail "reconnect: not back within 10 s of the camera's return"
   back_s=$(awk -v a="$returned" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1e3 }')
-  wait "$usq_pid"
-  rc=$?
-  unpublish
-  cat "$WORK/reconnect.log" >&2
-  [ $rc -eq 0 ] || fail "reconnect: usq live exited with $rc"
-  grep -q panicked "$WORK/reconnect.log" && fail "reconnect: usq panicked"
+  finish_usq reconnect
   grep -q "capture back after .*YUYV 640x480" "$WORK/reconnect.log" || fail "reconnect: not back as YUYV 640x480"
   awk -v s="$back_s" 'BEGIN { exit !(s <= 5) }' || fail "reconnect: back $back_s s after the camera returned (over 5 s)"
   after=$(results_after_gap "$WORK/reconnect.jsonl")
@@ -294,14 +288,10 @@ phase_unplug() {
   # Unplug with --on-capture-loss exit: usq must stop with a clear message, no panic, well before
   # its own timeout.
   publish "$fmt"
-  run_usq unplug --seconds 600 --on-capture-loss exit &
-  usq_pid=$!
-  PIDS+=($usq_pid)
-  wait_for 30 test -s "$WORK/unplug.jsonl" || fail "unplug: no result within 30 s"
-  sleep 1
+  start_usq unplug --seconds 600 --on-capture-loss exit
   kill "$PUBLISHER"
   t0=$SECONDS
-  wait "$usq_pid"
+  wait "$USQ_PID"
   rc=$?
   cat "$WORK/unplug.log" >&2
   [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "unplug: usq live hung until its timeout"

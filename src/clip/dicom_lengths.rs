@@ -1,0 +1,231 @@
+//! A check of a DICOM file's declared lengths before it is parsed. dicom-parser sizes (and
+//! zero-fills) a value's buffer from the length in the element's header before it reads the
+//! value, so an 864-byte file whose header declares 2.4 GB took 2.4 GB of memory (found by
+//! the fuzz target `dicom_cine`). Here every element header (the file meta group, the data
+//! set, nested sequences and items, pixel data fragments) is read without reading any value,
+//! and one that declares more bytes than are left in the file is an error.
+
+use crate::Result;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
+use std::io::Read;
+
+/// An undefined length: a sequence, an item or encapsulated pixel data closed by a delimiter.
+const UNDEFINED: u32 = u32::MAX;
+/// A deflated data set may inflate to at most this many bytes (and 1032 times its size, the
+/// most deflate can compress).
+const MAX_INFLATED: u64 = 1 << 30;
+
+/// Checks the declared lengths of the DICOM stream that starts at its `DICM` marker.
+pub fn check(stream: &[u8]) -> Result<()> {
+    if stream.get(..4) != Some(b"DICM") {
+        crate::bail!(Image, "not a DICOM file (no DICM marker)");
+    }
+    let mut w = Walker { data: stream, pos: 4, explicit: true, big_endian: false };
+    let syntax = w.meta_group()?;
+    let body = &stream[w.pos..];
+    match syntax.as_str() {
+        "1.2.840.10008.1.2" => Walker { data: body, pos: 0, explicit: false, big_endian: false }.data_set(),
+        "1.2.840.10008.1.2.2" => Walker { data: body, pos: 0, explicit: true, big_endian: true }.data_set(),
+        "1.2.840.10008.1.2.1.99" => {
+            let cap = MAX_INFLATED.min(body.len() as u64 * 1032 + 1024);
+            let mut inflated = Vec::new();
+            flate2::read::DeflateDecoder::new(body).take(cap + 1).read_to_end(&mut inflated)?;
+            if inflated.len() as u64 > cap {
+                crate::bail!(Image, "the deflated DICOM data set inflates past {cap} bytes");
+            }
+            Walker { data: &inflated, pos: 0, explicit: true, big_endian: false }.data_set()
+        }
+        // Explicit VR little endian, and every encapsulated (compressed pixel data) syntax.
+        _ => Walker { data: body, pos: 0, explicit: true, big_endian: false }.data_set(),
+    }
+}
+
+struct Walker<'a> {
+    data: &'a [u8],
+    pos: usize,
+    explicit: bool,
+    big_endian: bool,
+}
+
+impl Walker<'_> {
+    fn u16(&self, at: usize) -> u16 {
+        let b = [self.data[at], self.data[at + 1]];
+        if self.big_endian { u16::from_be_bytes(b) } else { u16::from_le_bytes(b) }
+    }
+
+    fn u32(&self, at: usize) -> u32 {
+        let b = [self.data[at], self.data[at + 1], self.data[at + 2], self.data[at + 3]];
+        if self.big_endian { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
+    }
+
+    fn left(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    /// One element header at `pos`: its tag, VR and declared length; `pos` moves past it.
+    /// `None` when fewer bytes than a header are left (the parser reports that itself).
+    fn header(&mut self) -> Option<(Tag, VR, u32)> {
+        if self.left() < 8 {
+            return None;
+        }
+        let tag = Tag(self.u16(self.pos), self.u16(self.pos + 2));
+        if tag.0 == 0xFFFE {
+            // Items and delimiters have no VR in any syntax.
+            let len = self.u32(self.pos + 4);
+            self.pos += 8;
+            return Some((tag, VR::UN, len));
+        }
+        if !self.explicit {
+            let len = self.u32(self.pos + 4);
+            self.pos += 8;
+            let vr = match StandardDataDictionary.by_tag(tag).map(|e| e.vr()) {
+                Some(VirtualVr::Exact(vr)) => vr,
+                _ => VR::UN,
+            };
+            return Some((tag, vr, len));
+        }
+        let vr = VR::from_binary([self.data[self.pos + 4], self.data[self.pos + 5]]).unwrap_or(VR::UN);
+        use VR::*;
+        if matches!(vr, OB | OD | OF | OL | OV | OW | SQ | SV | UC | UN | UR | UT | UV) {
+            if self.left() < 12 {
+                return None;
+            }
+            let len = self.u32(self.pos + 8);
+            self.pos += 12;
+            Some((tag, vr, len))
+        } else {
+            let len = self.u16(self.pos + 6) as u32;
+            self.pos += 8;
+            Some((tag, vr, len))
+        }
+    }
+
+    fn check_length(&self, tag: Tag, len: u32) -> Result<()> {
+        if len != UNDEFINED && len as usize > self.left() {
+            crate::bail!(
+                Image,
+                "DICOM element ({:04X},{:04X}) declares {len} bytes, and only {} are left in the file",
+                tag.0,
+                tag.1,
+                self.left()
+            );
+        }
+        Ok(())
+    }
+
+    /// The file meta group (explicit VR little endian); returns the transfer syntax UID.
+    fn meta_group(&mut self) -> Result<String> {
+        let mut syntax = String::new();
+        while self.left() >= 8 && self.u16(self.pos) == 0x0002 {
+            let Some((tag, _, len)) = self.header() else { break };
+            self.check_length(tag, len)?;
+            if len == UNDEFINED {
+                crate::bail!(Image, "DICOM file meta element ({:04X},{:04X}) has an undefined length", tag.0, tag.1);
+            }
+            let value = &self.data[self.pos..self.pos + len as usize];
+            if tag == Tag(0x0002, 0x0010) {
+                syntax = String::from_utf8_lossy(value).trim_end_matches(['\0', ' ']).to_string();
+            }
+            self.pos += len as usize;
+        }
+        Ok(syntax)
+    }
+
+    /// The data set, headers only: sequences and items are entered, values and pixel data
+    /// fragments skipped once their length is checked.
+    fn data_set(mut self) -> Result<()> {
+        // Inside encapsulated pixel data, items are fragments of bytes, not data sets.
+        let mut in_fragments = false;
+        while let Some((tag, vr, len)) = self.header() {
+            self.check_length(tag, len)?;
+            match (tag, len) {
+                (Tag(0xFFFE, 0xE000), UNDEFINED) => {}
+                (Tag(0xFFFE, 0xE000), n) if in_fragments => self.pos += n as usize,
+                // A defined-length item of a sequence: its elements follow.
+                (Tag(0xFFFE, 0xE000), _) => {}
+                (Tag(0xFFFE, 0xE0DD), _) => in_fragments = false,
+                (Tag(0xFFFE, _), _) => {}
+                (Tag(0x7FE0, 0x0010), UNDEFINED) => in_fragments = true,
+                // Sequences (and undefined-length values) are entered: their elements follow.
+                (_, UNDEFINED) => {}
+                _ if vr == VR::SQ => {}
+                (_, n) => self.pos += n as usize,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::{tags, uids};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+
+    /// A 2-frame 8-bit 16x8 cine with a sequence, in `syntax`, as its file's bytes.
+    fn cine(syntax: &str) -> Vec<u8> {
+        let mut obj = InMemDicomObject::new_empty();
+        let mut put = |tag, vr, value: PrimitiveValue| {
+            obj.put(DataElement::new(tag, vr, value));
+        };
+        put(tags::SOP_CLASS_UID, VR::UI, uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE.into());
+        put(tags::SOP_INSTANCE_UID, VR::UI, "2.25.7".into());
+        put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16));
+        put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2".into());
+        put(tags::NUMBER_OF_FRAMES, VR::IS, "2".into());
+        put(tags::ROWS, VR::US, PrimitiveValue::from(8u16));
+        put(tags::COLUMNS, VR::US, PrimitiveValue::from(16u16));
+        put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(8u16));
+        put(tags::BITS_STORED, VR::US, PrimitiveValue::from(8u16));
+        put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(7u16));
+        put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16));
+        put(tags::PIXEL_DATA, VR::OB, PrimitiveValue::from((0..256u32).map(|i| i as u8).collect::<Vec<u8>>()));
+        let mut item = InMemDicomObject::new_empty();
+        item.put(DataElement::new(tags::CODE_VALUE, VR::SH, "T-D0001"));
+        obj.put(DataElement::new(
+            tags::ANATOMIC_REGION_SEQUENCE,
+            VR::SQ,
+            dicom_core::value::DataSetSequence::from(vec![item]),
+        ));
+        let meta = FileMetaTableBuilder::new()
+            .transfer_syntax(syntax)
+            .media_storage_sop_class_uid(uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE)
+            .media_storage_sop_instance_uid("2.25.7");
+        let mut out = Vec::new();
+        obj.with_meta(meta).unwrap().write_all(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn well_formed_cines_pass_in_every_uncompressed_syntax() {
+        for syntax in [
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+            uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            "1.2.840.10008.1.2.2", // explicit VR big endian (retired, still read)
+            uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+        ] {
+            let bytes = cine(syntax);
+            let start = if bytes.get(128..132) == Some(b"DICM") { 128 } else { 0 };
+            check(&bytes[start..]).unwrap_or_else(|e| panic!("{syntax}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_length_past_the_end_is_an_error() {
+        let mut bytes = cine(uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        // Rows (0028,0010) US: its 2-byte length, then Pixel Data's 4-byte one, made huge.
+        let rows = bytes.windows(6).position(|w| w == [0x28, 0, 0x10, 0, b'U', b'S']).unwrap();
+        let mut at_rows = bytes.clone();
+        at_rows[rows + 6..rows + 8].copy_from_slice(&0xFFF0u16.to_le_bytes());
+        let e = check(&at_rows[128..]).unwrap_err();
+        assert!(e.to_string().contains("(0028,0010) declares 65520 bytes"), "{e}");
+        let px = bytes.windows(6).position(|w| w == [0xE0, 0x7F, 0x10, 0, b'O', b'B']).unwrap();
+        bytes[px + 8..px + 12].copy_from_slice(&3_000_000_000u32.to_le_bytes());
+        let e = check(&bytes[128..]).unwrap_err();
+        assert!(e.to_string().contains("(7FE0,0010) declares 3000000000 bytes"), "{e}");
+        assert!(check(b"DICX").is_err());
+    }
+}
