@@ -175,7 +175,10 @@ fuzz_target!(|data: &[u8]| {
             stride: 0,
             format: 1,
         };
-        assert_eq!(usq_producer_push(p, pixels.as_ptr(), (MAX * MAX) as usize, &desc, 1, null_mut()), usq_status::USQ_OK);
+        assert_eq!(
+            usq_producer_push(p, pixels.as_ptr(), (MAX * MAX) as usize, &desc, 1, null_mut()),
+            usq_status::USQ_OK
+        );
         usq_producer_free(p);
     }
 });

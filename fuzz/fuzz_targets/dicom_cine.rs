@@ -30,7 +30,13 @@ fn cine(p: &[u8; 8], pixels: &[u8]) -> Option<Vec<u8>> {
     put(tags::SOP_CLASS_UID, VR::UI, uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE.into());
     put(tags::SOP_INSTANCE_UID, VR::UI, "2.25.1".into());
     put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(samples));
-    let photometric = if samples == 3 { "RGB" } else if p[3] & 4 == 0 { "MONOCHROME2" } else { "MONOCHROME1" };
+    let photometric = if samples == 3 {
+        "RGB"
+    } else if p[3] & 4 == 0 {
+        "MONOCHROME2"
+    } else {
+        "MONOCHROME1"
+    };
     put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric.into());
     put(tags::NUMBER_OF_FRAMES, VR::IS, frames.to_string().into());
     put(tags::FRAME_TIME, VR::DS, (p[4] as f64 * 3.7).to_string().into());
