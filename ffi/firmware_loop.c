@@ -269,8 +269,9 @@ int main(int argc, char **argv) {
   const double start = now_s();
   double next_tick = stats_every;
   for (;;) {
-    if (stats_every > 0 && now_s() - start >= next_tick) {
-      s = print_tick(engine, now_s() - start);
+    const double t = now_s() - start;
+    if (stats_every > 0 && t >= next_tick) {
+      s = print_tick(engine, t);
       if (s != USQ_OK) return fail_usq("stats", s);
       next_tick += stats_every;
     }

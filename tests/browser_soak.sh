@@ -30,13 +30,12 @@ chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --use
   "$url" >/dev/null 2>&1 &
 pids+=("$!")
 echo "soak: $url open in headless Chromium for ${SECONDS_TOTAL} s, usq pid $usq"
-rss() { awk '/^VmRSS/{print int($2/1024)}' "/proc/$usq/status"; }
 samples=()
 t=0
 while [ "$t" -lt "$SECONDS_TOTAL" ]; do
   sleep "$EVERY"; t=$((t + EVERY))
   kill -0 "$usq" 2>/dev/null || { cat "$work/usq.err" >&2; echo "soak: usq ended early" >&2; exit 1; }
-  m=$(rss); samples+=("$m")
+  m=$(rss "$usq"); samples+=("$m")
   echo "soak: t=${t}s usq rss ${m} MiB"
 done
 # The page is really attached: its event stream is an open connection to usq.

@@ -19,3 +19,6 @@ soak_frames() {
   fi
   echo "$work/frames"
 }
+
+# rss PID: the process's resident memory in MiB, or -1 once it is gone.
+rss() { awk '/^VmRSS/{print int($2/1024)}' "/proc/$1/status" 2>/dev/null || echo -1; }

@@ -28,7 +28,6 @@ apt_ensure soak gcc libc6-dev pkg-config curl
 [ "$total" -ge $((4 * EVERY)) ] || { echo "soak: SECONDS must cover at least 4 samples of $EVERY s" >&2; exit 2; }
 source tests/soak-common.sh
 frames=$(soak_frames "${2:-}")
-rss() { awk '/^VmRSS/{print int($2/1024)}' "/proc/$1/status" 2>/dev/null || echo -1; }
 
 # judge NAME TABLE: the table's columns are t rss_mib scored p50 p99 failed pool_in_use pool_peak
 # fallbacks ('-' where a column does not apply).

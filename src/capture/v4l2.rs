@@ -340,31 +340,18 @@ impl Camera {
         mut on_event: impl FnMut(CaptureEvent<'_>),
     ) -> Result<StopReason> {
         let path = self.path.clone();
-        let mut camera = Some(self);
+        let mut cam = self;
         // The loss dates from the last frame before it: that is when the picture stopped.
         let (mut lost_at, mut last_frame): (Option<Instant>, Option<Instant>) = (None, None);
         loop {
-            let Some(cam) = camera.take() else {
-                // Lost: try again until the device opens, or the stop flag is set.
-                if stop.load(Ordering::SeqCst) {
-                    if let Some(t) = lost_at {
-                        stats.time_lost += t.elapsed();
-                    }
-                    return Ok(StopReason::Requested);
-                }
-                match Camera::open(&path, request) {
-                    Ok(c) => camera = Some(c),
-                    Err(_) => std::thread::sleep(options.reopen_interval),
-                }
-                continue;
-            };
             let (mut consumer_error, mut back) = (None, None);
             let description = cam.describe();
             let ended = cam.stream(options, stop, stats, |f| {
                 last_frame = Some(Instant::now());
                 if let Some(t) = lost_at.take() {
-                    back = Some(t.elapsed());
-                    on_event(CaptureEvent::Back { after: t.elapsed(), device: &description });
+                    let after = t.elapsed();
+                    back = Some(after);
+                    on_event(CaptureEvent::Back { after, device: &description });
                 }
                 on_frame(f).or_else(|e| {
                     consumer_error = Some(e);
@@ -391,8 +378,19 @@ impl Camera {
                     lost_at = Some(last_frame.unwrap_or_else(Instant::now));
                 }
             }
-            // Close the lost device (its buffers and handle) before opening it again.
+            // Close the lost device (its buffers and handle), then open it again until it
+            // opens or the stop flag is set.
             drop(cam);
+            cam = loop {
+                if stop.load(Ordering::SeqCst) {
+                    stats.time_lost += lost_at.map_or(Duration::ZERO, |t| t.elapsed());
+                    return Ok(StopReason::Requested);
+                }
+                match Camera::open(&path, request) {
+                    Ok(c) => break c,
+                    Err(_) => std::thread::sleep(options.reopen_interval),
+                }
+            };
         }
     }
 }
