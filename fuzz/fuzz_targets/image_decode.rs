@@ -1,9 +1,8 @@
-//! Image decoding to gray (PNG, JPEG, BMP, TIFF; 8/16 bit; gray or colour) from arbitrary bytes.
+//! libFuzzer's entry for fuzz/harness/image_decode.rs; `cargo test` runs the same harness
+//! over every input of fuzz/corpus/image_decode/.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(f) = usq::GrayFrame::decode(data) {
-        assert_eq!(f.pixels.len(), f.width * f.height);
-    }
-});
+#[path = "../harness/image_decode.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::run(data));

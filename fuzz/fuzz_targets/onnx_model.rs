@@ -1,9 +1,8 @@
-//! A model from arbitrary bytes (seeded with the shipped int8 model, so mutations are mostly
-//! of a real TinyUSFM protobuf): loading and the model contract give an error or an encoder
-//! that honours the contract, never a panic or an abort.
+//! libFuzzer's entry for fuzz/harness/onnx_model.rs; `cargo test` runs the same harness
+//! over every input of fuzz/corpus/onnx_model/.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = usq::Encoder::from_bytes(data, 1);
-});
+#[path = "../harness/onnx_model.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::run(data));

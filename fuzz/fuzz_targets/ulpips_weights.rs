@@ -1,9 +1,8 @@
-//! The uLPIPS weights file from arbitrary bytes: an error or checked weights.
+//! libFuzzer's entry for fuzz/harness/ulpips_weights.rs; `cargo test` runs the same harness
+//! over every input of fuzz/corpus/ulpips_weights/.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(w) = usq::UlpipsWeights::from_json(data) {
-        assert!(w.layers().iter().all(|l| l.structure >= 0.0 && l.gram >= 0.0));
-    }
-});
+#[path = "../harness/ulpips_weights.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::run(data));

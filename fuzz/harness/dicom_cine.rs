@@ -1,0 +1,92 @@
+//! A DICOM cine as `usq live --input` plays it: opened, then its first frames decoded to gray.
+//! An error or gray frames, never a panic or an abort.
+//!
+//! Random bytes rarely get past a DICOM preamble, so each input builds a well-formed cine from
+//! its first bytes (size, frame count, bit depth, samples, transfer syntax, window), takes the
+//! pixel data from the next ones, writes it, then overwrites bytes of the written file at the
+//! positions the last bytes name: the parser and the pixel decoders both see hostile data.
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use usq::clip::dicom::Cine;
+
+const SYNTAXES: [&str; 4] = [
+    uids::EXPLICIT_VR_LITTLE_ENDIAN,
+    uids::IMPLICIT_VR_LITTLE_ENDIAN,
+    "1.2.840.10008.1.2.2", // explicit VR big endian (retired, still read)
+    uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+];
+
+fn cine(p: &[u8; 8], pixels: &[u8]) -> Option<Vec<u8>> {
+    let (rows, cols, frames) = (p[0] as u16 % 48 + 1, p[1] as u16 % 48 + 1, p[2] % 4 + 1);
+    let bits: u16 = if p[3] & 1 == 0 { 8 } else { 16 };
+    let samples: u16 = if p[3] & 2 == 0 { 1 } else { 3 };
+    let mut obj = InMemDicomObject::new_empty();
+    let mut put = |tag, vr, value: PrimitiveValue| {
+        obj.put(DataElement::new(tag, vr, value));
+    };
+    put(tags::SOP_CLASS_UID, VR::UI, uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE.into());
+    put(tags::SOP_INSTANCE_UID, VR::UI, "2.25.1".into());
+    put(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(samples));
+    let photometric = if samples == 3 {
+        "RGB"
+    } else if p[3] & 4 == 0 {
+        "MONOCHROME2"
+    } else {
+        "MONOCHROME1"
+    };
+    put(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, photometric.into());
+    put(tags::NUMBER_OF_FRAMES, VR::IS, frames.to_string().into());
+    put(tags::FRAME_TIME, VR::DS, (p[4] as f64 * 3.7).to_string().into());
+    put(tags::ROWS, VR::US, PrimitiveValue::from(rows));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(cols));
+    put(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(bits));
+    put(tags::BITS_STORED, VR::US, PrimitiveValue::from(bits - (p[5] as u16 % 4)));
+    put(tags::HIGH_BIT, VR::US, PrimitiveValue::from(bits - 1 - (p[5] as u16 % 4)));
+    put(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from((p[5] >> 4) as u16 & 1));
+    if p[6] & 1 == 1 {
+        put(tags::WINDOW_CENTER, VR::DS, (p[6] as f64 * 2.0).to_string().into());
+        put(tags::WINDOW_WIDTH, VR::DS, (p[7] as f64 * 4.0 - 100.0).to_string().into());
+    }
+    // Pixel data of the size the header implies, from the input (repeated), or shorter.
+    let want = rows as usize * cols as usize * frames as usize * samples as usize * (bits as usize / 8);
+    let n = if p[6] & 2 == 0 { want } else { want / 2 };
+    let data: Vec<u8> = if pixels.is_empty() { vec![0; n] } else { pixels.iter().copied().cycle().take(n).collect() };
+    put(tags::PIXEL_DATA, if bits == 8 { VR::OB } else { VR::OW }, PrimitiveValue::from(data));
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(SYNTAXES[p[7] as usize % SYNTAXES.len()])
+        .media_storage_sop_class_uid(uids::ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE)
+        .media_storage_sop_instance_uid("2.25.1");
+    let mut out = Vec::new();
+    obj.with_meta(meta).ok()?.write_all(&mut out).ok()?;
+    Some(out)
+}
+
+pub fn run(data: &[u8]) {
+    if data.len() < 9 {
+        return;
+    }
+    let params: [u8; 8] = data[..8].try_into().unwrap();
+    let patches = (data[8] as usize % 16).min((data.len() - 9) / 3);
+    let (pixels, tail) = data[9..].split_at(data.len() - 9 - 3 * patches);
+    let Some(mut file) = cine(&params, pixels) else { return };
+    for p in tail.chunks_exact(3) {
+        let at = u16::from_le_bytes([p[0], p[1]]) as usize;
+        if let Some(b) = file.get_mut(at) {
+            *b = p[2];
+        }
+    }
+    // dicom-object opens files by path.
+    let path = std::env::temp_dir().join(format!("usq-fuzz-dicom-{}.dcm", std::process::id()));
+    if std::fs::write(&path, &file).is_err() {
+        return;
+    }
+    if let Ok(mut c) = Cine::open(&path) {
+        for _ in 0..2 {
+            if let Ok(f) = c.next_frame() {
+                assert_eq!(f.pixels.len(), f.width * f.height);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+}

@@ -1,0 +1,7 @@
+//! A model from arbitrary bytes (seeded with the shipped int8 model, so mutations are mostly
+//! of a real TinyUSFM protobuf): loading and the model contract give an error or an encoder
+//! that honours the contract, never a panic or an abort.
+
+pub fn run(data: &[u8]) {
+    let _ = usq::Encoder::from_bytes(data, 1);
+}
