@@ -115,9 +115,14 @@ pub enum OnLoss {
     Exit,
 }
 
-/// What happened to the capture, reported as it happens, for people watching.
+/// What happened to the capture, reported as it happens, for people watching (the same
+/// facts are counted in [`CaptureStats`]).
 #[derive(Debug)]
 pub enum CaptureEvent<'a> {
+    /// A buffer could not be used (a corrupt MJPEG frame, a short raw buffer), for this reason.
+    Skipped(&'a str),
+    /// Frames again after a gap of at least [`StreamOptions::stall_after`].
+    Stalled(Duration),
     /// The device was lost; reopening follows with [`OnLoss::Reconnect`].
     Lost(&'a Error),
     /// Frames again, `after` the last frame before the loss, from the device as it now
@@ -260,13 +265,15 @@ impl Camera {
     }
 
     /// Streams until `stop` is set, `on_frame` returns `Ok(false)`, or the device fails.
-    /// Unusable buffers are skipped and counted in `stats`, which is filled in either way.
+    /// Unusable buffers are skipped and counted in `stats`, which is filled in either way;
+    /// `on_event` hears of each skip and each stall as it happens.
     pub fn stream(
         &self,
         options: &StreamOptions,
         stop: &AtomicBool,
         stats: &mut CaptureStats,
         mut on_frame: impl FnMut(CapturedFrame<'_>) -> Result<bool>,
+        mut on_event: impl FnMut(CaptureEvent<'_>),
     ) -> Result<StopReason> {
         let name = self.path.display().to_string();
         let count = options.buffers.max(2);
@@ -274,7 +281,9 @@ impl Camera {
             .map_err(|e| io_error(e, format!("{name}: requesting and mapping {count} buffers")))?;
         stream.start().map_err(|e| io_error(e, format!("{name}: starting the stream")))?;
         let poll_ms = options.poll_interval.as_millis().clamp(1, i32::MAX as u128) as i32;
-        let mut last_frame = Instant::now();
+        // Gaps are between frames of this stream: the wait for its first frame is the device
+        // starting (or coming back), not a stall.
+        let (started, mut last_frame) = (Instant::now(), None::<Instant>);
         let mut decoded = None;
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -284,23 +293,26 @@ impl Camera {
                 Ok(Some(x)) => x,
                 Ok(None) => {
                     stats.retries += 1;
-                    if last_frame.elapsed() >= options.no_frame_timeout {
+                    let silent = last_frame.unwrap_or(started).elapsed();
+                    if silent >= options.no_frame_timeout {
                         crate::bail!(
                             Io,
                             "{name}: capture stopped: no frame for {:.1} s (unplugged, or no signal?)",
-                            last_frame.elapsed().as_secs_f64()
+                            silent.as_secs_f64()
                         );
                     }
                     continue;
                 }
                 Err(e) => return Err(io_error(e, format!("{name}: capture stopped"))),
             };
-            let gap = last_frame.elapsed();
-            stats.longest_gap = stats.longest_gap.max(gap);
-            if gap >= options.stall_after && stats.frames > 0 {
-                stats.stalls += 1;
+            if let Some(gap) = last_frame.map(|t| t.elapsed()) {
+                stats.longest_gap = stats.longest_gap.max(gap);
+                if gap >= options.stall_after {
+                    stats.stalls += 1;
+                    on_event(CaptureEvent::Stalled(gap));
+                }
             }
-            last_frame = Instant::now();
+            last_frame = Some(Instant::now());
             let outcome = match frame_from_buffer(self.format, self.layout, stream.data(index, &meta), &mut decoded) {
                 Ok((data, layout)) => {
                     stats.frames += 1;
@@ -312,7 +324,8 @@ impl Camera {
                 }
                 Err(e) => {
                     stats.skipped += 1;
-                    stats.last_skip = Some(e.to_string());
+                    let reason = stats.last_skip.insert(e.to_string());
+                    on_event(CaptureEvent::Skipped(reason));
                     Ok(true)
                 }
             };
@@ -337,8 +350,12 @@ impl Camera {
         stop: &AtomicBool,
         stats: &mut CaptureStats,
         mut on_frame: impl FnMut(CapturedFrame<'_>) -> Result<bool>,
-        mut on_event: impl FnMut(CaptureEvent<'_>),
+        on_event: impl FnMut(CaptureEvent<'_>),
     ) -> Result<StopReason> {
+        // Heard from the stream's frames (a return) and from the stream itself (skips,
+        // stalls), never both at once.
+        let on_event = std::cell::RefCell::new(on_event);
+        let event = |e: CaptureEvent<'_>| (on_event.borrow_mut())(e);
         let path = self.path.clone();
         let mut cam = self;
         // The loss dates from the last frame before it: that is when the picture stopped.
@@ -346,18 +363,24 @@ impl Camera {
         loop {
             let (mut consumer_error, mut back) = (None, None);
             let description = cam.describe();
-            let ended = cam.stream(options, stop, stats, |f| {
-                last_frame = Some(Instant::now());
-                if let Some(t) = lost_at.take() {
-                    let after = t.elapsed();
-                    back = Some(after);
-                    on_event(CaptureEvent::Back { after, device: &description });
-                }
-                on_frame(f).or_else(|e| {
-                    consumer_error = Some(e);
-                    Ok(false)
-                })
-            });
+            let ended = cam.stream(
+                options,
+                stop,
+                stats,
+                |f| {
+                    last_frame = Some(Instant::now());
+                    if let Some(t) = lost_at.take() {
+                        let after = t.elapsed();
+                        back = Some(after);
+                        event(CaptureEvent::Back { after, device: &description });
+                    }
+                    on_frame(f).or_else(|e| {
+                        consumer_error = Some(e);
+                        Ok(false)
+                    })
+                },
+                event,
+            );
             if let Some(after) = back {
                 stats.reconnects += 1;
                 stats.time_lost += after;
@@ -371,7 +394,7 @@ impl Camera {
                 Err(_) if lost_at.is_some() => {}
                 Err(e) => {
                     stats.losses += 1;
-                    on_event(CaptureEvent::Lost(&e));
+                    event(CaptureEvent::Lost(&e));
                     if on_loss == OnLoss::Exit {
                         return Err(e);
                     }
