@@ -315,6 +315,12 @@ fn the_live_page_in_headless_chromium() {
     assert!(next.parse::<u64>().unwrap() > first.parse::<u64>().unwrap());
     // Engine health is shown.
     wait_for("the scored counter", || gauge().5.parse::<u64>().ok().filter(|&n| n > 0));
+    // So is the frame source's: playing, nothing lost or skipped (tests/v4l2/e2e.sh loses a
+    // camera and reads the same /stats.json).
+    let source = b.js("const e = (i) => document.getElementById(i);
+         return [e('source-banner').hidden, e('source-banner').dataset.state || '', e('src-lost').textContent,
+                 e('src-skipped').textContent];");
+    assert_eq!(source, json!([true, "playing", "0 / 0", "0"]), "the source panel");
 
     // Pause holds the gauge while the engine goes on; resume follows it again.
     b.click("#pause");

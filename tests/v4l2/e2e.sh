@@ -53,7 +53,7 @@ if [ -z "${E2E_INNER:-}" ]; then
   # Every Debian package the camera needs, named (installed without recommends), then every
   # program, GStreamer element and library the run uses, checked by name.
   PACKAGES="pipewire pipewire-bin pipewire-v4l2 libspa-0.2-modules wireplumber gstreamer1.0-pipewire
-    gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good dbus dbus-daemon gcc libc6-dev"
+    gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good dbus dbus-daemon gcc libc6-dev curl"
   # shellcheck source=../../.ci/apt-ensure.sh
   . "$ROOT/.ci/apt-ensure.sh"
   [ "$(id -u)" = 0 ] && [ -z "${NO_INSTALL:-}" ] || export APT_ENSURE_NO_INSTALL=1
@@ -212,6 +212,13 @@ start_usq() { # start_usq TAG ARGS...: run_usq in the background, until a second
   wait_for 30 test -s "$WORK/$1.jsonl" || fail "$1: no result within 30 s"
   sleep 1
 }
+source_status() { # source_status TAG: the frame source's part of /stats.json of the usq started
+  # with --serve 127.0.0.1:0 (what the page shows), on one line
+  local addr
+  addr=$(sed -n 's|^usq live: serving the live view on http://\([^/]*\)/.*|\1|p' "$WORK/$1.log")
+  [ -n "$addr" ] || fail "$1: usq did not say where it serves"
+  curl -fsS --max-time 5 "http://$addr/stats.json" | grep -o '"source":{[^}]*}'
+}
 finish_usq() { # finish_usq TAG: waits for it to end, shows its log; fails on an error exit or a panic
   wait "$USQ_PID"
   local rc=$?
@@ -256,32 +263,43 @@ phase_corrupt() {
   done
   read -r w h < <(od -An -tu1 -j16 -N8 "$WORK/frames/frame0000.png" | awk '{print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8}')
   publish_jpegs "$WORK/jpeg" "${w}x$h"
-  start_usq corrupt --seconds "$RUN_SECONDS"
+  start_usq corrupt --seconds "$RUN_SECONDS" --serve 127.0.0.1:0
+  sleep 2
+  live=$(source_status corrupt)
+  echo "$live" | grep -qE '"skipped":[1-9]' || fail "corrupt: the live view does not count the skipped frames: $live"
   finish_usq corrupt
   skipped=$(sed -n 's/.* \([0-9][0-9]*\) unusable frames skipped.*/\1/p' "$WORK/corrupt.log")
   scored=$(wc -l <"$WORK/corrupt.jsonl")
   [ "${skipped:-0}" -gt 0 ] || fail "corrupt: no unusable frame counted"
   [ "$scored" -gt 0 ] || fail "corrupt: no good frame scored"
-  say "corrupt: $corrupt of $jn frames in the loop corrupt; $skipped skipped and counted, $scored scored"
+  say "corrupt: $corrupt of $jn frames in the loop corrupt; $skipped skipped and counted, $scored scored; the live view 2 s in: $live"
 }
 
 phase_reconnect() {
   # Reconnect: unplugged, back 7 s later as YUYV 640x480.
   publish "$fmt"
-  start_usq reconnect --seconds $((RUN_SECONDS + 18))
+  start_usq reconnect --seconds $((RUN_SECONDS + 18)) --serve 127.0.0.1:0
   unpublish
   wait_for 10 grep -q "capture lost" "$WORK/reconnect.log" || fail "reconnect: the loss was not reported within 10 s"
   sleep 2
+  lost=$(source_status reconnect)
+  echo "$lost" | grep -q '"state":"lost"' || fail "reconnect: the live view does not show the loss: $lost"
   returned=$(now_ms)   # from the camera's start, so its own start-up counts against usq
   publish YUY2 640x480
   wait_for 10 grep -q "capture back" "$WORK/reconnect.log" || fail "reconnect: not back within 10 s of the camera's return"
   back_s=$(awk -v a="$returned" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1e3 }')
+  back=$(source_status reconnect)
+  for want in '"state":"playing"' '"losses":1,' '"reconnects":1,'; do
+    echo "$back" | grep -q "$want" || fail "reconnect: the live view does not show the return ($want): $back"
+  done
   finish_usq reconnect
   grep -q "capture back after .*YUYV 640x480" "$WORK/reconnect.log" || fail "reconnect: not back as YUYV 640x480"
   awk -v s="$back_s" 'BEGIN { exit !(s <= 5) }' || fail "reconnect: back $back_s s after the camera returned (over 5 s)"
   after=$(results_after_gap "$WORK/reconnect.jsonl")
   [ "$after" -ge $((FPS * 2)) ] || fail "reconnect: $after results after the camera came back"
   say "reconnect: back $back_s s after the camera returned, at its new size and format; $after results since"
+  say "reconnect: the live view's /stats.json while lost: $lost"
+  say "reconnect: and once back: $back"
 }
 
 phase_unplug() {

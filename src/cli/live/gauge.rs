@@ -10,7 +10,7 @@ use usq::engine::{EngineStats, LiveResult};
 const TREND: usize = 48;
 const BAR: usize = 40;
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-const LINES: usize = 4;
+const LINES: usize = 5;
 
 pub struct Gauge {
     source: String,
@@ -65,7 +65,9 @@ impl Gauge {
         if self.hi > self.lo { ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0) } else { 0.5 }
     }
 
-    pub fn draw(&mut self, out: &mut impl Write, s: &EngineStats) -> std::io::Result<()> {
+    /// Draws the gauge over its last drawing; `source` is the frame source's line (a lost
+    /// capture, skips, stalls), blank while there is nothing to say.
+    pub fn draw(&mut self, out: &mut impl Write, s: &EngineStats, source: Option<String>) -> std::io::Result<()> {
         if self.drawn {
             write!(out, "\x1b[{LINES}A")?;
         }
@@ -125,6 +127,11 @@ impl Gauge {
             s.latency_p99_ms,
             s.run_ms
         )?;
+        match source {
+            Some(line) if line.starts_with("CAPTURE LOST") => writeln!(out, "{clear}\x1b[1;31m{line}\x1b[0m")?,
+            Some(line) => writeln!(out, "{clear}{line}")?,
+            None => writeln!(out, "{clear}")?,
+        }
         out.flush()
     }
 

@@ -4,6 +4,7 @@
 
 mod gauge;
 mod serve;
+mod source;
 
 use super::{LiveModelArg, report};
 use std::io::{IsTerminal, Write};
@@ -111,8 +112,9 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if a.format.is_some() && a.device.is_none() {
         usq::bail!(InvalidArgument, "--format applies to capture from --device only");
     }
+    let source = source::SharedSource::default();
     let (label, layout, fps, feeder) = match (&a.device, &a.input) {
-        (Some(dev), _) => open_device(dev, &a)?,
+        (Some(dev), _) => open_device(dev, &a, source.clone())?,
         (None, Some(input)) => open_input(input, &a)?,
         (None, None) => usq::bail!(InvalidArgument, "give --device /dev/videoN or --input PATH"),
     };
@@ -152,7 +154,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
                 "budget_ms": a.budget_ms,
                 "organ": a.organ,
             });
-            let s = serve::Server::start(addr, a.serve_public, engine.clone(), info)?;
+            let s = serve::Server::start(addr, a.serve_public, engine.clone(), info, source.clone())?;
             eprintln!("usq live: serving the live view on http://{}/", s.addr());
             Some(s)
         }
@@ -179,9 +181,10 @@ pub fn run(a: Args) -> usq::Result<bool> {
 
     let producer_done = Arc::new(AtomicBool::new(false));
     let player = {
-        let (engine, stop, done) = (engine.clone(), stop.clone(), producer_done.clone());
+        let (engine, stop, done, source) = (engine.clone(), stop.clone(), producer_done.clone(), source.clone());
         std::thread::spawn(move || {
             let r = feeder(&engine, &stop);
+            source.ended();
             done.store(true, Ordering::SeqCst);
             r
         })
@@ -233,7 +236,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             }
         }
         if tty && last_draw.elapsed() >= Duration::from_millis(100) {
-            gauge.draw(&mut out, &engine.stats())?;
+            gauge.draw(&mut out, &engine.stats(), source.line())?;
             last_draw = Instant::now();
         }
     }
@@ -244,7 +247,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     };
     let stats = engine.stats();
     if tty {
-        gauge.draw(&mut out, &stats)?;
+        gauge.draw(&mut out, &stats, source.line())?;
     }
     drop(out);
     match &played {
@@ -288,7 +291,7 @@ fn open_input(input: &std::path::Path, a: &Args) -> usq::Result<Opened> {
 }
 
 #[cfg(not(feature = "v4l2"))]
-fn open_device(dev: &std::path::Path, _a: &Args) -> usq::Result<Opened> {
+fn open_device(dev: &std::path::Path, _a: &Args, _source: source::SharedSource) -> usq::Result<Opened> {
     usq::bail!(
         InvalidArgument,
         "{}: this usq was built without V4L2 capture; rebuild with `cargo build --release --features v4l2` \
@@ -299,7 +302,7 @@ fn open_device(dev: &std::path::Path, _a: &Args) -> usq::Result<Opened> {
 
 /// A V4L2 device streamed at its own pace.
 #[cfg(feature = "v4l2")]
-fn open_device(dev: &std::path::Path, a: &Args) -> usq::Result<Opened> {
+fn open_device(dev: &std::path::Path, a: &Args, source: source::SharedSource) -> usq::Result<Opened> {
     use usq::capture::CaptureFormat;
     use usq::capture::v4l2::{Camera, CaptureEvent, CaptureRequest, CaptureStats, OnLoss, StreamOptions};
     let request =
@@ -321,13 +324,19 @@ fn open_device(dev: &std::path::Path, a: &Args) -> usq::Result<Opened> {
             n += 1;
             Ok(limit.is_none_or(|l| n < l))
         };
-        // Events go to stderr as they happen (stdout is the results').
+        // Losses and returns also go to stderr as they happen (stdout is the results'); skips
+        // and stalls, which may come by the hundred, only to the gauge, the page and the summary.
         let event = |e: CaptureEvent<'_>| match e {
-            CaptureEvent::Lost(e) if on_loss == OnLoss::Reconnect => {
-                eprintln!("usq live: capture lost: {e}; reopening the device until it sends frames")
+            CaptureEvent::Skipped(reason) => source.skipped(reason),
+            CaptureEvent::Stalled(gap) => source.stalled(gap),
+            CaptureEvent::Lost(e) => {
+                source.lost(&e.to_string());
+                if on_loss == OnLoss::Reconnect {
+                    eprintln!("usq live: capture lost: {e}; reopening the device until it sends frames")
+                }
             }
-            CaptureEvent::Lost(_) => {}
             CaptureEvent::Back { after, device } => {
+                source.back(after, device);
                 eprintln!("usq live: capture back after {:.1} s: {device}", after.as_secs_f64())
             }
         };

@@ -1,12 +1,13 @@
 //! `usq live --serve`: a small HTTP server beside the engine. The page (`/`), the results as
 //! Server-Sent Events (`/events`, one `data:` line per result, the `--json` object), the
-//! latest frame with its heatmap (`/frame.jpg`), the engine's counters (`/stats.json`) and
-//! what is playing (`/info.json`).
+//! latest frame with its heatmap (`/frame.jpg`), the engine's counters with the frame
+//! source's state (`/stats.json`) and what is playing (`/info.json`).
 //!
 //! It never slows the engine: results reach each client through a short queue that drops
 //! for a client that does not keep up; the frame is drawn and encoded on the requesting
 //! client's thread from the engine's patch view, which the worker only ever try-locks.
 
+use super::source::SharedSource;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ pub struct Server {
 
 struct Hub {
     engine: Arc<Engine>,
+    source: SharedSource,
     clients: Mutex<Vec<Sender<Arc<str>>>>,
     info: String,
 }
@@ -40,7 +42,13 @@ fn is_loopback(addr: &std::net::SocketAddr) -> bool {
 impl Server {
     /// Binds `addr` and serves on its own threads. An address other than loopback needs
     /// `public` (and prints a warning): anyone who reaches it sees the frames.
-    pub fn start(addr: &str, public: bool, engine: Arc<Engine>, info: serde_json::Value) -> usq::Result<Server> {
+    pub fn start(
+        addr: &str,
+        public: bool,
+        engine: Arc<Engine>,
+        info: serde_json::Value,
+        source: SharedSource,
+    ) -> usq::Result<Server> {
         use std::net::ToSocketAddrs;
         let sock = addr
             .to_socket_addrs()
@@ -63,7 +71,7 @@ impl Server {
         let server = tiny_http::Server::http(sock)
             .map_err(|e| usq::Error::new(usq::ErrorKind::Io, format!("serving on {sock}: {e}")))?;
         let bound = server.server_addr().to_ip().unwrap_or(sock);
-        let hub = Arc::new(Hub { engine, clients: Mutex::new(Vec::new()), info: info.to_string() });
+        let hub = Arc::new(Hub { engine, source, clients: Mutex::new(Vec::new()), info: info.to_string() });
         let h = hub.clone();
         std::thread::Builder::new()
             .name("usq-serve".into())
@@ -123,7 +131,7 @@ impl Hub {
                 None => request.respond(tiny_http::Response::from_string("no frame scored yet").with_status_code(503)),
             },
             "/stats.json" => request.respond(
-                tiny_http::Response::from_string(serde_json::to_string(&self.engine.stats()).expect("plain data"))
+                tiny_http::Response::from_string(self.stats_json())
                     .with_header(header("Content-Type", "application/json"))
                     .with_header(no_store),
             ),
@@ -133,6 +141,13 @@ impl Hub {
             ),
             _ => request.respond(tiny_http::Response::from_string("not found").with_status_code(404)),
         };
+    }
+
+    /// The engine's counters, and the frame source's state under `source`.
+    fn stats_json(&self) -> String {
+        let mut v = serde_json::to_value(self.engine.stats()).expect("plain data");
+        v["source"] = serde_json::to_value(self.source.get()).expect("plain data");
+        v.to_string()
     }
 
     /// The latest scored frame with the window's heatmap, as JPEG, and its frame id (drawn

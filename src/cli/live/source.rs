@@ -1,0 +1,163 @@
+//! What `usq live` shows of its frame source beside the engine's counters, as it happens: the
+//! capture's state (a sonographer must see that the picture stopped, not a frozen gauge) and
+//! what went wrong with it. The feeder keeps it from the library's capture events; the
+//! terminal gauge draws it and the page reads it from `/stats.json`.
+// Without V4L2 capture only the clip's end is ever reported.
+#![cfg_attr(not(feature = "v4l2"), allow(dead_code))]
+
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Frames arrive (or a clip plays).
+    Playing,
+    /// The capture device was lost: no frames until it comes back.
+    Lost,
+    /// The source ended (the clip's end, the frame limit, a stop), or its thread stopped.
+    Ended,
+}
+
+/// The source as the user sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    pub state: SourceState,
+    /// Seconds since the loss was reported, while the device is lost (a silent device is
+    /// reported after the stream's no-frame timeout, 5 s).
+    pub lost_for_s: Option<f64>,
+    /// The last thing that went wrong with the source, in words.
+    pub last_fault: Option<String>,
+    /// Buffers that could not be used (corrupt MJPEG, short raw buffers).
+    pub skipped: u64,
+    /// Gaps between frames that the stream survived, and the longest.
+    pub stalls: u64,
+    pub longest_stall_s: f64,
+    /// Times the device was lost, and came back.
+    pub losses: u64,
+    pub reconnects: u64,
+}
+
+/// The status shared between the feeder thread (writes) and the gauge and page (read).
+#[derive(Clone)]
+pub struct SharedSource(Arc<Mutex<(SourceStatus, Option<Instant>)>>);
+
+impl Default for SharedSource {
+    fn default() -> SharedSource {
+        let status = SourceStatus {
+            state: SourceState::Playing,
+            lost_for_s: None,
+            last_fault: None,
+            skipped: 0,
+            stalls: 0,
+            longest_stall_s: 0.0,
+            losses: 0,
+            reconnects: 0,
+        };
+        SharedSource(Arc::new(Mutex::new((status, None))))
+    }
+}
+
+impl SharedSource {
+    fn with<T>(&self, f: impl FnOnce(&mut SourceStatus, &mut Option<Instant>) -> T) -> T {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (status, lost_since) = &mut *g;
+        f(status, lost_since)
+    }
+
+    /// A snapshot, with the time lost so far.
+    pub fn get(&self) -> SourceStatus {
+        self.with(|s, since| SourceStatus { lost_for_s: since.map(|t| t.elapsed().as_secs_f64()), ..s.clone() })
+    }
+
+    pub fn skipped(&self, reason: &str) {
+        self.with(|s, _| {
+            s.skipped += 1;
+            s.last_fault = Some(format!("unusable frame skipped: {reason}"));
+        });
+    }
+
+    pub fn stalled(&self, gap: Duration) {
+        self.with(|s, _| {
+            s.stalls += 1;
+            s.longest_stall_s = s.longest_stall_s.max(gap.as_secs_f64());
+            s.last_fault = Some(format!("no frame for {:.1} s, then frames again", gap.as_secs_f64()));
+        });
+    }
+
+    pub fn lost(&self, why: &str) {
+        self.with(|s, since| {
+            s.state = SourceState::Lost;
+            s.losses += 1;
+            s.last_fault = Some(format!("capture lost: {why}"));
+            *since = Some(Instant::now());
+        });
+    }
+
+    /// Frames again, `after` the last frame before the loss (as the library counts it).
+    pub fn back(&self, after: Duration, device: &str) {
+        self.with(|s, since| {
+            s.state = SourceState::Playing;
+            s.reconnects += 1;
+            *since = None;
+            s.last_fault = Some(format!("capture back after {:.1} s: {device}", after.as_secs_f64()));
+        });
+    }
+
+    pub fn ended(&self) {
+        self.with(|s, since| {
+            s.state = SourceState::Ended;
+            *since = None;
+        });
+    }
+
+    /// One line for the terminal gauge, when there is something to say.
+    pub fn line(&self) -> Option<String> {
+        let s = self.get();
+        let lost = match s.lost_for_s {
+            Some(t) => format!("CAPTURE LOST for {t:.0} s, reconnecting  "),
+            None => String::new(),
+        };
+        (s.skipped + s.stalls + s.losses > 0).then(|| {
+            format!(
+                "{lost}source: {} skipped  {} stalls (longest {:.1} s)  lost {}  back {}  last: {}",
+                s.skipped,
+                s.stalls,
+                s.longest_stall_s,
+                s.losses,
+                s.reconnects,
+                s.last_fault.as_deref().unwrap_or("-")
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loss_and_its_return_as_the_page_sees_them() {
+        let src = SharedSource::default();
+        assert_eq!(src.get().state, SourceState::Playing);
+        assert!(src.line().is_none(), "nothing to say while all is well");
+        src.skipped("corrupt MJPEG frame: truncated");
+        src.stalled(Duration::from_millis(3100));
+        src.lost("/dev/video0: no frame for 5.0 s");
+        let s = src.get();
+        assert_eq!((s.state, s.skipped, s.stalls, s.losses, s.reconnects), (SourceState::Lost, 1, 1, 1, 0));
+        assert_eq!(s.longest_stall_s, 3.1);
+        assert!(s.lost_for_s.is_some_and(|t| t >= 0.0));
+        assert!(src.line().unwrap().starts_with("CAPTURE LOST"));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["state"], "lost");
+        assert_eq!(json["last_fault"], "capture lost: /dev/video0: no frame for 5.0 s");
+        src.back(Duration::from_millis(8200), "/dev/video0 (camera) YUYV 640x480");
+        let s = src.get();
+        assert_eq!((s.state, s.reconnects, s.lost_for_s), (SourceState::Playing, 1, None));
+        assert_eq!(s.last_fault.unwrap(), "capture back after 8.2 s: /dev/video0 (camera) YUYV 640x480");
+        src.ended();
+        assert_eq!(serde_json::to_value(src.get()).unwrap()["state"], "ended");
+    }
+}
