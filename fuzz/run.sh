@@ -8,9 +8,12 @@
 # test` replays every one of them through the same harness, tests/it/fuzz_corpus.rs), plus the
 # project's fixtures and shipped files as seeds. New inputs go to a scratch folder; MERGE=1
 # then merges into fuzz/corpus/<target>/ only those that add coverage and are at most
-# MERGE_MAX_LEN bytes (default 64 KiB, so the committed corpus stays small).
-# Findings land in fuzz/artifacts/<target>/; turn each into a regression test.
-# TARGETS="a b" runs only those.
+# MERGE_MAX_LEN bytes (default 4 KiB: longer ones are cut there, so the committed corpus stays
+# small; image_decode kept 249 inputs, 770 KB, after 15 minutes).
+# Findings (crash-, leak-, oom-, timeout-: an input running past 60 s is a hang) land in
+# fuzz/artifacts/<target>/; turn each into a regression test. A slow-unit- file (an input past
+# 10 s, often only a loaded machine) is listed, not failed on. Every target runs; the exit
+# status says whether any had findings. TARGETS="a b" runs only those.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
@@ -24,20 +27,27 @@ cp ../tests/fixtures/manifold/*.npz ../models/nrq/*.npz "$scratch/seeds/npz_mani
 cp ../tests/fixtures/*.png ../tests/fixtures/*.jpg ../tests/fixtures/*.tif "$scratch/seeds/image_decode/"
 # onnx_model: the shipped int8 model (5.4 MB; the other targets' inputs stay under 1 MiB).
 cp ../models/tinyusfm-int8.onnx "$scratch/seeds/onnx_model/"
+found=""
 for t in $targets; do
   echo "== $t: $seconds s"
   max_len=1048576
   [ "$t" = onnx_model ] && max_len=8388608
   cargo +nightly fuzz run "$t" "$scratch/$t" "corpus/$t" "$scratch/seeds/$t" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len="$max_len" \
-    -print_final_stats=1 2>&1 | grep -E "^(stat::|Done|==|SUMMARY|.*ERROR)" || true
-  [ -z "$(ls -A artifacts/$t 2>/dev/null)" ] || { echo "$t: findings in fuzz/artifacts/$t"; exit 1; }
+    -timeout=60 -print_final_stats=1 2>&1 | grep -E "^(stat::|Done|==|SUMMARY|.*ERROR)" || true
+  slow=$(find "artifacts/$t" -name 'slow-unit-*' 2>/dev/null | wc -l)
+  [ "$slow" -eq 0 ] || echo "$t: $slow slow inputs (over 10 s) in fuzz/artifacts/$t"
+  if [ -n "$(find "artifacts/$t" -type f ! -name 'slow-unit-*' 2>/dev/null)" ]; then
+    echo "$t: FINDINGS in fuzz/artifacts/$t"
+    found="$found $t"
+  fi
   if [ "${MERGE:-0}" = 1 ]; then
     before=$(find "corpus/$t" -type f | wc -l)
     cargo +nightly fuzz run "$t" "corpus/$t" "$scratch/$t" -- -merge=1 \
-      -max_len="${MERGE_MAX_LEN:-65536}" -rss_limit_mb=2048 -malloc_limit_mb=2048 2>&1 |
+      -max_len="${MERGE_MAX_LEN:-4096}" -rss_limit_mb=2048 -malloc_limit_mb=2048 2>&1 |
       grep -E "^(MERGE-OUTER|==|SUMMARY|.*ERROR)" || true
     echo "$t: corpus/$t $before -> $(find "corpus/$t" -type f | wc -l) inputs"
   fi
 done
+[ -z "$found" ] || { echo "fuzz: findings in:$found"; exit 1; }
 echo "fuzz: no findings"
