@@ -29,6 +29,26 @@ fn dicom_err(e: impl std::error::Error + 'static, what: String) -> Error {
     Error::from_source(ErrorKind::Image, &e).context(what)
 }
 
+/// The bits of a sample, checked before the decoder sees them: it sizes a lookup table by Bits
+/// Stored (2^bits entries) and panics past 32 bits (dicom-pixeldata 0.10, `Lut::new_with_fn`;
+/// found by fuzz/harness/dicom_cine.rs). Ultrasound stores 8 or 16 bits a sample.
+fn check_sample_bits(allocated: Option<u16>, stored: Option<u16>, high: Option<u16>) -> Result<(), String> {
+    let allocated = allocated.ok_or("no Bits Allocated")?;
+    if allocated != 8 && allocated != 16 {
+        return Err(format!("Bits Allocated {allocated}: usq reads 8 or 16 bits a sample"));
+    }
+    let stored = stored.unwrap_or(allocated);
+    if stored == 0 || stored > allocated {
+        return Err(format!("Bits Stored {stored} with Bits Allocated {allocated}"));
+    }
+    match high {
+        Some(h) if h >= allocated || h + 1 < stored => {
+            Err(format!("High Bit {h} with Bits Stored {stored} and Bits Allocated {allocated}"))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl Cine {
     /// Reads the object and checks it holds pixel data of a size usq reads; frames are decoded
     /// later, one at a time.
@@ -56,6 +76,9 @@ impl Cine {
         let side = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u32>().ok()).unwrap_or(0);
         let (rows, columns) = (side(tags::ROWS) as usize, side(tags::COLUMNS) as usize);
         crate::imaging::frame::check_frame_size(columns, rows).map_err(|e| e.context(format!("DICOM {name}")))?;
+        let bits = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u16>().ok());
+        check_sample_bits(bits(tags::BITS_ALLOCATED), bits(tags::BITS_STORED), bits(tags::HIGH_BIT))
+            .map_err(|why| Error::new(ErrorKind::Image, format!("DICOM {name}: {why}")))?;
         let float = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_float64().ok());
         let fps = float(tags::FRAME_TIME)
             .filter(|ms| ms.is_finite() && *ms > 0.0)
@@ -84,5 +107,26 @@ impl Cine {
         let decoded = self.object.decode_pixel_data_frame(i).map_err(|e| dicom_err(e, what()))?;
         let image = decoded.to_dynamic_image_with_options(0, &self.convert).map_err(|e| dicom_err(e, what()))?;
         GrayFrame::from_image(image).map_err(|e| e.context(what()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_sample_bits;
+
+    #[test]
+    fn sample_bits_past_what_ultrasound_stores_are_errors() {
+        for ok in [(8, Some(8), Some(7)), (16, Some(12), Some(11)), (16, Some(16), Some(15)), (8, None, None)] {
+            assert_eq!(check_sample_bits(Some(ok.0), ok.1, ok.2), Ok(()), "{ok:?}");
+        }
+        // The fuzz finding: Bits Stored past 32 made the decoder's lookup table panic.
+        assert_eq!(
+            check_sample_bits(Some(16), Some(53), Some(15)).unwrap_err(),
+            "Bits Stored 53 with Bits Allocated 16"
+        );
+        for bad in [(32, Some(32), Some(31)), (1, Some(1), Some(0)), (8, Some(0), Some(7)), (8, Some(8), Some(8))] {
+            assert!(check_sample_bits(Some(bad.0), bad.1, bad.2).is_err(), "{bad:?}");
+        }
+        assert_eq!(check_sample_bits(None, Some(8), Some(7)).unwrap_err(), "no Bits Allocated");
     }
 }
