@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::time::Duration;
+use usq::capture::status::SourceStatus;
 use usq::checks::Fault;
 use usq::engine::{EngineStats, LiveResult};
 
@@ -165,4 +166,23 @@ impl Gauge {
             self.fault_summary()
         )
     }
+}
+
+/// The frame source's line (a lost capture, skips, stalls), when there is something to say.
+pub fn source_line(s: &SourceStatus) -> Option<String> {
+    let lost = match s.lost_for_s {
+        Some(t) => format!("CAPTURE LOST for {t:.0} s, reconnecting  "),
+        None => String::new(),
+    };
+    (s.skipped + s.stalls + s.losses > 0).then(|| {
+        format!(
+            "{lost}source: {} skipped  {} stalls (longest {:.1} s)  lost {}  back {}  last: {}",
+            s.skipped,
+            s.stalls,
+            s.longest_stall_s,
+            s.losses,
+            s.reconnects,
+            s.last_fault.as_deref().unwrap_or("-")
+        )
+    })
 }

@@ -4,7 +4,6 @@
 
 mod gauge;
 mod serve;
-mod source;
 
 use super::{LiveModelArg, report};
 use std::io::{IsTerminal, Write};
@@ -13,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use usq::Context;
+use usq::capture::status::SharedSource;
 use usq::clip::Source;
 use usq::engine::{Engine, EngineConfig, LiveResult};
 use usq::imaging::pixel::{FrameLayout, Roi};
@@ -112,7 +112,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if a.format.is_some() && a.device.is_none() {
         usq::bail!(InvalidArgument, "--format applies to capture from --device only");
     }
-    let source = source::SharedSource::default();
+    let source = SharedSource::default();
     let (label, layout, fps, feeder) = match (&a.device, &a.input) {
         (Some(dev), _) => open_device(dev, &a, source.clone())?,
         (None, Some(input)) => open_input(input, &a)?,
@@ -236,7 +236,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             }
         }
         if tty && last_draw.elapsed() >= Duration::from_millis(100) {
-            gauge.draw(&mut out, &engine.stats(), source.line())?;
+            gauge.draw(&mut out, &engine.stats(), gauge::source_line(&source.get()))?;
             last_draw = Instant::now();
         }
     }
@@ -247,7 +247,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     };
     let stats = engine.stats();
     if tty {
-        gauge.draw(&mut out, &stats, source.line())?;
+        gauge.draw(&mut out, &stats, gauge::source_line(&source.get()))?;
     }
     drop(out);
     match &played {
@@ -291,7 +291,7 @@ fn open_input(input: &std::path::Path, a: &Args) -> usq::Result<Opened> {
 }
 
 #[cfg(not(feature = "v4l2"))]
-fn open_device(dev: &std::path::Path, _a: &Args, _source: source::SharedSource) -> usq::Result<Opened> {
+fn open_device(dev: &std::path::Path, _a: &Args, _source: SharedSource) -> usq::Result<Opened> {
     usq::bail!(
         InvalidArgument,
         "{}: this usq was built without V4L2 capture; rebuild with `cargo build --release --features v4l2` \
@@ -302,7 +302,7 @@ fn open_device(dev: &std::path::Path, _a: &Args, _source: source::SharedSource) 
 
 /// A V4L2 device streamed at its own pace.
 #[cfg(feature = "v4l2")]
-fn open_device(dev: &std::path::Path, a: &Args, source: source::SharedSource) -> usq::Result<Opened> {
+fn open_device(dev: &std::path::Path, a: &Args, source: SharedSource) -> usq::Result<Opened> {
     use usq::capture::CaptureFormat;
     use usq::capture::v4l2::{Camera, CaptureEvent, CaptureRequest, CaptureStats, OnLoss, StreamOptions};
     let request =

@@ -7,11 +7,11 @@
 //! for a client that does not keep up; the frame is drawn and encoded on the requesting
 //! client's thread from the engine's patch view, which the worker only ever try-locks.
 
-use super::source::SharedSource;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use usq::capture::status::SharedSource;
 use usq::engine::Engine;
 
 const PAGE: &str = include_str!("page.html");

@@ -1,14 +1,14 @@
-//! What `usq live` shows of its frame source beside the engine's counters, as it happens: the
-//! capture's state (a sonographer must see that the picture stopped, not a frozen gauge) and
-//! what went wrong with it. The feeder keeps it from the library's capture events; the
-//! terminal gauge draws it and the page reads it from `/stats.json`.
-// Without V4L2 capture only the clip's end is ever reported.
-#![cfg_attr(not(feature = "v4l2"), allow(dead_code))]
+//! What a live view shows of its frame source beside the engine's counters, as it happens:
+//! the capture's state (a sonographer must see that the picture stopped, not a frozen gauge)
+//! and what went wrong with it. The thread feeding the engine keeps it from the capture's
+//! events (`v4l2::CaptureEvent`); `usq live` draws it on its gauge and serves it to its page
+//! (`/stats.json`, under `source`).
 
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Whether frames come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceState {
@@ -23,6 +23,7 @@ pub enum SourceState {
 /// The source as the user sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceStatus {
+    /// Whether frames come.
     pub state: SourceState,
     /// Seconds since the loss was reported, while the device is lost (a silent device is
     /// reported after the stream's no-frame timeout, 5 s).
@@ -31,11 +32,13 @@ pub struct SourceStatus {
     pub last_fault: Option<String>,
     /// Buffers that could not be used (corrupt MJPEG, short raw buffers).
     pub skipped: u64,
-    /// Gaps between frames that the stream survived, and the longest.
+    /// Gaps between frames that the stream survived.
     pub stalls: u64,
+    /// The longest of them, in seconds.
     pub longest_stall_s: f64,
-    /// Times the device was lost, and came back.
+    /// Times the device was lost.
     pub losses: u64,
+    /// Times it came back.
     pub reconnects: u64,
 }
 
@@ -71,6 +74,7 @@ impl SharedSource {
         self.with(|s, since| SourceStatus { lost_for_s: since.map(|t| t.elapsed().as_secs_f64()), ..s.clone() })
     }
 
+    /// A buffer could not be used, for `reason`.
     pub fn skipped(&self, reason: &str) {
         self.with(|s, _| {
             s.skipped += 1;
@@ -78,6 +82,7 @@ impl SharedSource {
         });
     }
 
+    /// Frames again after a gap of `gap`.
     pub fn stalled(&self, gap: Duration) {
         self.with(|s, _| {
             s.stalls += 1;
@@ -86,6 +91,7 @@ impl SharedSource {
         });
     }
 
+    /// The device was lost, for `why`.
     pub fn lost(&self, why: &str) {
         self.with(|s, since| {
             s.state = SourceState::Lost;
@@ -105,31 +111,12 @@ impl SharedSource {
         });
     }
 
+    /// The source ended: no more frames will come.
     pub fn ended(&self) {
         self.with(|s, since| {
             s.state = SourceState::Ended;
             *since = None;
         });
-    }
-
-    /// One line for the terminal gauge, when there is something to say.
-    pub fn line(&self) -> Option<String> {
-        let s = self.get();
-        let lost = match s.lost_for_s {
-            Some(t) => format!("CAPTURE LOST for {t:.0} s, reconnecting  "),
-            None => String::new(),
-        };
-        (s.skipped + s.stalls + s.losses > 0).then(|| {
-            format!(
-                "{lost}source: {} skipped  {} stalls (longest {:.1} s)  lost {}  back {}  last: {}",
-                s.skipped,
-                s.stalls,
-                s.longest_stall_s,
-                s.losses,
-                s.reconnects,
-                s.last_fault.as_deref().unwrap_or("-")
-            )
-        })
     }
 }
 
@@ -141,7 +128,6 @@ mod tests {
     fn a_loss_and_its_return_as_the_page_sees_them() {
         let src = SharedSource::default();
         assert_eq!(src.get().state, SourceState::Playing);
-        assert!(src.line().is_none(), "nothing to say while all is well");
         src.skipped("corrupt MJPEG frame: truncated");
         src.stalled(Duration::from_millis(3100));
         src.lost("/dev/video0: no frame for 5.0 s");
@@ -149,7 +135,6 @@ mod tests {
         assert_eq!((s.state, s.skipped, s.stalls, s.losses, s.reconnects), (SourceState::Lost, 1, 1, 1, 0));
         assert_eq!(s.longest_stall_s, 3.1);
         assert!(s.lost_for_s.is_some_and(|t| t >= 0.0));
-        assert!(src.line().unwrap().starts_with("CAPTURE LOST"));
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["state"], "lost");
         assert_eq!(json["last_fault"], "capture lost: /dev/video0: no frame for 5.0 s");
