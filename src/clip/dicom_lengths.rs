@@ -102,7 +102,25 @@ impl Walker<'_> {
         }
     }
 
-    fn check_length(&self, tag: Tag, len: u32) -> Result<()> {
+    fn check_length(&self, tag: Tag, vr: VR, len: u32) -> Result<()> {
+        // The parser reads binary values whole: 5 bytes of OW are read as 4, and the next
+        // header is then read one byte early, where this reading would not look (a fuzz
+        // finding: a 4 GB length read from pixel bytes).
+        use VR::*;
+        let width = match vr {
+            OW | US | SS => 2,
+            OL | OF | UL | SL | FL | AT => 4,
+            OD | OV | FD | SV | UV => 8,
+            _ => 1,
+        };
+        if len != UNDEFINED && len % width != 0 {
+            crate::bail!(
+                Image,
+                "DICOM element ({:04X},{:04X}) of VR {vr:?} declares {len} bytes, not a whole number of {width}-byte values",
+                tag.0,
+                tag.1
+            );
+        }
         if len != UNDEFINED && len as usize > self.left() {
             crate::bail!(
                 Image,
@@ -119,8 +137,8 @@ impl Walker<'_> {
     fn meta_group(&mut self) -> Result<String> {
         let mut syntax = String::new();
         while self.left() >= 8 && self.u16(self.pos) == 0x0002 {
-            let Some((tag, _, len)) = self.header() else { break };
-            self.check_length(tag, len)?;
+            let Some((tag, vr, len)) = self.header() else { break };
+            self.check_length(tag, vr, len)?;
             if len == UNDEFINED {
                 crate::bail!(Image, "DICOM file meta element ({:04X},{:04X}) has an undefined length", tag.0, tag.1);
             }
@@ -139,7 +157,7 @@ impl Walker<'_> {
         // Inside encapsulated pixel data, items are fragments of bytes, not data sets.
         let mut in_fragments = false;
         while let Some((tag, vr, len)) = self.header() {
-            self.check_length(tag, len)?;
+            self.check_length(tag, vr, len)?;
             match (tag, len) {
                 (Tag(0xFFFE, 0xE000), UNDEFINED) => {}
                 (Tag(0xFFFE, 0xE000), n) if in_fragments => self.pos += n as usize,
@@ -211,6 +229,17 @@ mod tests {
             let start = if bytes.get(128..132) == Some(b"DICM") { 128 } else { 0 };
             check(&bytes[start..]).unwrap_or_else(|e| panic!("{syntax}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_binary_value_of_part_of_a_value_is_an_error() {
+        let mut bytes = cine(uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        // Rows (0028,0010) US: 3 bytes, then one more so the total length does not change.
+        let rows = bytes.windows(6).position(|w| w == [0x28, 0, 0x10, 0, b'U', b'S']).unwrap();
+        bytes[rows + 6..rows + 8].copy_from_slice(&3u16.to_le_bytes());
+        let start = if bytes.get(128..132) == Some(b"DICM") { 128 } else { 0 };
+        let e = check(&bytes[start..]).unwrap_err().to_string();
+        assert!(e.contains("(0028,0010) of VR US declares 3 bytes, not a whole number of 2-byte values"), "{e}");
     }
 
     #[test]
