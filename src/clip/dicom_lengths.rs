@@ -113,7 +113,7 @@ impl Walker<'_> {
             OD | OV | FD | SV | UV => 8,
             _ => 1,
         };
-        if len != UNDEFINED && len % width != 0 {
+        if len != UNDEFINED && !len.is_multiple_of(width) {
             crate::bail!(
                 Image,
                 "DICOM element ({:04X},{:04X}) of VR {vr:?} declares {len} bytes, not a whole number of {width}-byte values",
