@@ -136,6 +136,10 @@ impl Walker<'_> {
     /// The file meta group (explicit VR little endian); returns the transfer syntax UID.
     fn meta_group(&mut self) -> Result<String> {
         let mut syntax = String::new();
+        // Where the group's length says it ends: the parser reads the data set from there, so
+        // a group that ends elsewhere would be read here and there from different places (a
+        // fuzz finding: a 2.8 GB length read from the middle of an element).
+        let mut declared_end = None;
         while self.left() >= 8 && self.u16(self.pos) == 0x0002 {
             let Some((tag, vr, len)) = self.header() else { break };
             self.check_length(tag, vr, len)?;
@@ -143,10 +147,21 @@ impl Walker<'_> {
                 crate::bail!(Image, "DICOM file meta element ({:04X},{:04X}) has an undefined length", tag.0, tag.1);
             }
             let value = &self.data[self.pos..self.pos + len as usize];
+            if tag == Tag(0x0002, 0x0000) && len == 4 {
+                declared_end =
+                    Some(self.pos + 4 + u32::from_le_bytes([value[0], value[1], value[2], value[3]]) as usize);
+            }
             if tag == Tag(0x0002, 0x0010) {
                 syntax = String::from_utf8_lossy(value).trim_end_matches(['\0', ' ']).to_string();
             }
             self.pos += len as usize;
+        }
+        if let Some(end) = declared_end.filter(|&end| end != self.pos) {
+            crate::bail!(
+                Image,
+                "DICOM file meta group: its length says it ends at byte {end}, and its elements end at byte {}",
+                self.pos
+            );
         }
         Ok(syntax)
     }
@@ -240,6 +255,18 @@ mod tests {
         let start = if bytes.get(128..132) == Some(b"DICM") { 128 } else { 0 };
         let e = check(&bytes[start..]).unwrap_err().to_string();
         assert!(e.contains("(0028,0010) of VR US declares 3 bytes, not a whole number of 2-byte values"), "{e}");
+    }
+
+    #[test]
+    fn a_meta_group_length_that_is_not_the_group_is_an_error() {
+        let mut bytes = cine(uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        let start = if bytes.get(128..132) == Some(b"DICM") { 128 } else { 0 };
+        // (0002,0000) UL, 4 bytes: the group's length, made shorter by 70.
+        let at = start + 4 + 8;
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        bytes[at..at + 4].copy_from_slice(&(len - 70).to_le_bytes());
+        let e = check(&bytes[start..]).unwrap_err().to_string();
+        assert!(e.contains("file meta group: its length says it ends at byte"), "{e}");
     }
 
     #[test]
