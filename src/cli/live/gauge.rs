@@ -66,9 +66,9 @@ impl Gauge {
         if self.hi > self.lo { ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0) } else { 0.5 }
     }
 
-    /// Draws the gauge over its last drawing; `source` is the frame source's line (a lost
-    /// capture, skips, stalls), blank while there is nothing to say.
-    pub fn draw(&mut self, out: &mut impl Write, s: &EngineStats, source: Option<String>) -> std::io::Result<()> {
+    /// Draws the gauge over its last drawing, with the frame source's line (a lost capture,
+    /// skips, stalls; blank while there is nothing to say).
+    pub fn draw(&mut self, out: &mut impl Write, s: &EngineStats, source: &SourceStatus) -> std::io::Result<()> {
         if self.drawn {
             write!(out, "\x1b[{LINES}A")?;
         }
@@ -128,8 +128,8 @@ impl Gauge {
             s.latency_p99_ms,
             s.run_ms
         )?;
-        match source {
-            Some(line) if line.starts_with("CAPTURE LOST") => writeln!(out, "{clear}\x1b[1;31m{line}\x1b[0m")?,
+        match source_line(source) {
+            Some(line) if source.lost_for_s.is_some() => writeln!(out, "{clear}\x1b[1;31m{line}\x1b[0m")?,
             Some(line) => writeln!(out, "{clear}{line}")?,
             None => writeln!(out, "{clear}")?,
         }
@@ -169,7 +169,7 @@ impl Gauge {
 }
 
 /// The frame source's line (a lost capture, skips, stalls), when there is something to say.
-pub fn source_line(s: &SourceStatus) -> Option<String> {
+fn source_line(s: &SourceStatus) -> Option<String> {
     let lost = match s.lost_for_s {
         Some(t) => format!("CAPTURE LOST for {t:.0} s, reconnecting  "),
         None => String::new(),

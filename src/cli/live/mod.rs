@@ -236,7 +236,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             }
         }
         if tty && last_draw.elapsed() >= Duration::from_millis(100) {
-            gauge.draw(&mut out, &engine.stats(), gauge::source_line(&source.get()))?;
+            gauge.draw(&mut out, &engine.stats(), &source.get())?;
             last_draw = Instant::now();
         }
     }
@@ -247,7 +247,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     };
     let stats = engine.stats();
     if tty {
-        gauge.draw(&mut out, &stats, gauge::source_line(&source.get()))?;
+        gauge.draw(&mut out, &stats, &source.get())?;
     }
     drop(out);
     match &played {
