@@ -72,11 +72,13 @@ mkdir -p "target/$target"
 
 # --- Build (timed separately from the runs).
 t0=$(date +%s)
-cargo test --release --target "$target" -p usq --no-run
-cargo build --release --target "$target" -p usq-ffi
+# One cargo invocation for the library's tests and libusq: built apart, the C library's
+# dependencies resolve to other feature sets (libc, serde, image, ...) and tract is compiled
+# a second time (6 min per target here). libusq is built for the C library's tests, in deps/.
+cargo test --release --target "$target" -p usq -p usq-ffi --no-run
 # The C example links against the cross-built static library (the link is the check).
 "$gnu-gcc" -std=c11 -O2 -Wall -Wextra -Werror -pthread -Iinclude ffi/firmware_loop.c \
-    "target/$target/release/libusq_ffi.a" -ldl -lm -Wl,-z,noexecstack -o "target/$target/firmware_loop"
+    "target/$target/release/deps/libusq_ffi.a" -ldl -lm -Wl,-z,noexecstack -o "target/$target/firmware_loop"
 t1=$(date +%s)
 echo "cross: build for $target took $((t1 - t0)) s (library, tests, libusq, firmware_loop)" >&2
 if [[ ${1:-} == --no-run ]]; then exit 0; fi
@@ -84,7 +86,10 @@ if [[ ${1:-} == --no-run ]]; then exit 0; fi
 # --- Run.
 : > "$log"
 status=0
-run() { cargo test --release --target "$target" -p usq "$@" 2>&1 | tee -a "$log" || status=$?; }
+# Both packages named, as in the build: with `-p usq` alone the host's proc-macros resolve to
+# other features (cbindgen is gone from the graph) and tract is compiled again. usq-ffi adds no
+# test to these runs (its lib has none; its C tests are host-only and not selected).
+run() { cargo test --release --target "$target" -p usq -p usq-ffi "$@" 2>&1 | tee -a "$log" || status=$?; }
 if [[ $# -eq 0 ]]; then
     # Every test binary that does not loop the ViT over whole patch grids (cross/README.md).
     run --lib
@@ -96,7 +101,8 @@ if [[ $# -eq 0 ]]; then
     run --test it -- model_contract::simd_kernels --nocapture
 elif [[ $1 == --full ]]; then
     shift
-    run "$@"
+    # The library's whole suite (not libusq's C tests, which need the host's compiler).
+    run --lib --test it --test zero_alloc "$@"
 else
     run "$@"
 fi
