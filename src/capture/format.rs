@@ -131,6 +131,10 @@ pub struct CapturedFrame<'a> {
 
 /// Checks one delivered buffer against the negotiated layout (raw formats), or decodes it
 /// into `decoded` (MJPEG). An error means the buffer is unusable and is skipped.
+///
+/// An MJPEG frame is taken at its own size, which may differ from the negotiated one: a
+/// capture card whose source switches resolution keeps the negotiated format and sends JPEG
+/// images of the new size. The returned layout says which; the stream reports the change.
 pub fn frame_from_buffer<'a>(
     format: CaptureFormat,
     layout: FrameLayout,
@@ -138,19 +142,13 @@ pub fn frame_from_buffer<'a>(
     decoded: &'a mut Option<GrayFrame>,
 ) -> Result<(&'a [u8], FrameLayout)> {
     if format == CaptureFormat::Mjpeg {
-        let frame = decode_mjpeg(buffer)?;
-        if (frame.width, frame.height) != (layout.width, layout.height) {
-            crate::bail!(
-                Image,
-                "MJPEG frame is {}x{}, the stream was negotiated at {}x{}",
-                frame.width,
-                frame.height,
-                layout.width,
-                layout.height
-            );
-        }
-        let frame = decoded.insert(frame);
-        return Ok((&frame.pixels, layout));
+        let frame = decoded.insert(decode_mjpeg(buffer)?);
+        let own = if (frame.width, frame.height) == (layout.width, layout.height) {
+            layout
+        } else {
+            CaptureFormat::Mjpeg.engine_layout(frame.width, frame.height, 0)?
+        };
+        return Ok((&frame.pixels, own));
     }
     let need = layout.required_bytes()?;
     if buffer.len() < need {
@@ -256,8 +254,10 @@ mod tests {
             *b = 0xFF;
         }
         let _ = frame_from_buffer(CaptureFormat::Mjpeg, layout, &flipped, &mut decoded); // no panic
-        // A frame of another size than negotiated is refused.
-        let other = jpeg(40, 32);
-        assert!(frame_from_buffer(CaptureFormat::Mjpeg, layout, &other, &mut decoded).is_err());
+        // A frame of another size than negotiated is taken at its own size.
+        let other = jpeg(40, 24);
+        let (data, l) = frame_from_buffer(CaptureFormat::Mjpeg, layout, &other, &mut decoded).unwrap();
+        assert_eq!((l.width, l.height, l.format, data.len()), (40, 24, PixelFormat::Gray8, 40 * 24));
+        assert_eq!(l, CaptureFormat::Mjpeg.engine_layout(40, 24, 0).unwrap());
     }
 }

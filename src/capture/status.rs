@@ -36,6 +36,8 @@ pub struct SourceStatus {
     pub stalls: u64,
     /// The longest of them, in seconds.
     pub longest_stall_s: f64,
+    /// Times the frames changed size within a stream.
+    pub resizes: u64,
     /// Times the device was lost.
     pub losses: u64,
     /// Times it came back.
@@ -55,6 +57,7 @@ impl Default for SharedSource {
             skipped: 0,
             stalls: 0,
             longest_stall_s: 0.0,
+            resizes: 0,
             losses: 0,
             reconnects: 0,
         };
@@ -88,6 +91,14 @@ impl SharedSource {
             s.stalls += 1;
             s.longest_stall_s = s.longest_stall_s.max(gap.as_secs_f64());
             s.last_fault = Some(format!("no frame for {:.1} s, then frames again", gap.as_secs_f64()));
+        });
+    }
+
+    /// The frames changed size within the stream, `from` (width, height) `to` another.
+    pub fn resized(&self, from: (usize, usize), to: (usize, usize)) {
+        self.with(|s, _| {
+            s.resizes += 1;
+            s.last_fault = Some(format!("frame size changed: {}x{} -> {}x{}", from.0, from.1, to.0, to.1));
         });
     }
 
@@ -130,9 +141,14 @@ mod tests {
         assert_eq!(src.get().state, SourceState::Playing);
         src.skipped("corrupt MJPEG frame: truncated");
         src.stalled(Duration::from_millis(3100));
+        src.resized((800, 540), (640, 480));
+        assert_eq!(src.get().last_fault.unwrap(), "frame size changed: 800x540 -> 640x480");
         src.lost("/dev/video0: no frame for 5.0 s");
         let s = src.get();
-        assert_eq!((s.state, s.skipped, s.stalls, s.losses, s.reconnects), (SourceState::Lost, 1, 1, 1, 0));
+        assert_eq!(
+            (s.state, s.skipped, s.stalls, s.resizes, s.losses, s.reconnects),
+            (SourceState::Lost, 1, 1, 1, 1, 0)
+        );
         assert_eq!(s.longest_stall_s, 3.1);
         assert!(s.lost_for_s.is_some_and(|t| t >= 0.0));
         let json = serde_json::to_value(&s).unwrap();

@@ -13,6 +13,12 @@
 //!   off): a clear error, and the stream is stopped.
 //! - ENODEV, EIO and other errors from the driver: the device is gone; a clear error.
 //! - A corrupt MJPEG frame or a short raw buffer: skipped and counted.
+//! - Only unusable buffers for `no_frame_timeout` (a source that switched to a size or format
+//!   the negotiated one cannot hold, or sends garbage): as a silent device, the stream is
+//!   stopped with a clear error, so that supervision opens the device again and negotiates
+//!   what it now sends.
+//! - MJPEG frames of another size than negotiated (the source switched resolution, the card
+//!   kept its format): taken at their own size, and the change is reported.
 //!
 //! [`Camera::stream_supervised`] adds the policy for losing the device: with
 //! [`OnLoss::Reconnect`] it reopens the device (same path, same request: the format and size
@@ -96,6 +102,8 @@ pub struct CaptureStats {
     pub stalls: u64,
     /// The longest gap between two frames of one stream.
     pub longest_gap: Duration,
+    /// Times the frames changed size within a stream (MJPEG frames of another size).
+    pub resizes: u64,
     /// Times the device was lost.
     pub losses: u64,
     /// Times it sent frames again after a loss.
@@ -123,6 +131,14 @@ pub enum CaptureEvent<'a> {
     Skipped(&'a str),
     /// Frames again after a gap of at least [`StreamOptions::stall_after`].
     Stalled(Duration),
+    /// The frames changed size within the stream, `from` (width, height) `to` another; the
+    /// frames are taken at their new size.
+    Resized {
+        /// The size until now.
+        from: (usize, usize),
+        /// The size of the frames from now on.
+        to: (usize, usize),
+    },
     /// The device was lost; reopening follows with [`OnLoss::Reconnect`].
     Lost(&'a Error),
     /// Frames again, `after` the last frame before the loss, from the device as it now
@@ -284,6 +300,10 @@ impl Camera {
         // Gaps are between frames of this stream: the wait for its first frame is the device
         // starting (or coming back), not a stall.
         let (started, mut last_frame) = (Instant::now(), None::<Instant>);
+        // The last frame that could be used, and the unusable buffers since.
+        let (mut last_usable, mut unusable_run) = (None::<Instant>, 0u64);
+        // The size of the frames as they come (MJPEG frames may change it).
+        let mut size = (self.layout.width, self.layout.height);
         let mut decoded = None;
         loop {
             if stop.load(Ordering::SeqCst) {
@@ -316,6 +336,12 @@ impl Camera {
             let outcome = match frame_from_buffer(self.format, self.layout, stream.data(index, &meta), &mut decoded) {
                 Ok((data, layout)) => {
                     stats.frames += 1;
+                    (last_usable, unusable_run) = (Some(Instant::now()), 0);
+                    if (layout.width, layout.height) != size {
+                        let from = std::mem::replace(&mut size, (layout.width, layout.height));
+                        stats.resizes += 1;
+                        on_event(CaptureEvent::Resized { from, to: size });
+                    }
                     #[allow(clippy::useless_conversion)] // time_t is 32-bit on armv7
                     let timestamp_us = (i64::from(meta.timestamp.tv_sec) * 1_000_000
                         + i64::from(meta.timestamp.tv_usec))
@@ -324,8 +350,18 @@ impl Camera {
                 }
                 Err(e) => {
                     stats.skipped += 1;
+                    unusable_run += 1;
                     let reason = stats.last_skip.insert(e.to_string());
                     on_event(CaptureEvent::Skipped(reason));
+                    let without = last_usable.unwrap_or(started).elapsed();
+                    if without >= options.no_frame_timeout {
+                        crate::bail!(
+                            Io,
+                            "{name}: capture stopped: no usable frame for {:.1} s ({unusable_run} unusable buffers in a \
+                             row, the last: {reason})",
+                            without.as_secs_f64()
+                        );
+                    }
                     Ok(true)
                 }
             };

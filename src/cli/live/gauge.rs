@@ -174,12 +174,13 @@ fn source_line(s: &SourceStatus) -> Option<String> {
         Some(t) => format!("CAPTURE LOST for {t:.0} s, reconnecting  "),
         None => String::new(),
     };
-    (s.skipped + s.stalls + s.losses > 0).then(|| {
+    (s.skipped + s.stalls + s.resizes + s.losses > 0).then(|| {
         format!(
-            "{lost}source: {} skipped  {} stalls (longest {:.1} s)  lost {}  back {}  last: {}",
+            "{lost}source: {} skipped  {} stalls (longest {:.1} s)  {} resized  lost {}  back {}  last: {}",
             s.skipped,
             s.stalls,
             s.longest_stall_s,
+            s.resizes,
             s.losses,
             s.reconnects,
             s.last_fault.as_deref().unwrap_or("-")

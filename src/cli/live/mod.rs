@@ -329,6 +329,10 @@ fn open_device(dev: &std::path::Path, a: &Args, source: SharedSource) -> usq::Re
         let event = |e: CaptureEvent<'_>| match e {
             CaptureEvent::Skipped(reason) => source.skipped(reason),
             CaptureEvent::Stalled(gap) => source.stalled(gap),
+            CaptureEvent::Resized { from, to } => {
+                source.resized(from, to);
+                eprintln!("usq live: the capture's frames changed size: {}x{} -> {}x{}", from.0, from.1, to.0, to.1)
+            }
             CaptureEvent::Lost(e) => {
                 source.lost(&e.to_string());
                 if on_loss == OnLoss::Reconnect {
@@ -360,6 +364,9 @@ fn capture_summary(s: &usq::capture::v4l2::CaptureStats) -> String {
     );
     if s.skipped > 0 {
         line += &format!(", {} unusable frames skipped (last: {})", s.skipped, s.last_skip.as_deref().unwrap_or(""));
+    }
+    if s.resizes > 0 {
+        line += &format!(", frame size changed {} times", s.resizes);
     }
     if s.losses > 0 {
         line += &format!(
