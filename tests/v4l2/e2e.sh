@@ -114,6 +114,9 @@ for f in "$FRAMES_DIR"/*.png; do
   n=$((n + 1))
 done
 [ $n -gt 0 ] || fail "no PNG frames in $FRAMES_DIR"
+# Their size, as "WxH" (the PNG header's width and height).
+SIZE=$(od -An -tu1 -j16 -N8 "$WORK/frames/frame0000.png" |
+  awk '{print $1*16777216+$2*65536+$3*256+$4 "x" $5*16777216+$6*65536+$7*256+$8}')
 say "$n frames from $FRAMES_DIR at $FPS fps, $RUN_SECONDS s per format: $FORMATS"
 
 cc -O2 -shared -fPIC -o "$WORK/shim.so" "$ROOT/tests/v4l2/syscall_shim.c" -ldl || fail "building the syscall shim"
@@ -228,6 +231,14 @@ source_status() { # source_status TAG: the frame source's part of /stats.json of
   [ -n "$addr" ] || fail "$1: usq did not say where it serves"
   curl -fsS --max-time 5 "http://$addr/stats.json" | grep -o '"source":{[^}]*}'
 }
+expect_stopped() { # expect_stopped TAG RC MESSAGE_RE: usq ended on its own, with an error exit, a
+  # message matching MESSAGE_RE and no panic (its log shown)
+  cat "$WORK/$1.log" >&2
+  [ "$2" -ne 124 ] && [ "$2" -ne 137 ] || fail "$1: usq live hung until its timeout"
+  [ "$2" -ne 0 ] || fail "$1: usq live exited 0 (it should have stopped with an error)"
+  ! grep -q panicked "$WORK/$1.log" || fail "$1: usq panicked"
+  grep -qE "$3" "$WORK/$1.log" || fail "$1: no clear message"
+}
 finish_usq() { # finish_usq TAG: waits for it to end, shows its log; fails on an error exit or a panic
   wait "$USQ_PID"
   local rc=$?
@@ -261,9 +272,6 @@ encode_jpegs() { # encode_jpegs DIR FIRST LAST [WxH]: frames FIRST..LAST as DIR/
     caps="image/png,framerate=$FPS/1" ! pngdec ! $scale videoconvert ! video/x-raw,format=I420 ! jpegenc quality=90 ! \
     multifilesink index="$2" location="$1/frame%04d.jpg" >"$WORK/gst-jpegenc.log" 2>&1 || fail "encoding the JPEG frames"
 }
-png_size() { # png_size FILE: "W H" from the PNG header
-  od -An -tu1 -j16 -N8 "$1" | awk '{print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8}'
-}
 
 phase_corrupt() {
   # Corrupt: an MJPEG stream with a burst of truncated and garbage frames.
@@ -280,8 +288,7 @@ phase_corrupt() {
     fi
     corrupt=$((corrupt + 1))
   done
-  read -r w h < <(png_size "$WORK/frames/frame0000.png")
-  publish_jpegs "$WORK/jpeg" "${w}x$h"
+  publish_jpegs "$WORK/jpeg" "$SIZE"
   start_usq corrupt --seconds "$RUN_SECONDS" --serve 127.0.0.1:0
   sleep 2
   live=$(source_status corrupt)
@@ -298,41 +305,35 @@ phase_resize() {
   # Resize: the loop's first half at the frames' size, the second half 640x480, in one MJPEG
   # stream negotiated at the first size.
   [ "$n" -ge 4 ] || fail "resize: needs 4 frames"
-  read -r w h < <(png_size "$WORK/frames/frame0000.png")
-  [ "${w}x$h" != 640x480 ] || fail "resize: the frames are already 640x480"
+  [ "$SIZE" != 640x480 ] || fail "resize: the frames are already 640x480"
   encode_jpegs "$WORK/rjpeg" 0 $((n / 2 - 1))
   encode_jpegs "$WORK/rjpeg" $((n / 2)) $((n - 1)) 640x480
-  publish_jpegs "$WORK/rjpeg" "${w}x$h"
+  publish_jpegs "$WORK/rjpeg" "$SIZE"
   start_usq resize --seconds "$RUN_SECONDS" --serve 127.0.0.1:0
   sleep 3
   live=$(source_status resize)
   echo "$live" | grep -qE '"resizes":[1-9]' || fail "resize: the live view does not count the size changes: $live"
   finish_usq resize
-  grep -q "frames changed size: ${w}x$h -> 640x480" "$WORK/resize.log" || fail "resize: the change to 640x480 was not reported"
+  grep -q "frames changed size: $SIZE -> 640x480" "$WORK/resize.log" || fail "resize: the change to 640x480 was not reported"
   grep -q "unusable frames skipped" "$WORK/resize.log" && fail "resize: frames were skipped"
   grep -q "capture lost" "$WORK/resize.log" && fail "resize: the size change was taken for a loss"
   changes=$(sed -n 's/.*frame size changed \([0-9][0-9]*\) times.*/\1/p' "$WORK/resize.log")
   scored=$(wc -l <"$WORK/resize.jsonl")
   [ "${changes:-0}" -ge 2 ] || fail "resize: ${changes:-0} size changes counted (the loop changes twice per pass)"
   [ "$scored" -ge $((FPS * RUN_SECONDS / 2)) ] || fail "resize: only $scored results"
-  say "resize: ${w}x$h <-> 640x480 within one stream: $changes changes counted, $scored results, none skipped; the live view 3 s in: $live"
+  say "resize: $SIZE <-> 640x480 within one stream: $changes changes counted, $scored results, none skipped; the live view 3 s in: $live"
 }
 
 phase_garbage() {
   # Garbage: nothing but truncated MJPEG frames, with --on-capture-loss exit.
   encode_jpegs "$WORK/gjpeg" 0 $((n - 1))
   for f in "$WORK"/gjpeg/*.jpg; do head -c $(($(stat -c %s "$f") / 2)) "$f" >"$f.cut" && mv "$f.cut" "$f"; done
-  read -r w h < <(png_size "$WORK/frames/frame0000.png")
-  publish_jpegs "$WORK/gjpeg" "${w}x$h"
+  publish_jpegs "$WORK/gjpeg" "$SIZE"
   t0=$SECONDS
   run_usq garbage --seconds 60 --on-capture-loss exit
   rc=$?
   unpublish
-  cat "$WORK/garbage.log" >&2
-  [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "garbage: usq live hung until its timeout"
-  [ $rc -ne 0 ] || fail "garbage: usq live exited 0 without one usable frame"
-  grep -q panicked "$WORK/garbage.log" && fail "garbage: usq panicked"
-  grep -qE "no usable frame for 5\.[0-9] s" "$WORK/garbage.log" || fail "garbage: no clear message"
+  expect_stopped garbage $rc "no usable frame for 5\.[0-9] s"
   [ ! -s "$WORK/garbage.jsonl" ] || fail "garbage: results from truncated frames"
   say "garbage: usq stopped $((SECONDS - t0)) s after it started, exit $rc, no result"
 }
@@ -373,11 +374,7 @@ phase_unplug() {
   t0=$SECONDS
   wait "$USQ_PID"
   rc=$?
-  cat "$WORK/unplug.log" >&2
-  [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "unplug: usq live hung until its timeout"
-  [ $rc -ne 0 ] || fail "unplug: usq live exited 0 after losing its camera"
-  grep -q panicked "$WORK/unplug.log" && fail "unplug: usq panicked"
-  grep -qE "no frame for|capture stopped" "$WORK/unplug.log" || fail "unplug: no clear message"
+  expect_stopped unplug $rc "no frame for|capture stopped"
   say "unplug: usq stopped $((SECONDS - t0)) s after the camera went away, exit $rc"
 }
 
