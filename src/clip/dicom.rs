@@ -8,11 +8,15 @@
 //! they are, never min-max stretched per frame (the decoder's default), which would change a
 //! frame's gray levels with its content.
 
+use super::dicom_lengths::Bounded;
 use crate::{Error, ErrorKind, GrayFrame};
 use dicom_dictionary_std::tags;
-use dicom_object::file::ReadPreamble;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_encoding::text::SpecificCharacterSet;
+use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
+use dicom_parser::StatefulDecoder;
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use std::path::{Path, PathBuf};
 
 /// An opened cine and the next frame to decode.
@@ -49,6 +53,35 @@ fn check_sample_bits(allocated: Option<u16>, stored: Option<u16>, high: Option<u
     }
 }
 
+/// The object in a DICOM stream that starts at its `DICM` marker, every declared length bounded
+/// by the bytes there are (`dicom_lengths`): checked ahead, then again at each read of the data
+/// set.
+fn read_object(stream: &[u8]) -> crate::Result<DefaultDicomObject> {
+    let data_set = super::dicom_lengths::check(stream)?;
+    // The meta group as `check` read it: dicom-object's own reader of it sizes values from
+    // their headers too.
+    let uid = data_set.syntax.as_str();
+    let meta = FileMetaTableBuilder::new()
+        .transfer_syntax(uid)
+        .media_storage_sop_class_uid(data_set.sop_class.as_str())
+        .media_storage_sop_instance_uid(data_set.sop_instance.as_str())
+        .build()
+        .map_err(|e| dicom_err(e, "file meta group".into()))?;
+    let Some(syntax) = TransferSyntaxRegistry.get(uid) else {
+        crate::bail!(Image, "unknown transfer syntax {uid:?}");
+    };
+    // A deflated data set is inflated already: its syntax's decoder reads the inflated bytes.
+    let bytes: &[u8] = &data_set.bytes;
+    let decoder = StatefulDecoder::new_with(bytes, syntax, SpecificCharacterSet::default(), 0)
+        .map_err(|e| dicom_err(e, format!("transfer syntax {uid}")))?;
+    let mut bounded = Bounded::new(decoder, bytes.len());
+    let read = InMemDicomObject::read_dataset(&mut bounded);
+    if let Some(why) = bounded.refused() {
+        crate::bail!(Image, "{why}");
+    }
+    Ok(read.map_err(|e| dicom_err(e, "data set".into()))?.with_exact_meta(meta))
+}
+
 impl Cine {
     /// Reads the object and checks it holds pixel data of a size usq reads; frames are decoded
     /// later, one at a time.
@@ -58,11 +91,7 @@ impl Cine {
         // The stream starts at its DICM marker: after the 128-byte preamble, or at once.
         let start = if bytes.get(128..132) == Some(b"DICM") { 128 } else { 0 };
         let stream = &bytes[start..];
-        super::dicom_lengths::check(stream).map_err(|e| e.context(format!("DICOM {name}")))?;
-        let object = OpenFileOptions::new()
-            .read_preamble(ReadPreamble::Never)
-            .from_reader(stream)
-            .map_err(|e| dicom_err(e, format!("reading DICOM {name}")))?;
+        let object = read_object(stream).map_err(|e| e.context(format!("DICOM {name}")))?;
         if object.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
             crate::bail!(Image, "DICOM {name} holds no pixel data");
         }
@@ -113,6 +142,35 @@ impl Cine {
 #[cfg(test)]
 mod tests {
     use super::check_sample_bits;
+
+    /// The bounded reading gives the object dicom-object's own reading gives, in every
+    /// uncompressed syntax: the same elements, the same frames.
+    #[test]
+    fn the_bounded_reading_reads_what_dicom_object_reads() {
+        use dicom_dictionary_std::uids;
+        use dicom_object::OpenFileOptions;
+        use dicom_object::file::ReadPreamble;
+        use dicom_pixeldata::PixelDecoder;
+        for syntax in [
+            uids::EXPLICIT_VR_LITTLE_ENDIAN,
+            uids::IMPLICIT_VR_LITTLE_ENDIAN,
+            "1.2.840.10008.1.2.2",
+            uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+        ] {
+            let bytes = super::super::dicom_lengths::tests::cine(syntax);
+            let stream = &bytes[128..];
+            let ours = super::read_object(stream).unwrap_or_else(|e| panic!("{syntax}: {e}"));
+            let theirs = OpenFileOptions::new().read_preamble(ReadPreamble::Never).from_reader(stream).unwrap();
+            assert_eq!(ours.meta().transfer_syntax(), theirs.meta().transfer_syntax());
+            let tags = |o: &dicom_object::DefaultDicomObject| o.iter().map(|e| e.header().tag).collect::<Vec<_>>();
+            assert_eq!(tags(&ours), tags(&theirs), "{syntax}");
+            for frame in 0..2 {
+                let a = ours.decode_pixel_data_frame(frame).unwrap();
+                let b = theirs.decode_pixel_data_frame(frame).unwrap();
+                assert_eq!(a.data(), b.data(), "{syntax} frame {frame}");
+            }
+        }
+    }
 
     #[test]
     fn sample_bits_past_what_ultrasound_stores_are_errors() {

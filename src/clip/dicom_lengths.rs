@@ -1,15 +1,22 @@
-//! A check of a DICOM file's declared lengths before it is parsed. dicom-parser sizes (and
-//! zero-fills) a value's buffer from the length in the element's header before it reads the
-//! value, so an 864-byte file whose header declares 2.4 GB took 2.4 GB of memory (found by
-//! the fuzz target `dicom_cine`). Here every element header (the file meta group, the data
-//! set, nested sequences and items, pixel data fragments) is read without reading any value,
-//! and one that declares more bytes than are left in the file is an error.
+//! Bounds on a DICOM file's declared lengths. dicom-parser sizes (and zero-fills) a value's
+//! buffer from the length in the element's header before it reads the value, so an 864-byte
+//! file whose header declares 2.4 GB took 2.4 GB of memory (found by the fuzz target
+//! `dicom_cine`). Two bounds, so that neither rests on reading the file exactly as the other:
+//! - [`check`] reads every element header (the file meta group, the data set, nested sequences
+//!   and items, pixel data fragments) without reading any value, and refuses one that declares
+//!   more bytes than are left, with the element named;
+//! - [`Bounded`] is the decoder the data set is then parsed through: it refuses to read any value
+//!   longer than what its source has left, whatever header the parser read it from.
 
 use crate::Result;
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::header::{DataElementHeader, HasLength, SequenceItemHeader};
+use dicom_core::value::PrimitiveValue;
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
-use std::io::Read;
+use dicom_parser::stateful::decode::{Error as DecodeError, StatefulDecode};
+use std::borrow::Cow;
+use std::io::{Read, Seek};
 
 /// An undefined length: a sequence, an item or encapsulated pixel data closed by a delimiter.
 const UNDEFINED: u32 = u32::MAX;
@@ -17,17 +24,34 @@ const UNDEFINED: u32 = u32::MAX;
 /// most deflate can compress).
 const MAX_INFLATED: u64 = 1 << 30;
 
-/// Checks the declared lengths of the DICOM stream that starts at its `DICM` marker.
-pub fn check(stream: &[u8]) -> Result<()> {
+/// A DICOM stream's data set, its declared lengths checked: inflated when it was deflated.
+#[derive(Debug)]
+pub struct DataSet<'a> {
+    /// The transfer syntax UID the file meta group names.
+    pub syntax: String,
+    /// The file meta group's Media Storage SOP Class UID (empty when absent).
+    pub sop_class: String,
+    /// Its Media Storage SOP Instance UID (empty when absent).
+    pub sop_instance: String,
+    /// Where the data set starts in the stream (after the file meta group).
+    pub offset: usize,
+    /// The data set's bytes (inflated when its syntax is deflated).
+    pub bytes: Cow<'a, [u8]>,
+}
+
+/// Checks the declared lengths of the DICOM stream that starts at its `DICM` marker, and returns
+/// its data set.
+pub fn check(stream: &[u8]) -> Result<DataSet<'_>> {
     if stream.get(..4) != Some(b"DICM") {
         crate::bail!(Image, "not a DICOM file (no DICM marker)");
     }
     let mut w = Walker { data: stream, pos: 4, explicit: true, big_endian: false };
-    let syntax = w.meta_group()?;
-    let body = &stream[w.pos..];
-    match syntax.as_str() {
-        "1.2.840.10008.1.2" => Walker { data: body, pos: 0, explicit: false, big_endian: false }.data_set(),
-        "1.2.840.10008.1.2.2" => Walker { data: body, pos: 0, explicit: true, big_endian: true }.data_set(),
+    let [syntax, sop_class, sop_instance] = w.meta_group()?;
+    let offset = w.pos;
+    let body = &stream[offset..];
+    let (bytes, explicit, big_endian) = match syntax.as_str() {
+        "1.2.840.10008.1.2" => (Cow::Borrowed(body), false, false),
+        "1.2.840.10008.1.2.2" => (Cow::Borrowed(body), true, true),
         "1.2.840.10008.1.2.1.99" => {
             let cap = MAX_INFLATED.min(body.len() as u64 * 1032 + 1024);
             let mut inflated = Vec::new();
@@ -35,10 +59,113 @@ pub fn check(stream: &[u8]) -> Result<()> {
             if inflated.len() as u64 > cap {
                 crate::bail!(Image, "the deflated DICOM data set inflates past {cap} bytes");
             }
-            Walker { data: &inflated, pos: 0, explicit: true, big_endian: false }.data_set()
+            (Cow::Owned(inflated), true, false)
         }
         // Explicit VR little endian, and every encapsulated (compressed pixel data) syntax.
-        _ => Walker { data: body, pos: 0, explicit: true, big_endian: false }.data_set(),
+        _ => (Cow::Borrowed(body), true, false),
+    };
+    Walker { data: &bytes, pos: 0, explicit, big_endian }.data_set()?;
+    Ok(DataSet { syntax, sop_class, sop_instance, offset, bytes })
+}
+
+/// A data set decoder that reads no value longer than the bytes its source has left. The parser
+/// sizes a value's buffer from the header before it reads it, so this is the bound at the point
+/// of reading, whichever bytes the parser took the header from. A refusal reads as the parser's
+/// own allocation error; [`Bounded::refused`] says what was refused.
+pub struct Bounded<D> {
+    inner: D,
+    /// The source's length, in the decoder's positions.
+    end: u64,
+    refused: Option<String>,
+}
+
+impl<D: StatefulDecode> Bounded<D> {
+    /// `inner` reads a source of `len` bytes from its position 0.
+    pub fn new(inner: D, len: usize) -> Self {
+        Bounded { inner, end: len as u64, refused: None }
+    }
+
+    /// Why a read was refused, if one was.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    fn allow(&mut self, len: u32) -> std::result::Result<(), DecodeError> {
+        let at = self.inner.position();
+        let left = self.end.saturating_sub(at);
+        if u64::from(len) <= left {
+            return Ok(());
+        }
+        self.refused.get_or_insert_with(|| {
+            format!("a DICOM value at byte {at} of the data set declares {len} bytes, and only {left} are left")
+        });
+        Err(DecodeError::AllocateValueData { len })
+    }
+
+    fn allow_header(&mut self, header: &DataElementHeader) -> std::result::Result<(), DecodeError> {
+        match header.length().get() {
+            Some(len) => self.allow(len),
+            // The parser refuses an undefined length where a value must have one.
+            None => Ok(()),
+        }
+    }
+}
+
+impl<D: StatefulDecode> StatefulDecode for Bounded<D> {
+    type Reader = D::Reader;
+
+    fn decode_header(&mut self) -> std::result::Result<DataElementHeader, DecodeError> {
+        self.inner.decode_header()
+    }
+
+    fn decode_item_header(&mut self) -> std::result::Result<SequenceItemHeader, DecodeError> {
+        self.inner.decode_item_header()
+    }
+
+    fn read_value(&mut self, header: &DataElementHeader) -> std::result::Result<PrimitiveValue, DecodeError> {
+        self.allow_header(header)?;
+        self.inner.read_value(header)
+    }
+
+    fn read_value_preserved(&mut self, header: &DataElementHeader) -> std::result::Result<PrimitiveValue, DecodeError> {
+        self.allow_header(header)?;
+        self.inner.read_value_preserved(header)
+    }
+
+    fn read_value_bytes(&mut self, header: &DataElementHeader) -> std::result::Result<PrimitiveValue, DecodeError> {
+        self.allow_header(header)?;
+        self.inner.read_value_bytes(header)
+    }
+
+    fn read_to_vec(&mut self, length: u32, vec: &mut Vec<u8>) -> std::result::Result<(), DecodeError> {
+        self.allow(length)?;
+        self.inner.read_to_vec(length, vec)
+    }
+
+    fn read_u32_to_vec(&mut self, length: u32, vec: &mut Vec<u32>) -> std::result::Result<(), DecodeError> {
+        self.allow(length)?;
+        self.inner.read_u32_to_vec(length, vec)
+    }
+
+    fn read_to<W: std::io::Write>(&mut self, length: u32, out: W) -> std::result::Result<(), DecodeError> {
+        self.allow(length)?;
+        self.inner.read_to(length, out)
+    }
+
+    fn skip_bytes(&mut self, length: u32) -> std::result::Result<(), DecodeError> {
+        self.allow(length)?;
+        self.inner.skip_bytes(length)
+    }
+
+    fn seek(&mut self, position: u64) -> std::result::Result<(), DecodeError>
+    where
+        Self::Reader: Seek,
+    {
+        self.inner.seek(position)
+    }
+
+    fn position(&self) -> u64 {
+        self.inner.position()
     }
 }
 
@@ -133,9 +260,10 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// The file meta group (explicit VR little endian); returns the transfer syntax UID.
-    fn meta_group(&mut self) -> Result<String> {
-        let mut syntax = String::new();
+    /// The file meta group (explicit VR little endian); returns the transfer syntax, Media
+    /// Storage SOP Class and Instance UIDs.
+    fn meta_group(&mut self) -> Result<[String; 3]> {
+        let mut uids: [String; 3] = Default::default();
         // Where the group's length says it ends: the parser reads the data set from there, so
         // a group that ends elsewhere would be read here and there from different places (a
         // fuzz finding: a 2.8 GB length read from the middle of an element).
@@ -151,8 +279,14 @@ impl Walker<'_> {
                 declared_end =
                     Some(self.pos + 4 + u32::from_le_bytes([value[0], value[1], value[2], value[3]]) as usize);
             }
-            if tag == Tag(0x0002, 0x0010) {
-                syntax = String::from_utf8_lossy(value).trim_end_matches(['\0', ' ']).to_string();
+            let slot = match tag {
+                Tag(0x0002, 0x0010) => Some(0),
+                Tag(0x0002, 0x0002) => Some(1),
+                Tag(0x0002, 0x0003) => Some(2),
+                _ => None,
+            };
+            if let Some(i) = slot {
+                uids[i] = String::from_utf8_lossy(value).trim_end_matches(['\0', ' ']).to_string();
             }
             self.pos += len as usize;
         }
@@ -163,7 +297,7 @@ impl Walker<'_> {
                 self.pos
             );
         }
-        Ok(syntax)
+        Ok(uids)
     }
 
     /// The data set, headers only: sequences and items are entered, values and pixel data
@@ -192,14 +326,14 @@ impl Walker<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use dicom_core::{DataElement, PrimitiveValue, VR};
     use dicom_dictionary_std::{tags, uids};
     use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 
     /// A 2-frame 8-bit 16x8 cine with a sequence, in `syntax`, as its file's bytes.
-    fn cine(syntax: &str) -> Vec<u8> {
+    pub(in crate::clip) fn cine(syntax: &str) -> Vec<u8> {
         let mut obj = InMemDicomObject::new_empty();
         let mut put = |tag, vr, value: PrimitiveValue| {
             obj.put(DataElement::new(tag, vr, value));
@@ -283,5 +417,44 @@ mod tests {
         let e = check(&bytes[128..]).unwrap_err();
         assert!(e.to_string().contains("(7FE0,0010) declares 3000000000 bytes"), "{e}");
         assert!(check(b"DICX").is_err());
+    }
+
+    #[test]
+    fn the_parser_reads_no_value_past_the_end_whatever_header_it_reads() {
+        use dicom_encoding::TransferSyntaxIndex;
+        use dicom_encoding::text::SpecificCharacterSet;
+        use dicom_object::InMemDicomObject;
+        use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+        // Pixel Data declares 3e9 bytes: `check` refuses it; here the data set goes straight to
+        // the parser, as a header `check` did not read would.
+        let mut bytes = cine(uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        let px = bytes.windows(6).position(|w| w == [0xE0, 0x7F, 0x10, 0, b'O', b'B']).unwrap();
+        bytes[px + 8..px + 12].copy_from_slice(&3_000_000_000u32.to_le_bytes());
+        let mut w = Walker { data: &bytes[128..], pos: 4, explicit: true, big_endian: false };
+        w.meta_group().unwrap();
+        let data_set = &bytes[128 + w.pos..];
+        let syntax = TransferSyntaxRegistry.get(uids::EXPLICIT_VR_LITTLE_ENDIAN).unwrap();
+        let decoder =
+            dicom_parser::StatefulDecoder::new_with(data_set, syntax, SpecificCharacterSet::default(), 0).unwrap();
+        let mut bounded = Bounded::new(decoder, data_set.len());
+        assert!(InMemDicomObject::read_dataset(&mut bounded).is_err());
+        let why = bounded.refused().expect("a refusal");
+        let left = data_set.len() - (px + 12 - 128 - w.pos);
+        assert_eq!(
+            why,
+            format!(
+                "a DICOM value at byte {} of the data set declares 3000000000 bytes, and only {left} are left",
+                px + 12 - 128 - w.pos
+            )
+        );
+        // The same file, well formed, reads through the same decoder.
+        let good = cine(uids::EXPLICIT_VR_LITTLE_ENDIAN);
+        let data_set = &good[128 + w.pos..];
+        let decoder =
+            dicom_parser::StatefulDecoder::new_with(data_set, syntax, SpecificCharacterSet::default(), 0).unwrap();
+        let mut bounded = Bounded::new(decoder, data_set.len());
+        let object = InMemDicomObject::read_dataset(&mut bounded).unwrap();
+        assert_eq!(bounded.refused(), None);
+        assert_eq!(object.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().len(), 256);
     }
 }
