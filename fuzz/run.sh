@@ -14,10 +14,15 @@
 # fuzz/artifacts/<target>/; turn each into a regression test. A slow-unit- file (an input past
 # 10 s, often only a loaded machine) is listed, not failed on. Every target runs; the exit
 # status says whether any had findings. TARGETS="a b" runs only those.
+#
+# QUIET=Q (seconds) stops a target early once its edge coverage (libFuzzer's `cov:`) has not
+# grown for Q seconds: the long runs of docs/reliability.md ("until it stops finding new
+# coverage") use a large SECONDS and QUIET. Each target then prints a `plateau:` line: its
+# final coverage, when it last grew and how long the run was.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
-all="npz_manifold image_decode ulpips_weights pixel_convert mjpeg_frame c_api_sequence y4m_clip dicom_cine onnx_model"
+all="npz_manifold image_decode ulpips_weights pixel_convert mjpeg_frame c_api_sequence y4m_clip dicom_cine dicom_encapsulated onnx_model"
 targets=${TARGETS:-$all}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
@@ -32,9 +37,28 @@ for t in $targets; do
   echo "== $t: $seconds s"
   max_len=1048576
   [ "$t" = onnx_model ] && max_len=8388608
+  cargo +nightly fuzz build "$t" 2>&1 | grep -E "^error" || true
+  log="$scratch/$t.log"
   cargo +nightly fuzz run "$t" "$scratch/$t" "corpus/$t" "$scratch/seeds/$t" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len="$max_len" \
-    -timeout=60 -print_final_stats=1 2>&1 | grep -E "^(stat::|Done|==|SUMMARY|.*ERROR)" || true
+    -timeout=60 -print_final_stats=1 >"$log" 2>&1 &
+  pid=$!
+  began=$(date +%s) grew=$(date +%s) cov=0
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 5
+    now=$(grep -aoE "cov: [0-9]+" "$log" | tail -1 | cut -d' ' -f2 || true)
+    if [ -n "$now" ] && [ "$now" -gt "$cov" ]; then cov=$now grew=$(date +%s); fi
+    if [ -n "${QUIET:-}" ] && [ $(( $(date +%s) - grew )) -ge "$QUIET" ]; then
+      # libFuzzer prints its final statistics on SIGINT.
+      pkill -INT -f "release/$t " || true
+      wait "$pid" || true
+      break
+    fi
+  done
+  wait "$pid" 2>/dev/null || true
+  grep -aE "^(stat::|Done|==|SUMMARY|.*ERROR)" "$log" || true
+  end=$(date +%s)
+  echo "plateau: $t cov $cov, last grew at $(( grew - began )) s of $(( end - began )) s"
   slow=$(find "artifacts/$t" -name 'slow-unit-*' 2>/dev/null | wc -l)
   [ "$slow" -eq 0 ] || echo "$t: $slow slow inputs (over 10 s) in fuzz/artifacts/$t"
   if [ -n "$(find "artifacts/$t" -type f ! -name 'slow-unit-*' 2>/dev/null)" ]; then

@@ -8,8 +8,10 @@
 //! they are, never min-max stretched per frame (the decoder's default), which would change a
 //! frame's gray levels with its content.
 
+use super::dicom_frames::{self, FrameShape};
 use super::dicom_lengths::Bounded;
 use crate::{Error, ErrorKind, GrayFrame};
+use dicom_core::value::Value;
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_encoding::text::SpecificCharacterSet;
@@ -17,6 +19,7 @@ use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
 use dicom_parser::StatefulDecoder;
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 /// An opened cine and the next frame to decode.
@@ -27,6 +30,29 @@ pub struct Cine {
     next: u32,
     fps: Option<f64>,
     convert: ConvertOptions,
+    /// For a cine of compressed frames the registry's decoders trust, which of them and the
+    /// frame each is checked against before it is decoded (`dicom_frames`).
+    compressed: Option<(Compression, FrameShape)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Compression {
+    Rle,
+    Jpeg,
+}
+
+impl Compression {
+    fn of(syntax: &str) -> Option<Compression> {
+        match syntax {
+            "1.2.840.10008.1.2.5" => Some(Compression::Rle),
+            // Baseline, extended, lossless (processes 14 and 14 SV1).
+            "1.2.840.10008.1.2.4.50"
+            | "1.2.840.10008.1.2.4.51"
+            | "1.2.840.10008.1.2.4.57"
+            | "1.2.840.10008.1.2.4.70" => Some(Compression::Jpeg),
+            _ => None,
+        }
+    }
 }
 
 fn dicom_err(e: impl std::error::Error + 'static, what: String) -> Error {
@@ -108,6 +134,11 @@ impl Cine {
         let bits = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u16>().ok());
         check_sample_bits(bits(tags::BITS_ALLOCATED), bits(tags::BITS_STORED), bits(tags::HIGH_BIT))
             .map_err(|why| Error::new(ErrorKind::Image, format!("DICOM {name}: {why}")))?;
+        let compressed = Compression::of(object.meta().transfer_syntax()).map(|c| {
+            let samples = bits(tags::SAMPLES_PER_PIXEL).unwrap_or(1) as usize;
+            let bytes = bits(tags::BITS_ALLOCATED).unwrap_or(8) as usize / 8;
+            (c, FrameShape { rows, cols: columns, samples, bytes })
+        });
         let float = |tag| object.element_opt(tag).ok().flatten().and_then(|e| e.to_float64().ok());
         let fps = float(tags::FRAME_TIME)
             .filter(|ms| ms.is_finite() && *ms > 0.0)
@@ -120,7 +151,7 @@ impl Cine {
             .any(|&t| object.element_opt(t).ok().flatten().is_some());
         let voi = if windowed { VoiLutOption::Default } else { VoiLutOption::Identity };
         let convert = ConvertOptions::new().with_voi_lut(voi);
-        Ok(Cine { path: path.to_path_buf(), object, frames, next: 0, fps, convert })
+        Ok(Cine { path: path.to_path_buf(), object, frames, next: 0, fps, convert, compressed })
     }
 
     /// The cine's frame rate, if it records one.
@@ -133,7 +164,30 @@ impl Cine {
         let i = self.next;
         self.next = (self.next + 1) % self.frames;
         let what = || format!("DICOM {} frame {} of {}", self.path.display(), i + 1, self.frames);
-        let decoded = self.object.decode_pixel_data_frame(i).map_err(|e| dicom_err(e, what()))?;
+        if let Some((compression, shape)) = self.compressed {
+            let checked = match self.object.element(tags::PIXEL_DATA).map(|e| e.value()) {
+                Ok(Value::PixelSequence(seq)) => match compression {
+                    Compression::Rle => seq.fragments().get(i as usize).map(|f| dicom_frames::check_rle(f, shape)),
+                    Compression::Jpeg => dicom_frames::jpeg_frame_data(
+                        seq.fragments(),
+                        seq.offset_table(),
+                        self.frames as usize,
+                        i as usize,
+                    )
+                    .map(|data| dicom_frames::check_jpeg(&data, shape)),
+                },
+                // Where there is no fragment for it, the decoder says so.
+                _ => None,
+            };
+            if let Some(Err(why)) = checked {
+                crate::bail!(Image, "{}: {why}", what());
+            }
+        }
+        // The decoders are not ours: one that panics on a frame makes that frame an error, not
+        // the end of the process (the panic hook has printed it).
+        let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| self.object.decode_pixel_data_frame(i)))
+            .map_err(|_| Error::new(ErrorKind::Image, format!("{}: the pixel data decoder panicked on it", what())))?
+            .map_err(|e| dicom_err(e, what()))?;
         let image = decoded.to_dynamic_image_with_options(0, &self.convert).map_err(|e| dicom_err(e, what()))?;
         GrayFrame::from_image(image).map_err(|e| e.context(what()))
     }

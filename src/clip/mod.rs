@@ -5,6 +5,8 @@
 #[cfg(feature = "dicom")]
 pub mod dicom;
 #[cfg(feature = "dicom")]
+pub mod dicom_frames;
+#[cfg(feature = "dicom")]
 pub mod dicom_lengths;
 pub mod y4m;
 

@@ -65,6 +65,36 @@ fn dicom_cine() {
     corpus("dicom_cine", dicom_cine::run);
 }
 
+#[cfg(feature = "dicom")]
+#[test]
+fn dicom_encapsulated() {
+    corpus("dicom_encapsulated", dicom_cine::run_encapsulated);
+}
+
+/// The findings of `dicom_encapsulated`, each a panic in dicom-transfer-syntax-registry's
+/// decoders: an RLE frame whose header declares 2.6 million segments, read past its 844-byte
+/// fragment; a JPEG larger than its DICOM frame, copied past the frame's buffer. The checks
+/// before the decoders (`usq::clip::dicom_frames`) refuse each frame with a reason; the
+/// decoder is not reached, so the panic backstop around it is not what answers.
+#[cfg(feature = "dicom")]
+#[test]
+fn compressed_frames_the_decoders_panicked_on_are_refused_before_them() {
+    for (input, why) in [
+        ("rle_header_past_fragment", "frame 1 of 2: an RLE header of 2621446 segments, for 3 samples of 2 bytes"),
+        ("jpeg_larger_than_frame", "frame 1 of 2: a JPEG of"),
+    ] {
+        let input = std::fs::read(repo().join("fuzz/corpus/dicom_encapsulated").join(input)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cine.dcm");
+        std::fs::write(&path, dicom_cine::file(&input, true).unwrap()).unwrap();
+        let mut cine = usq::clip::dicom::Cine::open(&path).unwrap();
+        let errors: Vec<String> = (0..2).filter_map(|_| cine.next_frame().err()).map(|e| e.to_string()).collect();
+        assert!(errors.first().is_some_and(|e| e.contains(why)), "{errors:?}");
+        eprintln!("{}", errors[0]);
+        assert!(errors.iter().all(|e| !e.contains("panicked")), "{errors:?}");
+    }
+}
+
 #[test]
 fn onnx_model() {
     corpus("onnx_model", onnx_model::run);
