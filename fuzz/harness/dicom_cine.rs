@@ -28,7 +28,7 @@ const ENCAPSULATED: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.5"
 
 fn cine(p: &[u8; 8], pixels: &[u8], encapsulated: bool) -> Option<Vec<u8>> {
     let (rows, cols, frames) = (p[0] as u16 % 48 + 1, p[1] as u16 % 48 + 1, p[2] % 4 + 1);
-    let jpeg = encapsulated && p[7] % 2 == 0;
+    let jpeg = encapsulated && p[7].is_multiple_of(2);
     let bits: u16 = if p[3] & 1 == 0 || jpeg { 8 } else { 16 };
     let samples: u16 = if p[3] & 2 == 0 { 1 } else { 3 };
     let mut obj = InMemDicomObject::new_empty();

@@ -168,7 +168,8 @@ pub fn check_jpeg(data: &[u8], shape: FrameShape) -> Result<(), String> {
         }
         if code == 0xDA {
             // SOS: entropy-coded data to the next marker that is not a stuffed byte or a restart.
-            while at + 1 < data.len() && !(data[at] == 0xFF && !matches!(data[at + 1], 0x00 | 0xD0..=0xD7 | 0xFF)) {
+            let marker = |i: usize| data[i] == 0xFF && !matches!(data[i + 1], 0x00 | 0xD0..=0xD7 | 0xFF);
+            while at + 1 < data.len() && !marker(at) {
                 at += 1;
             }
             if at + 1 >= data.len() {
