@@ -23,9 +23,6 @@ const SYNTAXES: [&str; 4] = [
     uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
 ];
 
-/// JPEG baseline (8 bits) and RLE lossless.
-const ENCAPSULATED: [&str; 2] = ["1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.5"];
-
 fn cine(p: &[u8; 8], pixels: &[u8], encapsulated: bool) -> Option<Vec<u8>> {
     let (rows, cols, frames) = (p[0] as u16 % 48 + 1, p[1] as u16 % 48 + 1, p[2] % 4 + 1);
     let jpeg = encapsulated && p[7].is_multiple_of(2);
@@ -67,22 +64,22 @@ fn cine(p: &[u8; 8], pixels: &[u8], encapsulated: bool) -> Option<Vec<u8>> {
     let syntax = if encapsulated {
         let frame_len = want / frames as usize;
         // One fragment a frame; a short cine lacks its last ones.
-        let fragments: Vec<Vec<u8>> =
-            data.chunks_exact(frame_len)
-                .map(|f| {
-                    if jpeg {
-                        jpeg_frame(f, cols, rows, samples, p[4])
-                    } else {
-                        rle_frame(f, rows, cols, samples, bits)
-                    }
-                })
-                .collect::<Option<_>>()?;
+        let fragments: Vec<Vec<u8>> = data
+            .chunks_exact(frame_len)
+            .map(|f| {
+                if jpeg {
+                    jpeg_frame(f, cols, rows, samples, p[4])
+                } else {
+                    Some(rle_frame(f, rows, cols, samples, bits))
+                }
+            })
+            .collect::<Option<_>>()?;
         obj.put(DataElement::new(
             tags::PIXEL_DATA,
             VR::OB,
             Value::PixelSequence(PixelFragmentSequence::new(Vec::<u32>::new(), fragments)),
         ));
-        ENCAPSULATED[p[7] as usize % 2]
+        if jpeg { uids::JPEG_BASELINE8_BIT } else { uids::RLE_LOSSLESS }
     } else {
         obj.put(DataElement::new(
             tags::PIXEL_DATA,
@@ -113,7 +110,7 @@ fn jpeg_frame(frame: &[u8], cols: u16, rows: u16, samples: u16, quality: u8) -> 
 
 /// One frame as DICOM RLE: a 64-byte header of segment offsets, then one PackBits segment per
 /// byte plane (each sample's most significant byte first), written as literal runs.
-fn rle_frame(frame: &[u8], rows: u16, cols: u16, samples: u16, bits: u16) -> Option<Vec<u8>> {
+fn rle_frame(frame: &[u8], rows: u16, cols: u16, samples: u16, bits: u16) -> Vec<u8> {
     let (pixels, bytes) = (rows as usize * cols as usize, bits as usize / 8);
     let mut segments = Vec::new();
     for s in 0..samples as usize {
@@ -139,7 +136,7 @@ fn rle_frame(frame: &[u8], rows: u16, cols: u16, samples: u16, bits: u16) -> Opt
         offset += segments.get(i).map_or(0, |s| s.len() as u32);
     }
     segments.iter().for_each(|s| out.extend_from_slice(s));
-    Some(out)
+    out
 }
 
 pub fn run(data: &[u8]) {

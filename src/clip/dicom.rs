@@ -12,7 +12,7 @@ use super::dicom_frames::{self, FrameShape};
 use super::dicom_lengths::Bounded;
 use crate::{Error, ErrorKind, GrayFrame};
 use dicom_core::value::Value;
-use dicom_dictionary_std::tags;
+use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_encoding::text::SpecificCharacterSet;
 use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
@@ -44,12 +44,10 @@ enum Compression {
 impl Compression {
     fn of(syntax: &str) -> Option<Compression> {
         match syntax {
-            "1.2.840.10008.1.2.5" => Some(Compression::Rle),
-            // Baseline, extended, lossless (processes 14 and 14 SV1).
-            "1.2.840.10008.1.2.4.50"
-            | "1.2.840.10008.1.2.4.51"
-            | "1.2.840.10008.1.2.4.57"
-            | "1.2.840.10008.1.2.4.70" => Some(Compression::Jpeg),
+            uids::RLE_LOSSLESS => Some(Compression::Rle),
+            uids::JPEG_BASELINE8_BIT | uids::JPEG_EXTENDED12_BIT | uids::JPEG_LOSSLESS | uids::JPEG_LOSSLESS_SV1 => {
+                Some(Compression::Jpeg)
+            }
             _ => None,
         }
     }

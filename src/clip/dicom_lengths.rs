@@ -33,8 +33,6 @@ pub struct DataSet<'a> {
     pub sop_class: String,
     /// Its Media Storage SOP Instance UID (empty when absent).
     pub sop_instance: String,
-    /// Where the data set starts in the stream (after the file meta group).
-    pub offset: usize,
     /// The data set's bytes (inflated when its syntax is deflated).
     pub bytes: Cow<'a, [u8]>,
 }
@@ -47,8 +45,7 @@ pub fn check(stream: &[u8]) -> Result<DataSet<'_>> {
     }
     let mut w = Walker { data: stream, pos: 4, explicit: true, big_endian: false };
     let [syntax, sop_class, sop_instance] = w.meta_group()?;
-    let offset = w.pos;
-    let body = &stream[offset..];
+    let body = &stream[w.pos..];
     let (bytes, explicit, big_endian) = match syntax.as_str() {
         "1.2.840.10008.1.2" => (Cow::Borrowed(body), false, false),
         "1.2.840.10008.1.2.2" => (Cow::Borrowed(body), true, true),
@@ -65,7 +62,7 @@ pub fn check(stream: &[u8]) -> Result<DataSet<'_>> {
         _ => (Cow::Borrowed(body), true, false),
     };
     Walker { data: &bytes, pos: 0, explicit, big_endian }.data_set()?;
-    Ok(DataSet { syntax, sop_class, sop_instance, offset, bytes })
+    Ok(DataSet { syntax, sop_class, sop_instance, bytes })
 }
 
 /// A data set decoder that reads no value longer than the bytes its source has left. The parser
