@@ -9,14 +9,11 @@
 //! frame's gray levels with its content.
 
 use super::dicom_frames::{self, FrameShape};
-use super::dicom_lengths::Bounded;
 use crate::{Error, ErrorKind, GrayFrame};
 use dicom_core::value::Value;
 use dicom_dictionary_std::{tags, uids};
 use dicom_encoding::TransferSyntaxIndex;
-use dicom_encoding::text::SpecificCharacterSet;
-use dicom_object::{DefaultDicomObject, FileMetaTableBuilder, InMemDicomObject};
-use dicom_parser::StatefulDecoder;
+use dicom_object::{DefaultDicomObject, FileMetaTableBuilder};
 use dicom_pixeldata::{ConvertOptions, PixelDecoder, VoiLutOption};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use std::panic::AssertUnwindSafe;
@@ -95,15 +92,7 @@ fn read_object(stream: &[u8]) -> crate::Result<DefaultDicomObject> {
         crate::bail!(Image, "unknown transfer syntax {uid:?}");
     };
     // A deflated data set is inflated already: its syntax's decoder reads the inflated bytes.
-    let bytes: &[u8] = &data_set.bytes;
-    let decoder = StatefulDecoder::new_with(bytes, syntax, SpecificCharacterSet::default(), 0)
-        .map_err(|e| dicom_err(e, format!("transfer syntax {uid}")))?;
-    let mut bounded = Bounded::new(decoder, bytes.len());
-    let read = InMemDicomObject::read_dataset(&mut bounded);
-    if let Some(why) = bounded.refused() {
-        crate::bail!(Image, "{why}");
-    }
-    Ok(read.map_err(|e| dicom_err(e, "data set".into()))?.with_exact_meta(meta))
+    Ok(super::dicom_lengths::read_data_set(&data_set.bytes, syntax)?.with_exact_meta(meta))
 }
 
 impl Cine {

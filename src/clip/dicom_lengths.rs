@@ -65,6 +65,19 @@ pub fn check(stream: &[u8]) -> Result<DataSet<'_>> {
     Ok(DataSet { syntax, sop_class, sop_instance, bytes })
 }
 
+/// The data set in `bytes` (inflated already when deflated), read in `syntax` through [`Bounded`].
+pub fn read_data_set(bytes: &[u8], syntax: &dicom_encoding::TransferSyntax) -> Result<dicom_object::InMemDicomObject> {
+    let decoder = dicom_parser::StatefulDecoder::new_with(bytes, syntax, Default::default(), 0).map_err(|e| {
+        crate::Error::from_source(crate::ErrorKind::Image, &e).context(format!("transfer syntax {}", syntax.uid()))
+    })?;
+    let mut bounded = Bounded::new(decoder, bytes.len());
+    let read = dicom_object::InMemDicomObject::read_dataset(&mut bounded);
+    if let Some(why) = bounded.refused() {
+        crate::bail!(Image, "{why}");
+    }
+    read.map_err(|e| crate::Error::from_source(crate::ErrorKind::Image, &e).context("data set".to_string()))
+}
+
 /// A data set decoder that reads no value longer than the bytes its source has left. The parser
 /// sizes a value's buffer from the header before it reads it, so this is the bound at the point
 /// of reading, whichever bytes the parser took the header from. A refusal reads as the parser's
@@ -419,8 +432,6 @@ pub(super) mod tests {
     #[test]
     fn the_parser_reads_no_value_past_the_end_whatever_header_it_reads() {
         use dicom_encoding::TransferSyntaxIndex;
-        use dicom_encoding::text::SpecificCharacterSet;
-        use dicom_object::InMemDicomObject;
         use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
         // Pixel Data declares 3e9 bytes: `check` refuses it; here the data set goes straight to
         // the parser, as a header `check` did not read would.
@@ -431,11 +442,7 @@ pub(super) mod tests {
         w.meta_group().unwrap();
         let data_set = &bytes[128 + w.pos..];
         let syntax = TransferSyntaxRegistry.get(uids::EXPLICIT_VR_LITTLE_ENDIAN).unwrap();
-        let decoder =
-            dicom_parser::StatefulDecoder::new_with(data_set, syntax, SpecificCharacterSet::default(), 0).unwrap();
-        let mut bounded = Bounded::new(decoder, data_set.len());
-        assert!(InMemDicomObject::read_dataset(&mut bounded).is_err());
-        let why = bounded.refused().expect("a refusal");
+        let why = read_data_set(data_set, syntax).unwrap_err().to_string();
         let left = data_set.len() - (px + 12 - 128 - w.pos);
         assert_eq!(
             why,
@@ -446,12 +453,7 @@ pub(super) mod tests {
         );
         // The same file, well formed, reads through the same decoder.
         let good = cine(uids::EXPLICIT_VR_LITTLE_ENDIAN);
-        let data_set = &good[128 + w.pos..];
-        let decoder =
-            dicom_parser::StatefulDecoder::new_with(data_set, syntax, SpecificCharacterSet::default(), 0).unwrap();
-        let mut bounded = Bounded::new(decoder, data_set.len());
-        let object = InMemDicomObject::read_dataset(&mut bounded).unwrap();
-        assert_eq!(bounded.refused(), None);
+        let object = read_data_set(&good[128 + w.pos..], syntax).unwrap();
         assert_eq!(object.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().len(), 256);
     }
 }
