@@ -184,12 +184,12 @@ typedef struct usq_checks {
   // 1 when the organ's clean statistics judged the frame; 0 when the manifold has none
   // (fitted elsewhere or by an older usq): then only `USQ_FAULT_FROZEN` can be raised.
   uint32_t judged;
-  // Echo level: 90th percentile of the 16-pixel block means (gray levels).
+  // Echo level: 90th percentile of the 16-pixel block means inside the image (gray levels).
   float echo_level;
   // Share of pixels at 250 or above, 0..1.
   float clipped_share;
-  // The darker lateral half's echo over the brighter's, 0..1.
-  float side_balance;
+  // Share of the image's width in its widest run of columns without echo, 0..1.
+  float dead_width;
   // Standard deviation of the pixels (gray levels).
   float pixel_std;
   // Mean absolute change from the previous scored frame (gray levels); NaN offline and for

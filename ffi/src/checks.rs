@@ -42,12 +42,12 @@ pub struct usq_checks {
     /// 1 when the organ's clean statistics judged the frame; 0 when the manifold has none
     /// (fitted elsewhere or by an older usq): then only `USQ_FAULT_FROZEN` can be raised.
     pub judged: u32,
-    /// Echo level: 90th percentile of the 16-pixel block means (gray levels).
+    /// Echo level: 90th percentile of the 16-pixel block means inside the image (gray levels).
     pub echo_level: f32,
     /// Share of pixels at 250 or above, 0..1.
     pub clipped_share: f32,
-    /// The darker lateral half's echo over the brighter's, 0..1.
-    pub side_balance: f32,
+    /// Share of the image's width in its widest run of columns without echo, 0..1.
+    pub dead_width: f32,
     /// Standard deviation of the pixels (gray levels).
     pub pixel_std: f32,
     /// Mean absolute change from the previous scored frame (gray levels); NaN offline and for
@@ -66,7 +66,7 @@ impl usq_checks {
             judged: checks.judged as u32,
             echo_level: m.echo_level,
             clipped_share: m.clipped_share,
-            side_balance: m.side_balance,
+            dead_width: m.dead_width,
             pixel_std: m.pixel_std,
             frame_change: checks.frame_change.unwrap_or(f32::NAN),
             organ_margin: checks.organ_margin.unwrap_or(f64::NAN),

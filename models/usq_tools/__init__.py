@@ -23,6 +23,7 @@
     usq_tools.bench.plot                CLI: docs/benchmarks.png
     usq_tools.nrq_manifold_search       CLI: NRQ manifold fit settings on training subjects
     usq_tools.select_encoder            CLI: candidate encoders on training subjects
+    usq_tools.select_checks             CLI: the acquisition checks' measures and organ rule, on training frames
 
 The package imports nothing heavy here, so `usq_tools.bench.compare`'s light parent process stays light.
 """

@@ -99,17 +99,22 @@ fn check_entries<R: Read + Seek>(reader: &mut R) -> Result<()> {
 }
 
 /// The clean statistics' keys ([`CleanStats`]), float64 scalars, beside the count of frames.
+/// The echo level is read inside the image since the dead width replaced the side balance, so
+/// its key is new too: a file of an older usq reads as one without statistics.
 const CLEAN_KEYS: [&str; 5] = [
-    "usq_clean_echo_level_p0_5",
+    "usq_clean_image_echo_level_p0_5",
     "usq_clean_clipped_share_p99_5",
-    "usq_clean_side_balance_p0_5",
+    "usq_clean_dead_width_p99_5",
     "usq_clean_pixel_std_p0_5",
     "usq_clean_median_loglik_p0_5",
 ];
 const CLEAN_FRAMES_KEY: &str = "usq_clean_frames";
+/// A key only the statistics of usq before the dead width wrote: such a file reads as one
+/// without statistics (its echo level was read over the whole frame), to be fitted again.
+const OLDER_CLEAN_KEY: &str = "usq_clean_side_balance_p0_5";
 
 fn clean_values(c: &CleanStats) -> [f64; 5] {
-    [c.echo_level, c.clipped_share, c.side_balance, c.pixel_std, c.median_loglik]
+    [c.echo_level, c.clipped_share, c.dead_width, c.pixel_std, c.median_loglik]
 }
 
 /// The NRQs of the organ's held-out clean frames, ascending ([`QualityScale`]).
@@ -124,8 +129,11 @@ fn read_quality_scale<R: Read + Seek>(npz: &mut NpzReader<R>) -> Result<Option<Q
     QualityScale::from_sorted(row_major(v)).map(Some)
 }
 
-/// The clean statistics when the file has them: all keys or none.
+/// The clean statistics when the file has them: all keys or none (or those of an older usq).
 fn read_clean_stats<R: Read + Seek>(npz: &mut NpzReader<R>) -> Result<Option<CleanStats>> {
+    if entry_name(npz, OLDER_CLEAN_KEY)?.is_some() {
+        return Ok(None);
+    }
     let mut present = 0;
     for key in CLEAN_KEYS.iter().chain([&CLEAN_FRAMES_KEY]) {
         present += entry_name(npz, key)?.is_some() as usize;
@@ -148,7 +156,7 @@ fn read_clean_stats<R: Read + Seek>(npz: &mut NpzReader<R>) -> Result<Option<Cle
         frames: frames as u64,
         echo_level: v[0],
         clipped_share: v[1],
-        side_balance: v[2],
+        dead_width: v[2],
         pixel_std: v[3],
         median_loglik: v[4],
     }))

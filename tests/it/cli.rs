@@ -57,7 +57,7 @@ fn score_json_has_the_documented_shape() {
     assert_eq!(l["faults"], serde_json::json!([]));
     let c = &l["checks"];
     assert_eq!((c["judged"].as_bool(), c["organ"].is_null(), c["organ_margin"].is_null()), (Some(false), true, true));
-    for k in ["echo_level", "clipped_share", "side_balance", "pixel_std"] {
+    for k in ["echo_level", "clipped_share", "dead_width", "pixel_std"] {
         assert!(c[k].as_f64().is_some_and(|v| (0.0..=255.0).contains(&v)), "{k}: {c}");
     }
     assert!(c["frame_change"].is_null(), "one image has no previous frame: {c}");

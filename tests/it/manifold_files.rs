@@ -194,8 +194,8 @@ fn clean_statistics_round_trip_and_are_all_or_none() {
     let mut set = ManifoldSet::load_dir(at("tests/fixtures/manifold")).unwrap();
     assert!(set.organs.iter().all(|o| o.clean.is_none()), "the fixtures carry no statistics");
     let m = [
-        FrameMeasures { echo_level: 80.0, clipped_share: 0.001, side_balance: 0.6, pixel_std: 30.0 },
-        FrameMeasures { echo_level: 120.0, clipped_share: 0.004, side_balance: 0.9, pixel_std: 45.0 },
+        FrameMeasures { echo_level: 80.0, clipped_share: 0.001, dead_width: 0.05, pixel_std: 30.0 },
+        FrameMeasures { echo_level: 120.0, clipped_share: 0.004, dead_width: 0.1, pixel_std: 45.0 },
     ];
     set.organs[0].clean = Some(CleanStats::from_frames(&m, &[-12.5, -9.0]).unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -208,17 +208,13 @@ fn clean_statistics_round_trip_and_are_all_or_none() {
     assert!(back.clean_stats_warning(Some("Fetal")).is_none());
     assert!(back.clean_stats_warning(None).unwrap().contains("Phantom"));
 
-    // A file with some of the keys: refused, naming them.
-    let p = dir.path().join("Fetal.npz");
-    let partial = dir.path().join("Partial.npz");
-    {
-        let mut r = ndarray_npy::NpzReader::new(std::fs::File::open(&p).unwrap()).unwrap();
-        let mut w = NpzWriter::new(std::fs::File::create(&partial).unwrap());
+    // A copy of the file with its keys renamed, or left out where `rename` says None.
+    let rewrite = |to: &str, rename: &dyn Fn(&str) -> Option<String>| {
+        let out = dir.path().join(to);
+        let mut r = ndarray_npy::NpzReader::new(std::fs::File::open(dir.path().join("Fetal.npz")).unwrap()).unwrap();
+        let mut w = NpzWriter::new(std::fs::File::create(&out).unwrap());
         for name in r.names().unwrap() {
-            let key = name.trim_end_matches(".npy").to_string();
-            if key == "usq_clean_pixel_std_p0_5" {
-                continue;
-            }
+            let Some(key) = rename(name.trim_end_matches(".npy")) else { continue };
             if key == "dim" || key == "usq_clean_frames" {
                 let v: ndarray::Array0<i64> = r.by_name(&name).unwrap();
                 w.add_array(key.as_str(), &v).unwrap();
@@ -228,10 +224,24 @@ fn clean_statistics_round_trip_and_are_all_or_none() {
             }
         }
         w.finish().unwrap();
-    }
+        out
+    };
+    // A file with some of the keys: refused, naming them.
+    let partial = rewrite("Partial.npz", &|k| (k != "usq_clean_pixel_std_p0_5").then(|| k.to_string()));
     let e = OrganModel::load(&partial).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Manifold, "{e}");
     assert!(e.to_string().contains("usq_clean_"), "{e}");
+    // The statistics of an older usq (a side balance, the echo level over the whole frame):
+    // read as none, so the checks are not judged against them and the warning says so.
+    let older = rewrite("Older.npz", &|k| {
+        Some(match k {
+            "usq_clean_dead_width_p99_5" => "usq_clean_side_balance_p0_5".into(),
+            "usq_clean_image_echo_level_p0_5" => "usq_clean_echo_level_p0_5".into(),
+            k => k.into(),
+        })
+    });
+    let o = OrganModel::load(&older).unwrap();
+    assert_eq!((o.clean, o.pca_mean.clone()), (None, set.organs[0].pca_mean.clone()));
 }
 
 /// The shipped manifolds carry clean statistics: `usq fit-nrq` wrote them.

@@ -159,7 +159,7 @@ struct NrqResult {
     /// The checks' measured values.
     echo_level: f64,
     clipped_share: f64,
-    side_balance: f64,
+    dead_width: f64,
     pixel_std: f64,
     /// Organ margin of the checks (nats), None without clean statistics.
     organ_margin: Option<f64>,
@@ -178,7 +178,7 @@ impl NrqResult {
             faults: r.faults.iter().map(|f| f.name().to_string()).collect(),
             echo_level: m.echo_level.into(),
             clipped_share: m.clipped_share.into(),
-            side_balance: m.side_balance.into(),
+            dead_width: m.dead_width.into(),
             pixel_std: m.pixel_std.into(),
             organ_margin: r.checks.organ_margin,
         }
@@ -208,7 +208,7 @@ impl NrqResult {
         for (k, v) in [
             ("echo_level", self.echo_level),
             ("clipped_share", self.clipped_share),
-            ("side_balance", self.side_balance),
+            ("dead_width", self.dead_width),
             ("pixel_std", self.pixel_std),
         ] {
             d.set_item(k, v)?;

@@ -103,9 +103,9 @@ int main(int argc, char **argv) {
   EXPECT(rep.checks.faults == 0 && rep.checks.judged == 0 && isnan(rep.checks.organ_margin) &&
              isnan(rep.checks.frame_change),
          "unjudged checks: faults %u judged %u", rep.checks.faults, rep.checks.judged);
-  EXPECT(rep.checks.echo_level > 0 && rep.checks.pixel_std > 0 && rep.checks.side_balance > 0 &&
-             rep.checks.side_balance <= 1 && rep.checks.clipped_share >= 0,
-         "measured: echo %f std %f balance %f", rep.checks.echo_level, rep.checks.pixel_std, rep.checks.side_balance);
+  EXPECT(rep.checks.echo_level > 0 && rep.checks.pixel_std > 0 && rep.checks.dead_width >= 0 &&
+             rep.checks.dead_width <= 1 && rep.checks.clipped_share >= 0,
+         "measured: echo %f std %f dead width %f", rep.checks.echo_level, rep.checks.pixel_std, rep.checks.dead_width);
   /* No quality scale in these manifolds: the calibrated index is NaN, the raw NRQ stands. */
   EXPECT(isnan(rep.quality), "quality without a scale: %f", rep.quality);
   /* A program built against the header before `quality` gets the fields it knows. */

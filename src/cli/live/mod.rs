@@ -172,7 +172,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
             writeln!(
                 f,
                 "frame_id,timestamp_us,nrq,quality,patches_scored,coverage,latency_ms,deadline_missed,faults,\
-                 echo_level,clipped_share,side_balance,pixel_std,frame_change,organ_margin"
+                 echo_level,clipped_share,dead_width,pixel_std,frame_change,organ_margin"
             )?;
             Some(f)
         }
@@ -397,7 +397,7 @@ fn write_csv(f: &mut std::fs::File, r: &LiveResult) -> usq::Result<()> {
         faults.join("|"),
         m.echo_level,
         m.clipped_share,
-        m.side_balance,
+        m.dead_width,
         m.pixel_std,
         opt(r.checks.frame_change.map(f64::from)),
         opt(r.checks.organ_margin)

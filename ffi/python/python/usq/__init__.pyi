@@ -41,7 +41,7 @@ class NrqResult:
     """Acquisition faults raised ('gain_low', 'contact_lost', ...), the main one first."""
     echo_level: float
     clipped_share: float
-    side_balance: float
+    dead_width: float
     pixel_std: float
     organ_margin: Optional[float]
     def to_dict(self) -> dict: ...
