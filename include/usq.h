@@ -268,7 +268,7 @@ typedef struct usq_score_report {
 extern "C" {
 #endif // __cplusplus
 
-// The library's version, e.g. "0.2.0". Static storage; never NULL. Thread-safe.
+// The library's version, e.g. "0.3.0". Static storage; never NULL. Thread-safe.
 const char *usq_version(void);
 
 // The message of the last failed call on the calling thread ("" if none). The pointer stays

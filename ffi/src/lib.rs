@@ -265,7 +265,7 @@ macro_rules! try_status {
 }
 pub(crate) use try_status;
 
-/// The library's version, e.g. "0.2.0". Static storage; never NULL. Thread-safe.
+/// The library's version, e.g. "0.3.0". Static storage; never NULL. Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn usq_version() -> *const c_char {
     static VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
