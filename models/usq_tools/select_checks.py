@@ -107,12 +107,13 @@ def frames_of(split):
     return {"FetalHead": fh, "Lung": pocus_lung.frames(split)}
 
 
-def pixel_measures(paths, rng):
+def pixel_measures(paths, rng=None):
+    """The clean frames' measures and, with an rng, each simulated fault's ({(fault, severity): ...})."""
     clean, faulty = [], {}
     for p in paths:
         g = hc18.read_gray(p)
         clean.append(measures(g))
-        for fault in ("gain_low", "contact_lost", "contact_partial"):
+        for fault in ("gain_low", "contact_lost", "contact_partial") if rng else ():
             for sev in range(3):
                 faulty.setdefault((fault, sev), []).append(measures(simulate(g, fault, sev, rng)))
     return clean, faulty
@@ -149,9 +150,9 @@ def main():
     train = frames_of("train")
     frames = train if args.split == "train" else frames_of("validation")
     for organ in ("FetalHead", "Lung"):
-        clean_train, _ = pixel_measures(train[organ], rng) if args.split != "train" else (None, None)
         clean, faulty = pixel_measures(frames[organ], rng)
-        ref = clean_train or clean
+        # Thresholds from the training frames' clean measures only: no simulation needed there.
+        ref = clean if args.split == "train" else pixel_measures(train[organ])[0]
         col = lambda k: np.array([m[k] for m in ref])
         t = {"echo frame": np.quantile(col("echo frame"), 0.005), "echo image": np.quantile(col("echo image"), 0.005),
              "halves": np.quantile(col("halves"), 0.005), "dead width": np.quantile(col("dead width"), 0.995)}
