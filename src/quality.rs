@@ -2,7 +2,7 @@
 
 use crate::checks::{self, Faults, FrameChecks};
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE, LAYER_BLOCKS};
-use crate::encoder::Encoder;
+use crate::encoder::{Encoder, ImageFeatures};
 use crate::error::{Context, Result};
 use crate::imaging::frame::GrayFrame;
 use crate::imaging::preprocess::{self, PatchOrigin};
@@ -36,13 +36,30 @@ pub struct CompareReport {
 /// Full-reference comparison of `image` against `reference`. An encoder of batch 1 wastes
 /// nothing here.
 pub fn compare(encoder: &mut Encoder, reference: &GrayFrame, image: &GrayFrame) -> Result<CompareReport> {
+    compare_on(std::slice::from_mut(encoder), reference, image)
+}
+
+/// As [`compare`], the two frames encoded at once when there are two encoders (forks of one
+/// model): the same features, as each frame still runs alone in batch slot 0.
+pub fn compare_on(encoders: &mut [Encoder], reference: &GrayFrame, image: &GrayFrame) -> Result<CompareReport> {
     let inputs = [preprocess::ulpips_input(reference), preprocess::ulpips_input(image)];
     // Each frame goes through batch slot 0 on its own: kernels may round differently across
     // slots, and identical frames must give exactly 0.
-    let mut feats = Vec::with_capacity(2);
-    for input in &inputs {
-        feats.extend(encoder.run(&[input]).context("encoding the frames")?);
-    }
+    let feats: Vec<ImageFeatures> = match encoders {
+        [] => crate::bail!(InvalidArgument, "no encoder to compare on"),
+        [one] => {
+            let mut feats = Vec::with_capacity(2);
+            for input in &inputs {
+                feats.extend(one.run(&[input]).context("encoding the frames")?);
+            }
+            feats
+        }
+        [a, b, ..] => {
+            let (fa, fb) = on_two_threads(|| a.run(&[&inputs[0]]), || b.run(&[&inputs[1]]))?;
+            let (fa, fb) = (fa.context("encoding the reference")?, fb.context("encoding the image")?);
+            fa.into_iter().chain(fb).collect()
+        }
+    };
     let layers: Vec<LayerReport> = LAYER_BLOCKS
         .iter()
         .enumerate()
@@ -168,9 +185,63 @@ pub fn patch_descriptors(encoder: &mut Encoder, padded: &GrayFrame, patches: &[P
     Ok(out)
 }
 
+/// As [`patch_descriptors`] on several encoders at once (forks of one model, so one batch size):
+/// each takes a contiguous run of whole batches, so every patch meets the same batch-mates as
+/// on one encoder and the descriptors are the same.
+pub fn patch_descriptors_on(
+    encoders: &mut [Encoder],
+    padded: &GrayFrame,
+    patches: &[PatchOrigin],
+) -> Result<Vec<Vec<f64>>> {
+    let Some(first) = encoders.first() else { crate::bail!(InvalidArgument, "no encoder to score on") };
+    let batch = first.batch();
+    let runs = patches.len().div_ceil(batch);
+    let workers = encoders.len().min(runs);
+    if workers <= 1 {
+        return patch_descriptors(&mut encoders[0], padded, patches);
+    }
+    let per_worker = runs.div_ceil(workers) * batch;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = encoders
+            .iter_mut()
+            .zip(patches.chunks(per_worker))
+            .map(|(e, part)| s.spawn(move || patch_descriptors(e, padded, part)))
+            .collect();
+        let mut out = Vec::with_capacity(patches.len());
+        for h in handles {
+            out.extend(h.join().map_err(|_| worker_panicked())??);
+        }
+        Ok(out)
+    })
+}
+
+/// Runs `a` here and `b` on a second thread, and returns both results.
+fn on_two_threads<A: Send, B: Send>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B + Send) -> Result<(A, B)> {
+    std::thread::scope(|s| {
+        let hb = s.spawn(b);
+        let ra = a();
+        Ok((ra, hb.join().map_err(|_| worker_panicked())?))
+    })
+}
+
+fn worker_panicked() -> crate::Error {
+    crate::Error::new(crate::ErrorKind::Inference, "an encoder thread panicked")
+}
+
 /// No-reference score of one frame against a manifold set.
 pub fn score(
     encoder: &mut Encoder,
+    manifolds: &ManifoldSet,
+    frame: &GrayFrame,
+    opts: &ScoreOptions,
+) -> Result<ScoreReport> {
+    score_on(std::slice::from_mut(encoder), manifolds, frame, opts)
+}
+
+/// As [`score`], the frame's patches split across several encoders (forks of one model): the
+/// same report, sooner on as many cores.
+pub fn score_on(
+    encoders: &mut [Encoder],
     manifolds: &ManifoldSet,
     frame: &GrayFrame,
     opts: &ScoreOptions,
@@ -179,7 +250,7 @@ pub fn score(
     manifolds.check_features(DESCRIPTOR_LEN)?;
     let organ = opts.organ.as_deref().map(|o| manifolds.organ(o)).transpose()?;
     let (padded, patches) = nrq_patches(frame, opts.max_patches)?;
-    let descriptors = patch_descriptors(encoder, &padded, &patches).context("encoding the patches")?;
+    let descriptors = patch_descriptors_on(encoders, &padded, &patches).context("encoding the patches")?;
     let mut scratch = Vec::new();
     let organs = &manifolds.organs;
     // Per organ, its own log-likelihood of every patch: the organ-mismatch check reads them.

@@ -12,9 +12,12 @@ use crate::weighting::UlpipsWeights;
 /// A model and its organ manifolds, ready to score frames.
 ///
 /// Not `Sync`: the encoder keeps per-run state, so one scorer serves one thread at a time.
+/// With [`Scorer::set_frame_threads`] it has more than one encoder (forks of one model) and
+/// spreads each frame's work over them.
 #[derive(Debug)]
 pub struct Scorer {
-    encoder: Encoder,
+    /// Never empty; the first is the scorer's own, the rest its frame threads' forks.
+    encoders: Vec<Encoder>,
     manifolds: Option<ManifoldSet>,
     ulpips_weights: Option<UlpipsWeights>,
 }
@@ -25,12 +28,12 @@ impl Scorer {
     pub fn new(model: &ModelSource, manifolds: ManifoldSource, options: EncoderOptions) -> Result<Scorer> {
         let manifolds = manifolds.load()?;
         let encoder = model.load(options)?;
-        Ok(Scorer { encoder, manifolds, ulpips_weights: None })
+        Ok(Scorer { encoders: vec![encoder], manifolds, ulpips_weights: None })
     }
 
     /// A scorer from an encoder already built (e.g. [`ModelSource::load_tract_ops_only`]).
     pub fn with_encoder(encoder: Encoder, manifolds: ManifoldSource) -> Result<Scorer> {
-        Ok(Scorer { encoder, manifolds: manifolds.load()?, ulpips_weights: None })
+        Ok(Scorer { encoders: vec![encoder], manifolds: manifolds.load()?, ulpips_weights: None })
     }
 
     /// A scorer from an encoder and a manifold set already loaded.
@@ -46,14 +49,14 @@ impl Scorer {
 
     /// A scorer for comparisons only (no manifold: [`Scorer::score`] fails).
     pub fn for_comparison(encoder: Encoder) -> Scorer {
-        Scorer { encoder, manifolds: None, ulpips_weights: None }
+        Scorer { encoders: vec![encoder], manifolds: None, ulpips_weights: None }
     }
 
     /// A second scorer over the same loaded model (see [`Encoder::fork`]) and a copy of the
-    /// manifolds and weights, for another thread.
+    /// manifolds and weights, for another thread. It has one frame thread.
     pub fn fork(&self) -> Result<Scorer> {
         Ok(Scorer {
-            encoder: self.encoder.fork()?,
+            encoders: vec![self.encoder().fork()?],
             manifolds: self.manifolds.clone(),
             ulpips_weights: self.ulpips_weights.clone(),
         })
@@ -64,16 +67,49 @@ impl Scorer {
         (0..n).map(|_| self.fork()).collect()
     }
 
+    /// Scorers for a job of `items` frames (or pairs) on `threads` threads: one scorer per item
+    /// up to `threads`, since whole items split best; threads left over when there are fewer
+    /// items go to the scorers as frame threads ([`Scorer::set_frame_threads`]).
+    pub fn for_job(&self, threads: usize, items: usize) -> Result<Vec<Scorer>> {
+        crate::encoder::check_threads(threads)?;
+        let n = threads.min(items).max(1);
+        let mut scorers = self.forks(n)?;
+        for (k, s) in scorers.iter_mut().enumerate() {
+            s.set_frame_threads(threads / n + usize::from(k < threads % n))?;
+        }
+        Ok(scorers)
+    }
+
+    /// Spreads each frame's encoder runs over `threads` encoders (this one and forks of it),
+    /// each on its own thread: a frame's patches in [`Scorer::score`], the two frames in
+    /// [`Scorer::compare`]. The scores are the same as on one thread. For this model, whole
+    /// patches on separate cores beat splitting each matrix product (tract's executor,
+    /// [`EncoderOptions::threads`]); forks share the encoder's options, so build it with 1.
+    pub fn set_frame_threads(&mut self, threads: usize) -> Result<()> {
+        crate::encoder::check_threads(threads)?;
+        while self.encoders.len() < threads {
+            let fork = self.encoder().fork()?;
+            self.encoders.push(fork);
+        }
+        self.encoders.truncate(threads);
+        Ok(())
+    }
+
+    /// Encoders each frame is spread over (1 unless [`Scorer::set_frame_threads`]).
+    pub fn frame_threads(&self) -> usize {
+        self.encoders.len()
+    }
+
     /// TinyUSFM-NRQ of one frame (higher = better).
     pub fn score(&mut self, frame: &GrayFrame, options: &ScoreOptions) -> Result<ScoreReport> {
         let Some(manifolds) = &self.manifolds else { return Err(no_manifolds()) };
-        quality::score(&mut self.encoder, manifolds, frame, options)
+        quality::score_on(&mut self.encoders, manifolds, frame, options)
     }
 
     /// Adds the task-anchored weighted uLPIPS to every comparison; the weights must have been
     /// fitted for this model's encoder weights.
     pub fn set_ulpips_weights(&mut self, weights: UlpipsWeights) -> Result<()> {
-        weights.check_model(self.encoder.info())?;
+        weights.check_model(self.encoder().info())?;
         self.ulpips_weights = Some(weights);
         Ok(())
     }
@@ -81,7 +117,7 @@ impl Scorer {
     /// TinyUSFM-uLPIPS of `image` against `reference` (lower = closer), and the weighted score
     /// when the scorer has weights ([`Scorer::set_ulpips_weights`]).
     pub fn compare(&mut self, reference: &GrayFrame, image: &GrayFrame) -> Result<CompareReport> {
-        let mut report = quality::compare(&mut self.encoder, reference, image)?;
+        let mut report = quality::compare_on(&mut self.encoders, reference, image)?;
         report.ulpips_weighted = self.ulpips_weights.as_ref().map(|w| w.apply(&report.layers));
         Ok(report)
     }
@@ -104,12 +140,18 @@ impl Scorer {
 
     /// The encoder (for timing and inspection).
     pub fn encoder_mut(&mut self) -> &mut Encoder {
-        &mut self.encoder
+        &mut self.encoders[0]
     }
 
-    /// The encoder and the manifold set, e.g. to start the live engine with.
+    fn encoder(&self) -> &Encoder {
+        &self.encoders[0]
+    }
+
+    /// The encoder and the manifold set, e.g. to start the live engine with (frame threads'
+    /// forks are dropped).
     pub fn into_parts(self) -> (Encoder, Option<ManifoldSet>) {
-        (self.encoder, self.manifolds)
+        let encoder = self.encoders.into_iter().next().expect("a scorer has an encoder");
+        (encoder, self.manifolds)
     }
 
     fn manifolds_or_fail(&self) -> Result<&ManifoldSet> {

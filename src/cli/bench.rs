@@ -3,7 +3,8 @@
 //! Three measurements, each on its own peak-memory mark where Linux lets us reset it:
 //! - `forward`: one encoder run on `batch` patches of the frame;
 //! - `nrq_frame`: the whole no-reference score of the frame (every grid patch, `batch` per
-//!   run; decoding excluded);
+//!   run; decoding excluded), its patches split over `--threads` encoders as `usq score` does
+//!   for one image ([`Scorer::set_frame_threads`]);
 //! - `live` (with `--live-seconds`): the live engine fed at `--fps` under `--budget-ms`,
 //!   latency from frame commit to result.
 
@@ -18,7 +19,8 @@ use usq::{EncoderOptions, GrayFrame, ScoreOptions, Scorer};
 pub struct Args {
     #[command(flatten)]
     model: ModelArg,
-    /// Threads for the encoder's matrix products.
+    /// Threads: for `forward` and `live`, tract's executor inside one encoder run; for
+    /// `nrq_frame`, encoders splitting the frame's patches (as `usq score` on one image).
     #[arg(long, default_value_t = 1, value_name = "T")]
     threads: usize,
     /// Images per encoder run.
@@ -162,7 +164,12 @@ pub fn run(a: Args) -> usq::Result<bool> {
         }
     }
 
-    // Whole frames.
+    // Whole frames: the patches split over single-threaded encoders, as `usq score` does.
+    if a.threads > 1 {
+        drop(scorer);
+        scorer = a.scorer(EncoderOptions { batch: a.batch, threads: 1 })?;
+        scorer.set_frame_threads(a.threads)?;
+    }
     reset_peak_rss();
     let opts = ScoreOptions::default();
     let mut times = Vec::with_capacity(a.frame_iterations);

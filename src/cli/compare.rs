@@ -27,7 +27,8 @@ pub struct Args {
     /// CSV with a header row, one row per pair.
     #[arg(long)]
     csv: bool,
-    /// Pairs compared at once, each on its own thread (the model is loaded once).
+    /// Threads: pairs compared at once, each on its own thread (the model is loaded once); with
+    /// fewer pairs than threads, a pair's two frames are encoded at once.
     #[arg(long, default_value_t = 1, value_name = "T")]
     threads: usize,
 }
@@ -165,8 +166,11 @@ pub fn run(a: Args) -> usq::Result<bool> {
     if let Some(w) = weights {
         scorer.set_ulpips_weights(w)?;
     }
+    // A pair is two encoder runs: two threads per pair at most.
+    let threads_for = |pairs: usize| a.threads.min(2 * pairs);
     let Some(pairs) = pairs else {
         let file = |p: &PathBuf| ImageFile { path: p.clone(), relative: p.clone() };
+        scorer.set_frame_threads(threads_for(1))?;
         let r = compare(&mut scorer, &file(&a.reference), &file(&a.image))?;
         print_single(&a, &r);
         return Ok(true);
@@ -177,7 +181,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
     } else if !a.json {
         println!("{:>10} {}pair", "ulpips", if weighted { format!("{:>10} ", "weighted") } else { String::new() });
     }
-    let mut scorers = scorer.forks(a.threads.min(pairs.len()))?;
+    let mut scorers = scorer.for_job(threads_for(pairs.len()), pairs.len())?;
     drop(scorer);
     let bar = progress::bar(pairs.len(), "pairs");
     let mut failed = 0usize;

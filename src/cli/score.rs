@@ -34,7 +34,8 @@ pub struct Args {
     /// Images per encoder run.
     #[arg(long, default_value_t = 4, value_name = "B")]
     batch: usize,
-    /// Images scored at once, each on its own thread (the model is loaded once).
+    /// Threads: images scored at once, each on its own thread (the model is loaded once); with
+    /// fewer images than threads, each image's patches are split over the spare ones.
     #[arg(long, default_value_t = 1, value_name = "T")]
     threads: usize,
 }
@@ -191,7 +192,7 @@ pub fn run(a: Args) -> usq::Result<bool> {
         );
     }
     let many = list.images.len() > 1;
-    let mut scorers = scorer.forks(a.threads.min(list.images.len()))?;
+    let mut scorers = scorer.for_job(a.threads, list.images.len())?;
     drop(scorer);
     let bar = progress::bar(list.images.len(), "images");
     let mut failed = 0usize;

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod engine;
 mod folders;
+mod frame_threads;
 mod fuzz_corpus;
 mod golden;
 mod live;
