@@ -159,8 +159,8 @@ typedef struct usq_engine_config {
   uint32_t batch;
   // Results kept until read.
   uint32_t result_capacity;
-  // Threads for the encoder's matrix products, 1..64 (1: the worker thread alone). More
-  // than 1 needs libusq built with its `multithread` feature (on by default).
+  // Encoders, 1..64, each on its own thread, sharing each frame's patches (1: the worker
+  // thread alone): the budget affords about that many times the patches per frame.
   uint32_t threads;
 } usq_engine_config;
 

@@ -31,6 +31,22 @@ impl Scorer {
         Ok(Scorer { encoders: vec![encoder], manifolds, ulpips_weights: None })
     }
 
+    /// A scorer on `threads` cores the way that pays for this model: `threads` single-threaded
+    /// encoders over one loaded model ([`Scorer::set_frame_threads`]) rather than one encoder
+    /// splitting each matrix product (tract's executor, measured slower for the int8 model on
+    /// two cores: BENCHMARKS.md). What the live engine, `usq live` and the C engine start from.
+    pub fn with_threads(
+        model: &ModelSource,
+        manifolds: ManifoldSource,
+        batch: usize,
+        threads: usize,
+    ) -> Result<Scorer> {
+        crate::encoder::check_threads(threads)?;
+        let mut scorer = Scorer::new(model, manifolds, EncoderOptions::batch(batch))?;
+        scorer.set_frame_threads(threads)?;
+        Ok(scorer)
+    }
+
     /// A scorer from an encoder already built (e.g. [`ModelSource::load_tract_ops_only`]).
     pub fn with_encoder(encoder: Encoder, manifolds: ManifoldSource) -> Result<Scorer> {
         Ok(Scorer { encoders: vec![encoder], manifolds: manifolds.load()?, ulpips_weights: None })
@@ -152,6 +168,12 @@ impl Scorer {
     pub fn into_parts(self) -> (Encoder, Option<ManifoldSet>) {
         let encoder = self.encoders.into_iter().next().expect("a scorer has an encoder");
         (encoder, self.manifolds)
+    }
+
+    /// Every encoder (the scorer's own first, then its frame threads' forks) and the manifold
+    /// set: the live engine runs them all.
+    pub fn into_encoders(self) -> (Vec<Encoder>, Option<ManifoldSet>) {
+        (self.encoders, self.manifolds)
     }
 
     fn manifolds_or_fail(&self) -> Result<&ManifoldSet> {

@@ -63,15 +63,25 @@ fn thread_allocs() -> u64 {
     THREAD_ALLOCS.with(|c| c.get())
 }
 
+/// One encoder, then two (a helper thread shares each frame's patches): run one after the
+/// other, since the system-call count is global.
 #[test]
 fn no_system_allocation_after_start_up() {
+    for threads in [1, 2] {
+        no_system_allocation_with(threads);
+    }
+}
+
+fn no_system_allocation_with(threads: usize) {
     let f = usq::GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
     // The shipped manifolds carry clean statistics, so the acquisition checks judge every frame.
     let manifolds = usq::ManifoldSet::load_dir(at("models/nrq")).unwrap();
     let encoder = usq::Encoder::from_path(seeded_model(), 1).unwrap();
     // A budget that affords several patches per frame, so every path runs.
     let cfg = EngineConfig { budget_ms: 150.0, window_frames: 10, ..EngineConfig::for_frames(f.width, f.height) };
-    let engine = Engine::start(usq::Scorer::from_parts(encoder, manifolds).unwrap(), cfg).unwrap();
+    let mut scorer = usq::Scorer::from_parts(encoder, manifolds).unwrap();
+    scorer.set_frame_threads(threads).unwrap();
+    let engine = Engine::start(scorer, cfg).unwrap();
     let layout = FrameLayout::packed(f.width, f.height, PixelFormat::Gray8);
     let run = |frames: u64| -> (u64, u64) {
         let (sys0, thread0) = (SYSTEM_CALLS.load(Ordering::SeqCst), thread_allocs());
@@ -89,7 +99,7 @@ fn no_system_allocation_after_start_up() {
     let pool = GLOBAL.0.stats();
     let s = engine.stop();
     eprintln!(
-        "system allocator calls: {sys_first} in frames 1..50, {sys_next} in frames 51..250; pool peak {} MiB, \
+        "{threads} encoders: system allocator calls: {sys_first} in frames 1..50, {sys_next} in frames 51..250; pool peak {} MiB, \
          {} pool allocations for 200 frames, {} fallbacks; engine {s:?}",
         pool.peak >> 20,
         pool.allocations - stats_before.allocations,

@@ -95,8 +95,8 @@ pub struct usq_engine_config {
     pub batch: u32,
     /// Results kept until read.
     pub result_capacity: u32,
-    /// Threads for the encoder's matrix products, 1..64 (1: the worker thread alone). More
-    /// than 1 needs libusq built with its `multithread` feature (on by default).
+    /// Encoders, 1..64, each on its own thread, sharing each frame's patches (1: the worker
+    /// thread alone): the budget affords about that many times the patches per frame.
     pub threads: u32,
 }
 
@@ -239,7 +239,11 @@ pub unsafe extern "C" fn usq_engine_start(
             });
         }
         try_status!(cfg.check().map_err(from_error));
-        let scorer = try_status!(unsafe { load_scorer(model_path, manifold_dir, options, ModelSource::Live) });
+        // Whole patches on separate cores (frame threads), not tract's executor: see
+        // usq::Scorer::with_threads.
+        let single = usq_core::EncoderOptions { threads: 1, ..options };
+        let mut scorer = try_status!(unsafe { load_scorer(model_path, manifold_dir, single, ModelSource::Live) });
+        try_status!(scorer.set_frame_threads(options.threads).map_err(from_error));
         let engine = try_status!(Engine::start(scorer, cfg).map_err(from_error));
         let handle = Box::new(usq_engine { engine });
         out.write(Box::into_raw(handle));

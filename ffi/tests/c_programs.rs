@@ -213,20 +213,21 @@ fn no_malloc_after_warm_up() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let mut calls = vec![];
-    for frames in ["50", "250"] {
-        // A generous budget keeps each run's work the same per frame; fps high enough to be quick.
-        let o = run(
-            &exe,
-            &[clip.to_str().unwrap(), "--frames", frames, "--fps", "200", "--budget-ms", "33"],
-            &[("LD_PRELOAD", so.to_str().unwrap())],
-        );
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success(), "{}", text(&o));
-        calls.push(malloc_calls(&err));
-        eprintln!("{frames} frames: {} allocator calls ({})", calls.last().unwrap(), err.trim());
+    // One encoder, then two (a helper thread shares each frame's patches).
+    for threads in ["1", "2"] {
+        let mut calls = vec![];
+        for frames in ["50", "250"] {
+            // A generous budget keeps each run's work the same per frame; fps high enough to be quick.
+            let args =
+                [clip.to_str().unwrap(), "--frames", frames, "--fps", "200", "--budget-ms", "33", "--threads", threads];
+            let o = run(&exe, &args, &[("LD_PRELOAD", so.to_str().unwrap())]);
+            let err = String::from_utf8_lossy(&o.stderr).to_string();
+            assert!(o.status.success(), "{}", text(&o));
+            calls.push(malloc_calls(&err));
+            eprintln!("{threads} threads, {frames} frames: {} allocator calls ({})", calls.last().unwrap(), err.trim());
+        }
+        assert_eq!(calls[0], calls[1], "{threads} threads: frames 51..250 called the C allocator");
     }
-    assert_eq!(calls[0], calls[1], "frames 51..250 called the C allocator");
 }
 
 /// Whether binutils' readelf is here (a test that needs it says SKIPPED otherwise).

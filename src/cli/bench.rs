@@ -6,7 +6,7 @@
 //!   run; decoding excluded), its patches split over `--threads` encoders as `usq score` does
 //!   for one image ([`Scorer::set_frame_threads`]);
 //! - `live` (with `--live-seconds`): the live engine fed at `--fps` under `--budget-ms`,
-//!   latency from frame commit to result.
+//!   latency from frame commit to result, with `--threads` encoders as `usq live` runs it.
 
 use super::ModelArg;
 use std::path::PathBuf;
@@ -19,8 +19,9 @@ use usq::{EncoderOptions, GrayFrame, ScoreOptions, Scorer};
 pub struct Args {
     #[command(flatten)]
     model: ModelArg,
-    /// Threads: for `forward` and `live`, tract's executor inside one encoder run; for
-    /// `nrq_frame`, encoders splitting the frame's patches (as `usq score` on one image).
+    /// Threads: for `forward`, tract's executor inside one encoder run; for `nrq_frame` and
+    /// `live`, encoders splitting each frame's patches (as `usq score` on one image and
+    /// `usq live` do).
     #[arg(long, default_value_t = 1, value_name = "T")]
     threads: usize,
     /// Images per encoder run.
@@ -95,6 +96,9 @@ struct Record {
     deadline_misses: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     frames_pushed: Option<u64>,
+    /// Live: patches scored per result, on average.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mean_patches: Option<f64>,
 }
 
 impl Record {
@@ -115,6 +119,7 @@ impl Record {
             budget_ms: None,
             deadline_misses: None,
             frames_pushed: None,
+            mean_patches: None,
         }
     }
 }
@@ -198,9 +203,10 @@ pub fn run(a: Args) -> usq::Result<bool> {
             let extra = match (r.patches, r.deadline_misses) {
                 (Some(p), _) => format!("  {p} patches"),
                 (_, Some(m)) => format!(
-                    "  budget {:.0} ms, {m} misses of {} frames",
+                    "  budget {:.0} ms, {m} misses of {} frames, {:.1} patches a frame",
                     r.budget_ms.unwrap_or(0.0),
-                    r.frames_pushed.unwrap_or(0)
+                    r.frames_pushed.unwrap_or(0),
+                    r.mean_patches.unwrap_or(0.0)
                 ),
                 _ => String::new(),
             };
@@ -220,14 +226,15 @@ pub fn run(a: Args) -> usq::Result<bool> {
 fn live(a: &Args, options: EncoderOptions, model_name: &str, frame: &GrayFrame) -> usq::Result<Record> {
     reset_peak_rss();
     let started = Instant::now();
-    let scorer = a.scorer(options)?;
+    let mut scorer = a.scorer(EncoderOptions { threads: 1, ..options })?;
+    scorer.set_frame_threads(a.threads)?;
     let mut cfg = EngineConfig::for_frames(frame.width, frame.height);
     cfg.budget_ms = a.budget_ms;
     let engine = Engine::start(scorer, cfg)?;
     let load_ms = ms(started.elapsed());
     let layout = FrameLayout::packed(frame.width, frame.height, PixelFormat::Gray8);
     let t0 = Instant::now();
-    let mut latencies = Vec::new();
+    let (mut latencies, mut patches) = (Vec::new(), 0u64);
     let mut n = 0u64;
     while t0.elapsed().as_secs_f64() < a.live_seconds {
         engine.push(&frame.pixels, layout, t0.elapsed().as_micros() as u64)?;
@@ -235,7 +242,10 @@ fn live(a: &Args, options: EncoderOptions, model_name: &str, frame: &GrayFrame) 
         let due = t0 + Duration::from_secs_f64(n as f64 / a.fps);
         while let Some(left) = due.checked_duration_since(Instant::now()) {
             match engine.results().recv_timeout(left) {
-                Ok(r) => latencies.push(r.latency_ms as f64),
+                Ok(r) => {
+                    latencies.push(r.latency_ms as f64);
+                    patches += u64::from(r.patches_scored);
+                }
                 Err(_) => break,
             }
         }
@@ -248,6 +258,7 @@ fn live(a: &Args, options: EncoderOptions, model_name: &str, frame: &GrayFrame) 
         budget_ms: Some(a.budget_ms),
         deadline_misses: Some(stats.deadline_misses),
         frames_pushed: Some(stats.frames_pushed),
+        mean_patches: Some(patches as f64 / latencies.len() as f64),
         ..Record::timed("live", model_name, a, &latencies, load_ms)
     })
 }

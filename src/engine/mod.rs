@@ -1,7 +1,8 @@
 //! The live engine: frames in from a scanner's frame grabber, NRQ scores out under a latency
 //! budget.
 //!
-//! A worker thread owns the encoder and always scores the newest frame of the [`FrameRing`].
+//! A worker thread owns the encoder (and, with frame threads, helper encoders on threads of
+//! their own, [`helper`]) and always scores the newest frame of the [`FrameRing`].
 //! It measures its own cost and scores as many patches as the budget affords, rotating through
 //! the patch grid so that consecutive frames cover the whole field of view, and reports the
 //! worst-region NRQ over the patches scored within the last `window_frames` frames. Live NRQ
@@ -17,6 +18,7 @@
 //! [`crate::pool`]).
 
 pub(crate) mod budget;
+pub(crate) mod helper;
 pub(crate) mod ring;
 pub(crate) mod schedule;
 pub(crate) mod slots;
@@ -32,11 +34,12 @@ use crate::manifold::ManifoldSet;
 use crate::scorer::Scorer;
 use budget::LatencyBudget;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use helper::{Helper, SharedFrame};
 use ring::FrameRing;
 pub use ring::Producer;
 use schedule::{PatchSchedule, WindowAggregate};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -281,8 +284,13 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the worker with this scorer's encoder and manifold set, after one warm-up run.
+    /// A scorer with frame threads ([`Scorer::set_frame_threads`]) gives the worker as many
+    /// helper encoders, each on its own thread: a frame's patches are encoded on that many
+    /// cores at once, and the budget affords that many times the patches.
     pub fn start(scorer: Scorer, config: EngineConfig) -> Result<Engine> {
-        let (mut encoder, manifolds) = scorer.into_parts();
+        let (encoders, manifolds) = scorer.into_encoders();
+        let mut encoders = encoders.into_iter();
+        let mut encoder = encoders.next().expect("a scorer has an encoder");
         let Some(manifolds) = manifolds else {
             crate::bail!(InvalidArgument, "the live engine needs a scorer with a manifold set");
         };
@@ -303,6 +311,12 @@ impl Engine {
         let t = Instant::now();
         encoder.run_with(&batch_of_zeros, |_, _| {})?;
         let warm_run_ms = t.elapsed().as_secs_f64() * 1e3;
+        let frame = Arc::new(RwLock::new(SharedFrame::default()));
+        let mut helpers = Vec::new();
+        for (k, mut e) in encoders.enumerate() {
+            e.run_with(&batch_of_zeros, |_, _| {})?;
+            helpers.push(Helper::start(e, manifolds.clone(), organ, frame.clone(), format!("usq-engine-{}", k + 1))?);
+        }
         let (tx, rx) = crossbeam_channel::bounded(config.result_capacity.max(1));
         let shared = Arc::new(Shared {
             ring,
@@ -318,7 +332,7 @@ impl Engine {
             }),
             view: Mutex::new(PatchView::default()),
         });
-        let mut worker = Worker::new(encoder, manifolds, organ, &config, shared.clone(), tx);
+        let mut worker = Worker::new(encoder, helpers, frame, manifolds, organ, &config, shared.clone(), tx);
         worker.budget.observe_run(warm_run_ms);
         let handle = std::thread::Builder::new()
             .name("usq-engine".into())
@@ -417,6 +431,10 @@ fn percentiles(h: &heapless::HistoryBuf<f32, LATENCY_HISTORY>) -> (f32, f32) {
 /// Everything the worker thread owns.
 struct Worker {
     encoder: Encoder,
+    /// More encoders, each on its own thread, sharing a frame's patches with this one.
+    helpers: Vec<Helper>,
+    /// The padded frame and its grid, published to the helpers.
+    frame: Arc<RwLock<SharedFrame>>,
     manifolds: ManifoldSet,
     organ: Option<usize>,
     roi: Option<Roi>,
@@ -432,7 +450,6 @@ struct Worker {
     /// Each organ's log-likelihood of one patch, and each organ's median over the window.
     each_organ: Vec<f64>,
     organ_medians: Vec<f64>,
-    padded: Vec<u8>,
     inputs: Vec<Vec<f32>>,
     descriptor: Vec<f64>,
     loglik_scratch: Vec<f64>,
@@ -445,8 +462,11 @@ struct Worker {
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         encoder: Encoder,
+        helpers: Vec<Helper>,
+        frame: Arc<RwLock<SharedFrame>>,
         manifolds: ManifoldSet,
         organ: Option<usize>,
         config: &EngineConfig,
@@ -459,6 +479,8 @@ impl Worker {
         Worker {
             budget: LatencyBudget::new(config.budget_ms, batch),
             encoder,
+            helpers,
+            frame,
             manifolds,
             organ,
             roi: config.roi,
@@ -471,7 +493,6 @@ impl Worker {
             has_previous: false,
             each_organ: vec![f64::NAN; organs],
             organ_medians: vec![f64::NAN; organs],
-            padded: Vec::new(),
             inputs: vec![vec![0f32; INPUT_SIDE * INPUT_SIDE]; batch],
             descriptor: vec![0f64; DESCRIPTOR_LEN],
             loglik_scratch: Vec::with_capacity(scratch),
@@ -513,8 +534,16 @@ impl Worker {
     /// Rebuilds the grid, schedule and window for a new frame size (the only allocations).
     fn resize(&mut self, w: usize, h: usize) {
         let (pw, ph) = preprocess::padded_size(w, h);
-        self.padded.resize(pw * ph, 0);
         self.grid = preprocess::patch_grid(pw, ph);
+        {
+            let mut f = self.frame.write().unwrap_or_else(PoisonError::into_inner);
+            f.padded.resize(pw * ph, 0);
+            f.padded_width = pw;
+            f.grid.clone_from(&self.grid);
+        }
+        for h in &self.helpers {
+            h.reserve(self.grid.len(), self.manifolds.organs.len());
+        }
         self.schedule = Some(PatchSchedule::new(&self.grid, pw, ph));
         self.window = Some(WindowAggregate::new(self.grid.len(), self.manifolds.organs.len(), self.window_frames));
         self.chosen = Vec::with_capacity(self.grid.len());
@@ -538,8 +567,12 @@ impl Worker {
         if self.layout != Some((w, h)) {
             self.resize(w, h);
         }
-        let (pw, _) = preprocess::padded_size(w, h);
-        preprocess::pad_into(&self.gray[..w * h], w, h, &mut self.padded);
+        preprocess::pad_into(
+            &self.gray[..w * h],
+            w,
+            h,
+            &mut self.frame.write().unwrap_or_else(PoisonError::into_inner).padded,
+        );
         let measures = checks::measure(&self.gray, w, h);
         let frame_change =
             self.has_previous.then(|| checks::frame_change(&self.previous[..w * h], &self.gray[..w * h]));
@@ -547,27 +580,64 @@ impl Worker {
         self.has_previous = true;
         self.seq += 1;
         let elapsed = meta.committed_at.elapsed().as_secs_f64() * 1e3;
-        let n = self.budget.patches_for(elapsed, self.grid.len());
+        // The budget counts runs one after another; the helpers run theirs at the same time.
+        let encoders = 1 + self.helpers.len();
+        let n = (self.budget.patches_for(elapsed, self.grid.len()) * encoders).min(self.grid.len().max(1));
         let (schedule, window) = (self.schedule.as_mut().unwrap(), self.window.as_mut().unwrap());
         schedule.next_patches(n, &mut self.chosen);
         let organ = self.organ.map(|i| &self.manifolds.organs[i]);
-        for chunk in self.chosen.chunks(self.encoder.batch()) {
-            let mut refs: heapless::Vec<&[f32], MAX_BATCH> = heapless::Vec::new();
-            for (buf, &p) in self.inputs.iter_mut().zip(chunk) {
-                preprocess::crop_patch_from(&self.padded, pw, self.grid[p], buf);
+        // Whole batches per encoder, the worker's share first, the helpers' next.
+        let batch = self.encoder.batch();
+        let per_encoder = (self.chosen.len().div_ceil(batch).div_ceil(encoders) * batch).max(1);
+        let mut shares = self.chosen.chunks(per_encoder);
+        let own = shares.next().unwrap_or(&[]);
+        let (mut sent, mut failed) = (0, None);
+        for (helper, share) in self.helpers.iter().zip(shares) {
+            match helper.send(share) {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
-            for buf in &self.inputs[..chunk.len()] {
-                let _ = refs.push(buf);
+        }
+        let seq = self.seq;
+        let mut encode_own = || -> Result<()> {
+            let frame = self.frame.read().unwrap_or_else(PoisonError::into_inner);
+            for chunk in own.chunks(batch) {
+                let mut refs: heapless::Vec<&[f32], MAX_BATCH> = heapless::Vec::new();
+                for (buf, &p) in self.inputs.iter_mut().zip(chunk) {
+                    preprocess::crop_patch_from(&frame.padded, frame.padded_width, frame.grid[p], buf);
+                }
+                for buf in &self.inputs[..chunk.len()] {
+                    let _ = refs.push(buf);
+                }
+                let t = Instant::now();
+                let (descriptor, scratch, each, manifolds) =
+                    (&mut self.descriptor, &mut self.loglik_scratch, &mut self.each_organ, &self.manifolds);
+                self.encoder.run_with(&refs, |i, layers| {
+                    crate::metrics::nrq::patch_descriptor_into(&layers, descriptor);
+                    let ll = manifolds.loglik_each(organ, descriptor, scratch, each);
+                    window.record(chunk[i], ll, each, seq);
+                })?;
+                self.budget.observe_run(t.elapsed().as_secs_f64() * 1e3);
             }
-            let t = Instant::now();
-            let (descriptor, scratch, each, manifolds, seq) =
-                (&mut self.descriptor, &mut self.loglik_scratch, &mut self.each_organ, &self.manifolds, self.seq);
-            self.encoder.run_with(&refs, |i, layers| {
-                crate::metrics::nrq::patch_descriptor_into(&layers, descriptor);
-                let ll = manifolds.loglik_each(organ, descriptor, scratch, each);
-                window.record(chunk[i], ll, each, seq);
-            })?;
-            self.budget.observe_run(t.elapsed().as_secs_f64() * 1e3);
+            Ok(())
+        };
+        let own_result = encode_own();
+        // Every helper given a share is waited for, even after a failure, so that its reply
+        // never answers the next frame.
+        let organs = self.manifolds.organs.len();
+        for helper in &self.helpers[..sent] {
+            if let Err(e) = helper.wait(organs, |p, ll, each| window.record(p, ll, each, seq)) {
+                failed.get_or_insert(e);
+            }
+        }
+        own_result?;
+        if let Some(e) = failed {
+            // A helper whose thread ended is dropped: the next frames run on the others.
+            self.helpers.retain(Helper::is_alive);
+            return Err(e);
         }
         let tail = Instant::now();
         let (nrq, fresh) = window.score(self.seq).expect("at least one patch was scored");

@@ -51,6 +51,35 @@ fn live_equals_offline_when_the_whole_grid_fits() {
     assert!(!r.deadline_missed);
 }
 
+/// With helper encoders (frame threads) the grid is shared between threads, and the score and
+/// checks are those of one encoder; a tight budget affords about as many times the patches.
+#[test]
+fn helper_encoders_share_the_frame() {
+    let f = frame("tests/fixtures/sim_sector_800x540.png");
+    let layout = FrameLayout::packed(f.width, f.height, PixelFormat::Gray8);
+    let start = |threads: usize, cfg: EngineConfig| {
+        let mut s = offline_scorer();
+        s.set_frame_threads(threads).unwrap();
+        Engine::start(s, cfg).unwrap()
+    };
+    let one = push_and_wait(&start(1, unlimited(&f)), &f.pixels, layout);
+    for threads in [2, 3] {
+        let e = start(threads, unlimited(&f));
+        let r = push_and_wait(&e, &f.pixels, layout);
+        assert_eq!(r.patches_scored, 28);
+        assert_eq!(r.nrq.to_bits(), one.nrq.to_bits(), "{threads} encoders");
+        assert_eq!(r.checks, one.checks);
+        let s = e.stop();
+        assert_eq!((s.frames_scored, s.frames_failed), (1, 0), "{s:?}");
+    }
+    // A budget of one run per frame: each encoder runs once, so 2 patches a frame.
+    let tight = EngineConfig { budget_ms: 1e-3, window_frames: 1, ..EngineConfig::for_frames(f.width, f.height) };
+    let e = start(2, tight);
+    for _ in 0..3 {
+        assert_eq!(push_and_wait(&e, &f.pixels, layout).patches_scored, 2);
+    }
+}
+
 #[test]
 fn pixel_formats_and_stride_give_the_same_score() {
     let f = frame("tests/fixtures/sim_small_200x150.png");

@@ -55,7 +55,8 @@ pub struct Args {
     manifold: Option<PathBuf>,
     #[command(flatten)]
     model: LiveModelArg,
-    /// Threads for the encoder's matrix products.
+    /// Encoders scoring each frame's patches, each on its own core: the budget affords about
+    /// that many times the patches per frame.
     #[arg(long, default_value_t = 1, value_name = "T")]
     threads: usize,
     /// One JSON object per result.
@@ -118,10 +119,11 @@ pub fn run(a: Args) -> usq::Result<bool> {
         (None, Some(input)) => open_input(input, &a)?,
         (None, None) => usq::bail!(InvalidArgument, "give --device /dev/videoN or --input PATH"),
     };
-    let scorer = usq::Scorer::new(
+    let scorer = usq::Scorer::with_threads(
         &a.model.source(),
         usq::ManifoldSource::dir_or_default(a.manifold.clone()),
-        usq::EncoderOptions { batch: 1, threads: a.threads },
+        1,
+        a.threads,
     )?;
     if let Some(w) = scorer.manifolds().and_then(|m| m.clean_stats_warning(a.organ.as_deref())) {
         eprintln!("warning: {w}");
