@@ -154,6 +154,20 @@ fn plays_y4m_and_raw_frames() {
     let size = format!("{}x{}", f.width, f.height);
     let out = ok(&live(&["--input", raw.to_str().unwrap(), "--size", &size, "--frames", "3", "--budget-ms", "10000"]));
     assert!(out.lines().count() >= 1, "{out}");
+    // Two encoders (--threads 2) share the frame's 28 patches: the same first result.
+    let big = usq::GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
+    let raw = dir.path().join("big.gray");
+    std::fs::write(&raw, &big.pixels).unwrap();
+    let size = format!("{}x{}", big.width, big.height);
+    let first = |threads: &str| {
+        let args = ["--input", raw.to_str().unwrap(), "--size", &size, "--frames", "1", "--budget-ms", "100000"];
+        let out = ok(&live(&[&args[..], &["--json", "--threads", threads]].concat()));
+        let v: serde_json::Value = serde_json::from_str(out.lines().next().expect("a result")).unwrap();
+        (v["nrq"].as_f64().unwrap(), v["patches_scored"].as_u64().unwrap())
+    };
+    let (one, two) = (first("1"), first("2"));
+    assert_eq!(one, two);
+    assert_eq!(one.1, 28, "the budget affords the whole grid");
 }
 
 #[test]
