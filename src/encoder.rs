@@ -30,8 +30,10 @@ pub struct ModelInfo {
 pub struct EncoderOptions {
     /// Images per run; the graph is optimised for exactly this batch.
     pub batch: usize,
-    /// Threads for tract's matrix products (its multithread executor, feature `multithread`);
-    /// 1 runs on the calling thread.
+    /// Threads inside one encoder run: tract's multithread executor for the matrix products
+    /// (feature `multithread`) and the attention op's heads; element-wise ops stay on one
+    /// thread. 1 runs on the calling thread. (Across patches, separate encoders pay more:
+    /// `Scorer::set_frame_threads`.)
     pub threads: usize,
 }
 
@@ -279,10 +281,23 @@ impl Encoder {
     }
 }
 
+/// Element-wise ops smaller than this stay on one thread in a multithreaded encoder: more
+/// than the largest of this model at the engine's largest batch (8 x 197 x 768).
+#[cfg(feature = "multithread")]
+const ELEMENTWISE_ON_ONE_THREAD: usize = 1 << 21;
+
 #[cfg(feature = "multithread")]
 fn run_options(threads: usize) -> Result<RunOptions> {
     use tract_linalg::multithread::Executor;
     let executor = (threads > 1).then(|| Executor::multithread_with_name(threads, "usq-encoder"));
+    if threads > 1 {
+        // tract splits element-wise ops over the pool from 32,768 elements; this model's
+        // (197 tokens x 192 to 768 channels) are too small to pay for the dispatch: on 2 cores
+        // the int8 forward went from 28.8 to 22.3 ms with them kept on one thread
+        // (BENCHMARKS.md). The setting is tract's, process-wide; it is only ever raised.
+        let threshold = tract_linalg::multithread::current_threading_element_threshold();
+        tract_linalg::multithread::set_threading_element_threshold(threshold.max(ELEMENTWISE_ON_ONE_THREAD));
+    }
     Ok(RunOptions { executor, ..RunOptions::default() })
 }
 

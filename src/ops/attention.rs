@@ -106,7 +106,22 @@ impl Attention {
         self.run_with(Kernel::Auto, qkv, out, batch, tokens)
     }
 
+    /// As [`Attention::run`], with a given kernel, and the heads split over `threads` workers
+    /// (tract's executor, when the encoder runs on several threads): each head is computed the
+    /// same way whichever thread runs it, so the output does not depend on `threads`.
     pub fn run_with(&self, kernel: Kernel, qkv: &[f32], out: &mut [f32], batch: usize, tokens: usize) {
+        self.run_on(kernel, qkv, out, batch, tokens, &Workers::Current)
+    }
+
+    pub(crate) fn run_on(
+        &self,
+        kernel: Kernel,
+        qkv: &[f32],
+        out: &mut [f32],
+        batch: usize,
+        tokens: usize,
+        workers: &Workers,
+    ) {
         assert_eq!(qkv.len(), batch * tokens * 3 * self.width());
         assert_eq!(out.len(), batch * tokens * self.width());
         if tokens == 0 {
@@ -116,19 +131,84 @@ impl Attention {
         let vector = kernel == Kernel::Auto && self.head_dim.is_multiple_of(8) && avx2::available();
         #[cfg(not(target_arch = "x86_64"))]
         let _ = kernel;
-        let mut scratch = Scratch::new(tokens, self.head_dim);
-        for b in 0..batch {
-            for h in 0..self.heads {
+        let out = OutRows { ptr: out.as_mut_ptr(), len: out.len() };
+        let heads = batch * self.heads;
+        // Worker `w` of `n` takes heads w, w + n, ...; each writes only its own head's columns.
+        let work = |w: usize, n: usize| {
+            let mut scratch = Scratch::new(tokens, self.head_dim);
+            for i in (w..heads).step_by(n) {
+                let (b, h) = (i / self.heads, i % self.heads);
                 scratch.pack(self, qkv, b, h, tokens);
                 #[cfg(target_arch = "x86_64")]
                 if vector {
                     // SAFETY: the CPU has AVX2 and FMA; D is a multiple of the vector width.
-                    unsafe { avx2::head(self, &mut scratch, out, b, h, tokens) };
+                    unsafe { avx2::head(self, &mut scratch, &out, b, h, tokens) };
                     continue;
                 }
-                portable_head(self, &mut scratch, out, b, h, tokens);
+                portable_head(self, &mut scratch, &out, b, h, tokens);
+            }
+        };
+        workers.run(heads, &work);
+    }
+}
+
+/// Who runs the heads: the calling thread, or the pool of tract's current executor.
+pub(crate) enum Workers {
+    /// tract's executor of the running plan (one thread unless the encoder has more).
+    Current,
+    /// This many threads of a pool of our own (tests).
+    #[cfg(all(test, feature = "multithread"))]
+    Pool(std::sync::Arc<tract_linalg::multithread::Executor>),
+}
+
+impl Workers {
+    /// Runs `work(w, n)` for w in 0..n, n workers at most `items`.
+    fn run(&self, items: usize, work: &(dyn Fn(usize, usize) + Sync)) {
+        #[cfg(feature = "multithread")]
+        {
+            use tract_linalg::multithread::Executor;
+            let executor = match self {
+                Workers::Current => tract_linalg::multithread::current_tract_executor(),
+                #[cfg(test)]
+                Workers::Pool(e) => (**e).clone(),
+            };
+            if let Executor::MultiThread(pool) = executor {
+                let n = pool.current_num_threads().min(items);
+                if n > 1 {
+                    pool.scope(|s| {
+                        for w in 0..n {
+                            s.spawn(move |_| work(w, n));
+                        }
+                    });
+                    return;
+                }
             }
         }
+        let _ = items;
+        work(0, 1);
+    }
+}
+
+/// The output `[B, T, H·D]`, written by several threads at once, each through the `D` columns
+/// of its own head in every row: disjoint, so no two threads ever touch one element.
+struct OutRows {
+    ptr: *mut f32,
+    len: usize,
+}
+
+// SAFETY: the heads' column ranges are disjoint (see OutRows), and `run_on` outlives every
+// worker (the pool's scope joins them before it returns).
+unsafe impl Sync for OutRows {}
+
+impl OutRows {
+    /// The `d` values of head `h` in row `row` of the output.
+    #[allow(clippy::mut_from_ref)]
+    fn head_row(&self, a: &Attention, row: usize, h: usize) -> &mut [f32] {
+        let (d, start) = (a.head_dim, row * a.width() + h * a.head_dim);
+        assert!(start + d <= self.len);
+        // SAFETY: in bounds (checked above); only the thread computing head h writes here, and
+        // it holds one such slice at a time.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), d) }
     }
 }
 
@@ -191,8 +271,8 @@ fn exp_portable(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
-fn portable_head(a: &Attention, s: &mut Scratch, out: &mut [f32], b: usize, h: usize, tokens: usize) {
-    let (d, width, keys) = (a.head_dim, a.width(), s.keys);
+fn portable_head(a: &Attention, s: &mut Scratch, out: &OutRows, b: usize, h: usize, tokens: usize) {
+    let (d, keys) = (a.head_dim, s.keys);
     for block in (0..tokens).step_by(ROWS) {
         for r in 0..ROWS {
             let p = &mut s.p[r * keys..][..keys];
@@ -218,7 +298,7 @@ fn portable_head(a: &Attention, s: &mut Scratch, out: &mut [f32], b: usize, h: u
             if t >= tokens {
                 continue;
             }
-            let o = &mut out[(b * tokens + t) * width + h * d..][..d];
+            let o = out.head_row(a, b * tokens + t, h);
             o.fill(0.0);
             for (j, &pj) in p.iter().enumerate() {
                 for (oi, &vi) in o.iter_mut().zip(&s.v[j * d..][..d]) {
@@ -269,8 +349,8 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn head(a: &Attention, s: &mut Scratch, out: &mut [f32], b: usize, h: usize, tokens: usize) {
-        let (d, width, keys) = (a.head_dim, a.width(), s.keys);
+    pub(super) unsafe fn head(a: &Attention, s: &mut Scratch, out: &OutRows, b: usize, h: usize, tokens: usize) {
+        let (d, keys) = (a.head_dim, s.keys);
         let scale = _mm256_set1_ps(a.scale);
         let mut inv = [0f32; ROWS];
         for block in (0..tokens).step_by(ROWS) {
@@ -340,7 +420,7 @@ mod avx2 {
                     for (r, acc) in acc.iter().enumerate() {
                         let t = block + r;
                         if t < tokens {
-                            let o = out.as_mut_ptr().add((b * tokens + t) * width + h * d + dc);
+                            let o = out.head_row(a, b * tokens + t, h).as_mut_ptr().add(dc);
                             let inv = _mm256_set1_ps(inv[r]);
                             _mm256_storeu_ps(o, _mm256_mul_ps(acc[0], inv));
                             if lanes == 2 {

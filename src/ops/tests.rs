@@ -160,6 +160,31 @@ fn attention_kernels_match_the_definition() {
     }
 }
 
+/// The heads split over a pool's threads (an encoder with threads) give the single thread's
+/// output bit for bit, whichever kernel, including more threads than heads.
+#[cfg(feature = "multithread")]
+#[test]
+fn attention_heads_on_several_threads_match_one() {
+    use crate::ops::attention::Workers;
+    use tract_linalg::multithread::Executor;
+    let mut rng = fastrand::Rng::with_seed(7);
+    for (heads, head_dim, batch, tokens) in [(12, 16, 1, 197), (3, 24, 2, 37), (1, 8, 1, 5)] {
+        let a = Attention { heads, head_dim, scale: (head_dim as f32).powf(-0.5) };
+        let qkv: Vec<f32> = (0..batch * tokens * 3 * a.width()).map(|_| (rng.f32() - 0.5) * 6.0).collect();
+        for kernel in [Kernel::Auto, Kernel::Portable] {
+            let mut one = vec![f32::NAN; batch * tokens * a.width()];
+            a.run_with(kernel, &qkv, &mut one, batch, tokens);
+            for threads in [2, 3, 5] {
+                let pool = Workers::Pool(std::sync::Arc::new(Executor::multithread(threads)));
+                let mut many = vec![f32::NAN; one.len()];
+                a.run_on(kernel, &qkv, &mut many, batch, tokens, &pool);
+                let same = one.iter().zip(&many).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{kernel:?} {heads} heads, batch {batch}, {threads} threads");
+            }
+        }
+    }
+}
+
 /// A NaN in a score poisons its softmax row, as in tract's ops: never a finite output.
 #[test]
 fn attention_kernels_keep_nan() {
