@@ -258,6 +258,28 @@ def frozen_on_clips(clips, tmp, fps, manifold):
     return {**rate(flagged, n), "min_frame_change": float(min(changes)) if changes else None}
 
 
+def source_of(name):
+    """The unit a frame was drawn from: an HC18 subject (`605_HC.png`, `605_2HC.png`) or a lung
+    source video (`<source>_f0023.png`)."""
+    head = name.split("_")[0]
+    return head if head.isdigit() else name.rsplit("_f", 1)[0]
+
+
+def flagged_by_source(organ, flagged, split, frames):
+    """One sentence: how the flagged clean frames spread over their sources, since frames of one
+    video are not independent."""
+    by = {}
+    for name in flagged:
+        by.setdefault(source_of(name), []).append(name)
+    if organ == "Lung":
+        sources = len(pocus_lung.frames_by_source(split))
+    else:
+        sources = frames                         # one frame per HC18 subject
+    parts = ", ".join(f"{len(v)} from {k}" for k, v in sorted(by.items(), key=lambda kv: -len(kv[1])))
+    return (f"The flagged clean frames come from {len(by)} of the {sources} {split.replace('heldout', 'held-out')} "
+            f"{'source videos' if organ == 'Lung' else 'subjects'}: {parts}.")
+
+
 def met(d):
     """Whether a fault's detection meets the target: ≥ 95 % at severities 3 and 4 (or its one severity)."""
     strong = [d[s] for s in ("3", "4") if s in d] or list(d.values())
@@ -325,6 +347,8 @@ def markdown(res):
                  + (f" ({clean})" if clean else "") + f"; target ≤ 1 %: "
                  f"{'met' if fp['clean_any']['rate'] <= 0.01 else '**not met**'}. Frozen between two different "
                  f"frames: {pct(fp['frozen_between_different_frames'])}.\n")
+        if fp["clean_frames_flagged"]:
+            L.append(flagged_by_source(organ, fp["clean_frames_flagged"], res["split"], r["frames"]) + "\n")
         L.append("False positives on the report's distortion families (share of frames with any flag, severity 1 → 4; "
                  "the flags raised):\n")
         L.append("| family | sev 1 | sev 2 | sev 3 | sev 4 | flags raised |")
