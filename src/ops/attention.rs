@@ -18,6 +18,8 @@ use tract_onnx::tract_core::internal::*;
 
 /// Query rows handled together: their score rows share every load of K and V.
 const ROWS: usize = 4;
+/// The same for the AVX-512 kernel, whose 32 registers hold twice the accumulators.
+const ROWS_WIDE: usize = 8;
 /// Keys are padded to a multiple of this (two AVX2 vectors).
 const KEY_BLOCK: usize = 16;
 
@@ -93,6 +95,36 @@ pub enum Kernel {
     /// kernel to.
     #[cfg_attr(not(test), allow(dead_code))]
     Portable,
+    /// The AVX2 kernel even where AVX-512 is present (tests compare both to `Portable`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Avx2,
+}
+
+/// The kernel that runs for `kernel` on this CPU, given the head dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Path {
+    fn of(kernel: Kernel, head_dim: usize) -> Path {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx512 = kernel == Kernel::Auto && head_dim.is_multiple_of(16) && avx512::available();
+            if avx512 {
+                return Path::Avx512;
+            }
+            if matches!(kernel, Kernel::Auto | Kernel::Avx2) && head_dim.is_multiple_of(8) && avx2::available() {
+                return Path::Avx2;
+            }
+        }
+        let _ = (kernel, head_dim);
+        Path::Portable
+    }
 }
 
 impl Attention {
@@ -127,10 +159,7 @@ impl Attention {
         if tokens == 0 {
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        let vector = kernel == Kernel::Auto && self.head_dim.is_multiple_of(8) && avx2::available();
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = kernel;
+        let path = Path::of(kernel, self.head_dim);
         let out = OutRows { ptr: out.as_mut_ptr(), len: out.len() };
         let heads = batch * self.heads;
         // Worker `w` of `n` takes heads w, w + n, ...; each writes only its own head's columns.
@@ -139,13 +168,15 @@ impl Attention {
             for i in (w..heads).step_by(n) {
                 let (b, h) = (i / self.heads, i % self.heads);
                 scratch.pack(self, qkv, b, h, tokens);
-                #[cfg(target_arch = "x86_64")]
-                if vector {
-                    // SAFETY: the CPU has AVX2 and FMA; D is a multiple of the vector width.
-                    unsafe { avx2::head(self, &mut scratch, &out, b, h, tokens) };
-                    continue;
+                match path {
+                    // SAFETY: Path::of checked the CPU's features and that D is a multiple of
+                    // the kernel's vector width.
+                    #[cfg(target_arch = "x86_64")]
+                    Path::Avx512 => unsafe { avx512::head(self, &mut scratch, &out, b, h, tokens) },
+                    #[cfg(target_arch = "x86_64")]
+                    Path::Avx2 => unsafe { avx2::head(self, &mut scratch, &out, b, h, tokens) },
+                    Path::Portable => portable_head(self, &mut scratch, &out, b, h, tokens),
                 }
-                portable_head(self, &mut scratch, &out, b, h, tokens);
             }
         };
         workers.run(heads, &work);
@@ -225,13 +256,13 @@ struct Scratch {
 impl Scratch {
     fn new(tokens: usize, d: usize) -> Scratch {
         let keys = tokens.div_ceil(KEY_BLOCK) * KEY_BLOCK;
-        let queries = tokens.div_ceil(ROWS) * ROWS;
+        let queries = tokens.div_ceil(ROWS_WIDE) * ROWS_WIDE;
         Scratch {
             keys,
             q: vec![0.0; queries * d],
             kt: vec![0.0; d * keys],
             v: vec![0.0; tokens * d],
-            p: vec![0.0; ROWS * keys],
+            p: vec![0.0; ROWS_WIDE * keys],
         }
     }
 
@@ -426,6 +457,109 @@ mod avx2 {
                             if lanes == 2 {
                                 _mm256_storeu_ps(o.add(8), _mm256_mul_ps(acc[1], inv));
                             }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx512f")
+    }
+
+    /// [`super::avx2`]'s exp on 16 lanes: the same Cephes steps.
+    #[inline(always)]
+    unsafe fn exp16(x: __m512) -> __m512 {
+        unsafe {
+            // VMAXPS returns its second operand when either is NaN: keeps a NaN score NaN.
+            let x = _mm512_max_ps(_mm512_set1_ps(EXP_LO), x);
+            let n = _mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), _mm512_set1_ps(0.5));
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(n);
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+            let mut y = _mm512_set1_ps(EXP_P[0]);
+            for &c in &EXP_P[1..] {
+                y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+            }
+            let y = _mm512_fmadd_ps(_mm512_mul_ps(y, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+            let pow2 = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
+            _mm512_mul_ps(y, _mm512_castsi512_ps(pow2))
+        }
+    }
+
+    /// As [`super::avx2::head`] with 16-lane vectors and eight query rows per block, for a head
+    /// dimension that is a multiple of 16: the eight rows' sums are independent FMA chains
+    /// against each load of K or V.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn head(a: &Attention, s: &mut Scratch, out: &OutRows, b: usize, h: usize, tokens: usize) {
+        let (d, keys) = (a.head_dim, s.keys);
+        let scale = _mm512_set1_ps(a.scale);
+        let mut inv = [0f32; ROWS_WIDE];
+        for block in (0..tokens).step_by(ROWS_WIDE) {
+            // SAFETY (whole block): q has `queries` ≥ block + ROWS_WIDE rows of d, kt d rows of
+            // `keys` (a multiple of 16), p ROWS_WIDE rows of `keys`, v `tokens` rows of d (a
+            // multiple of 16); every offset below stays inside them.
+            unsafe {
+                let q = s.q.as_ptr().add(block * d);
+                let kt = s.kt.as_ptr();
+                let p = s.p.as_mut_ptr();
+                for c in (0..keys).step_by(16) {
+                    let mut acc = [_mm512_setzero_ps(); ROWS_WIDE];
+                    for i in 0..d {
+                        let k = _mm512_loadu_ps(kt.add(i * keys + c));
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            *acc = _mm512_fmadd_ps(_mm512_set1_ps(*q.add(r * d + i)), k, *acc);
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        _mm512_storeu_ps(p.add(r * keys + c), _mm512_mul_ps(*acc, scale));
+                    }
+                }
+                // Softmax numerators; the padded keys are left out of max and sum.
+                for (r, inv) in inv.iter_mut().enumerate() {
+                    let row = std::slice::from_raw_parts_mut(p.add(r * keys), keys);
+                    row[tokens..].fill(f32::NEG_INFINITY);
+                    let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+                    for c in (0..keys).step_by(16) {
+                        m = _mm512_max_ps(m, _mm512_loadu_ps(row.as_ptr().add(c)));
+                    }
+                    let m = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+                    let mut sum = _mm512_setzero_ps();
+                    for c in (0..keys).step_by(16) {
+                        let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row.as_ptr().add(c)), m));
+                        _mm512_storeu_ps(row.as_mut_ptr().add(c), e);
+                        if c + 16 <= tokens {
+                            sum = _mm512_add_ps(sum, e);
+                        }
+                    }
+                    row[tokens..].fill(0.0);
+                    let mut total = _mm512_reduce_add_ps(sum);
+                    for &x in &row[tokens / 16 * 16..tokens] {
+                        total += x;
+                    }
+                    *inv = 1.0 / total;
+                }
+                let v = s.v.as_ptr();
+                for dc in (0..d).step_by(16) {
+                    let mut acc = [_mm512_setzero_ps(); ROWS_WIDE];
+                    for j in 0..tokens {
+                        let vj = _mm512_loadu_ps(v.add(j * d + dc));
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            *acc = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(r * keys + j)), vj, *acc);
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        let t = block + r;
+                        if t < tokens {
+                            let o = out.head_row(a, b * tokens + t, h).as_mut_ptr().add(dc);
+                            _mm512_storeu_ps(o, _mm512_mul_ps(*acc, _mm512_set1_ps(inv[r])));
                         }
                     }
                 }

@@ -151,7 +151,7 @@ fn attention_kernels_match_the_definition() {
         let spread = if tokens == 197 { 3.0 } else { 12.0 };
         let qkv: Vec<f32> = (0..batch * tokens * 3 * a.width()).map(|_| (rng.f32() - 0.5) * spread).collect();
         let expected = attention_reference(&a, &qkv, batch, tokens);
-        for kernel in [Kernel::Auto, Kernel::Portable] {
+        for kernel in [Kernel::Auto, Kernel::Avx2, Kernel::Portable] {
             let mut out = vec![f32::NAN; batch * tokens * a.width()];
             a.run_with(kernel, &qkv, &mut out, batch, tokens);
             let worst = out.iter().zip(&expected).map(|(&x, &y)| (x as f64 - y).abs()).fold(0.0, f64::max);
@@ -171,7 +171,7 @@ fn attention_heads_on_several_threads_match_one() {
     for (heads, head_dim, batch, tokens) in [(12, 16, 1, 197), (3, 24, 2, 37), (1, 8, 1, 5)] {
         let a = Attention { heads, head_dim, scale: (head_dim as f32).powf(-0.5) };
         let qkv: Vec<f32> = (0..batch * tokens * 3 * a.width()).map(|_| (rng.f32() - 0.5) * 6.0).collect();
-        for kernel in [Kernel::Auto, Kernel::Portable] {
+        for kernel in [Kernel::Auto, Kernel::Avx2, Kernel::Portable] {
             let mut one = vec![f32::NAN; batch * tokens * a.width()];
             a.run_with(kernel, &qkv, &mut one, batch, tokens);
             for threads in [2, 3, 5] {
@@ -195,7 +195,7 @@ fn attention_kernels_keep_nan() {
         let mut qkv: Vec<f32> = (0..batch * tokens * 3 * a.width()).map(|_| rng.f32() - 0.5).collect();
         // Token 3, head 1, channel 5 of q (part 0), k (1) or v (2).
         qkv[3 * 3 * a.width() + part * a.width() + 16 + 5] = f32::NAN;
-        for kernel in [Kernel::Auto, Kernel::Portable] {
+        for kernel in [Kernel::Auto, Kernel::Avx2, Kernel::Portable] {
             let mut out = vec![0.0; batch * tokens * a.width()];
             a.run_with(kernel, &qkv, &mut out, batch, tokens);
             // q: token 3's row of head 1; k or v: every token's row of head 1.
