@@ -5,7 +5,10 @@
 //!   matrix products; tract's generic cast runs them element by element (about a tenth of an
 //!   int8 forward on x86-64);
 //! - [`quantize::QuantizeI8`]: the int8 model's float-op activation quantisation (tract's
-//!   fused Mul/Add/Sub/Max/Min chain followed by the cast) in one pass;
+//!   fused Mul/Add/Sub/Max/Min chain followed by the cast) in one pass, and
+//!   [`quantize::AffineQuantizeI8`] the same after a LayerNorm's gamma and beta;
+//! - [`dequantize::DequantizeI32`]: the cast of the integer products' accumulators to f32 and
+//!   tract's fused Mul/Add chain (scale, bias) after it, in one pass;
 //! - [`attention::Attention`]: multi-head self-attention from the qkv projection to the merged
 //!   heads, replacing tract's per-head products, scale, softmax and axis moves (about a third
 //!   of an int8 forward). Swapped in before tract optimises ([`fuse_attention`]), the others
@@ -17,6 +20,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod cast;
+pub(crate) mod dequantize;
 pub(crate) mod quantize;
 
 use tract_onnx::prelude::*;
@@ -52,14 +56,49 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
         }
     }
     replaced += fuse_quantize(model)?;
+    replaced += fuse_dequantize(model)?;
     Ok(replaced)
+}
+
+/// An i32 -> f32 [`cast::SimdCast`] feeding only an `OptBinChain(Mul, Add)` whose operands are
+/// f32 constants of one value or one per column: the chain becomes one
+/// [`dequantize::DequantizeI32`] reading the cast's input (its operands stay its inputs 1 and
+/// 2). The cast is left without consumers, so the plan never runs it.
+fn fuse_dequantize(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::binary::OptBinChain;
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        let chain = model.node(id);
+        let Some(op) = chain.op_as::<OptBinChain>() else { continue };
+        let names: Vec<&str> = op.steps.iter().map(|s| s.binop.name()).collect();
+        if names != ["Mul", "Add"] || chain.inputs.len() != 3 {
+            continue;
+        }
+        let cast_out = chain.inputs[0];
+        if model.node(cast_out.node).op_as::<cast::SimdCast>() != Some(&cast::SimdCast::I32ToF32)
+            || model.outlet_successors(cast_out).len() != 1
+        {
+            continue;
+        }
+        if !(per_column_const(model, op, chain, 1)? && per_column_const(model, op, chain, 2)?) {
+            continue;
+        }
+        let accumulators = model.node(cast_out.node).inputs[0];
+        model.node_mut(id).op = Box::new(dequantize::DequantizeI32);
+        model.add_edge(accumulators, InletId::new(id, 0))?;
+        fused += 1;
+    }
+    Ok(fused)
 }
 
 /// `OptBinChain(Mul, Add, Sub, Max, Min)` by scalar constants, feeding only an f32 -> i8 cast:
 /// the cast becomes one [`quantize::QuantizeI8`] reading the chain's input. The chain is left
-/// without consumers, so the plan (built back from the outputs) never runs it.
+/// without consumers, so the plan (built back from the outputs) never runs it. With a
+/// per-column `Mul, Add` before it (a LayerNorm's gamma and beta), the cast becomes one
+/// [`quantize::AffineQuantizeI8`] that also reads gamma and beta.
 fn fuse_quantize(model: &mut TypedModel) -> TractResult<usize> {
     use tract_onnx::tract_core::ops::binary::OptBinChain;
+    const QUANTIZE: [&str; 5] = ["Mul", "Add", "Sub", "Max", "Min"];
     let mut fused = 0;
     for id in 0..model.nodes().len() {
         if model.node(id).op_as::<cast::SimdCast>() != Some(&cast::SimdCast::F32ToI8) {
@@ -69,27 +108,62 @@ fn fuse_quantize(model: &mut TypedModel) -> TractResult<usize> {
         let chain = model.node(chain_out.node);
         let Some(op) = chain.op_as::<OptBinChain>() else { continue };
         let names: Vec<&str> = op.steps.iter().map(|s| s.binop.name()).collect();
-        if names != ["Mul", "Add", "Sub", "Max", "Min"] || model.outlet_successors(chain_out).len() != 1 {
+        let affine = match names.as_slice() {
+            n if n == QUANTIZE => false,
+            [m, a, rest @ ..] if [*m, *a] == ["Mul", "Add"] && rest == QUANTIZE => true,
+            _ => continue,
+        };
+        if model.outlet_successors(chain_out).len() != 1
+            || model.outlet_fact(chain.inputs[0])?.datum_type != DatumType::F32
+        {
             continue;
         }
+        let first = if affine { 2 } else { 0 };
         let mut k = [0f32; 5];
         let mut scalars = true;
         for (i, slot) in k.iter_mut().enumerate() {
-            match scalar_f32(model, chain.inputs[i + 1])? {
+            match scalar_f32(model, chain.inputs[first + i + 1])? {
                 Some(v) => *slot = v,
                 None => scalars = false,
             }
         }
-        if !scalars || model.outlet_fact(chain.inputs[0])?.datum_type != DatumType::F32 {
+        if !scalars || (affine && !(per_column_const(model, op, chain, 1)? && per_column_const(model, op, chain, 2)?)) {
             continue;
         }
-        let input = chain.inputs[0];
-        let op = quantize::QuantizeI8 { mul: k[0], add: k[1], sub: k[2], lo: k[3], hi: k[4] };
-        model.node_mut(id).op = Box::new(op);
-        model.add_edge(input, InletId::new(id, 0))?;
+        let (input, gamma, beta) = (chain.inputs[0], chain.inputs[1], chain.inputs[2]);
+        let q = quantize::QuantizeI8 { mul: k[0], add: k[1], sub: k[2], lo: k[3], hi: k[4] };
+        if affine {
+            model.node_mut(id).op = Box::new(quantize::AffineQuantizeI8(q));
+            model.add_edge(input, InletId::new(id, 0))?;
+            model.add_edge(gamma, InletId::new(id, 1))?;
+            model.add_edge(beta, InletId::new(id, 2))?;
+        } else {
+            model.node_mut(id).op = Box::new(q);
+            model.add_edge(input, InletId::new(id, 0))?;
+        }
         fused += 1;
     }
     Ok(fused)
+}
+
+/// Whether input `i` of an `OptBinChain` node is an f32 constant of one value, or of one value
+/// per column of the chain's input (its last axis) consumed in lockstep.
+fn per_column_const(
+    model: &TypedModel,
+    op: &tract_onnx::tract_core::ops::binary::OptBinChain,
+    chain: &TypedNode,
+    i: usize,
+) -> TractResult<bool> {
+    let Some(columns) = model.outlet_fact(chain.inputs[0])?.shape.as_concrete().and_then(|s| s.last().copied()) else {
+        return Ok(false);
+    };
+    let fact = model.outlet_fact(chain.inputs[i])?;
+    let Some(shape) = fact.shape.as_concrete() else { return Ok(false) };
+    let last_only = shape.iter().rev().skip(1).all(|&d| d == 1);
+    let lockstep = format!("{:?}", op.steps[i - 1].share) == "Lockstep";
+    Ok(fact.konst.is_some()
+        && fact.datum_type == DatumType::F32
+        && (shape.iter().product::<usize>() == 1 || (last_only && shape.last() == Some(&columns) && lockstep)))
 }
 
 /// Replaces each multi-head self-attention of a typed, not yet decluttered, model by one

@@ -93,3 +93,89 @@ impl QuantizeI8 {
         self.run_body(src, dst)
     }
 }
+
+/// A per-column affine step (LayerNorm's `x * gamma + beta`) before the quantisation: tract
+/// fuses it into the same element-wise chain (`Mul, Add` by columns, then the quantisation's
+/// `Mul, Add, Sub, Max, Min` by scalars) and casts in a second pass. Inputs: the activations
+/// `[.., N]`, gamma and beta (one value or `N`). Bit-identical, as [`QuantizeI8`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AffineQuantizeI8(pub QuantizeI8);
+
+impl Op for AffineQuantizeI8 {
+    fn name(&self) -> StaticName {
+        "UsqAffineQuantizeI8".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for AffineQuantizeI8 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (x, gamma, beta) = args_3!(inputs);
+        let columns = *x.shape().last().unwrap_or(&1);
+        // SAFETY: `run` writes every element.
+        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::I8, x.shape())? };
+        {
+            let (x, gamma, beta) = (x.try_as_plain_ram()?, gamma.try_as_plain_ram()?, beta.try_as_plain_ram()?);
+            let mut dst = out.try_as_plain_ram_mut()?;
+            self.run(
+                x.as_slice::<f32>()?,
+                gamma.as_slice::<f32>()?,
+                beta.as_slice::<f32>()?,
+                columns,
+                dst.as_slice_mut()?,
+            )?;
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for AffineQuantizeI8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 3, "UsqAffineQuantizeI8 wants x, gamma, beta");
+        Ok(tvec!(DatumType::I8.fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+impl AffineQuantizeI8 {
+    /// `dst = quantise(x * gamma + beta)`, gamma and beta per column (`columns`) or one value.
+    pub fn run(&self, x: &[f32], gamma: &[f32], beta: &[f32], columns: usize, dst: &mut [i8]) -> TractResult<()> {
+        ensure!(x.len() == dst.len() && columns > 0 && x.len().is_multiple_of(columns), "UsqAffineQuantizeI8: shapes");
+        for v in [gamma, beta] {
+            ensure!(
+                v.len() == 1 || v.len() == columns,
+                "UsqAffineQuantizeI8: {} values for {columns} columns",
+                v.len()
+            );
+        }
+        let per_column = |v: &[f32]| -> TVec<f32> { if v.len() == 1 { tvec![v[0]; columns] } else { v.into() } };
+        let (gamma, beta) = (per_column(gamma), per_column(beta));
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { self.rows_avx2(x, &gamma, &beta, dst) };
+            return Ok(());
+        }
+        self.rows(x, &gamma, &beta, dst);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn rows(&self, x: &[f32], gamma: &[f32], beta: &[f32], dst: &mut [i8]) {
+        for (x, d) in x.chunks_exact(gamma.len()).zip(dst.chunks_exact_mut(gamma.len())) {
+            for (((d, &x), &g), &b) in d.iter_mut().zip(x).zip(gamma).zip(beta) {
+                *d = self.0.value(x * g + b);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn rows_avx2(&self, x: &[f32], gamma: &[f32], beta: &[f32], dst: &mut [i8]) {
+        self.rows(x, gamma, beta, dst)
+    }
+}

@@ -108,6 +108,8 @@ fn int8_encoder_is_identical_with_and_without_the_cast_and_quantise_ops() {
     // And the rewrite did happen.
     assert!(ours_ops.iter().any(|n| n == "UsqSimdCast"), "{ours_ops:?}");
     assert!(ours_ops.iter().any(|n| n == "UsqQuantizeI8"), "{ours_ops:?}");
+    assert!(ours_ops.iter().any(|n| n == "UsqDequantizeI32"), "{ours_ops:?}");
+    assert!(ours_ops.iter().any(|n| n == "UsqAffineQuantizeI8"), "{ours_ops:?}");
     assert!(!tract_ops.iter().any(|n| n.starts_with("Usq")));
 }
 
@@ -241,4 +243,60 @@ fn encoders_with_the_attention_op_match_tracts_ops() {
             assert!(!ops.iter().any(|n| n == "Softmax"), "{model}: attention left unfused: {ops:?}");
         }
     }
+}
+
+/// The dequantise op against the cast and the two float ops it replaces, value by value:
+/// extreme accumulators, one scale for all columns or one per column, a column count off the
+/// vector width; wrong operand lengths are errors.
+#[test]
+fn dequantize_matches_the_cast_mul_and_add_it_replaces() {
+    use crate::ops::dequantize::run;
+    let mut rng = fastrand::Rng::with_seed(8);
+    for columns in [1, 7, 16, 21, 768] {
+        let rows = 5;
+        let mut acc: Vec<i32> = (0..rows * columns).map(|_| rng.i32(-5_000_000..5_000_000)).collect();
+        acc[0] = i32::MIN;
+        acc[rows * columns - 1] = i32::MAX;
+        let scale: Vec<f32> = (0..columns).map(|_| rng.f32() * 1e-3).collect();
+        let bias: Vec<f32> = (0..columns).map(|_| rng.f32() - 0.5).collect();
+        for (s, b) in [(&scale[..], &bias[..]), (&scale[..1], &bias[..]), (&scale[..], &bias[..1])] {
+            let mut out = vec![f32::NAN; acc.len()];
+            run(&acc, s, b, columns, &mut out).unwrap();
+            for (i, (&a, &o)) in acc.iter().zip(&out).enumerate() {
+                let c = i % columns;
+                let expected = a as f32 * s[c.min(s.len() - 1)] + b[c.min(b.len() - 1)];
+                assert_eq!(o.to_bits(), expected.to_bits(), "{columns} columns, element {i}");
+            }
+        }
+    }
+    let mut out = vec![0f32; 6];
+    assert!(run(&[0; 6], &[1.0; 2], &[0.0; 3], 3, &mut out).is_err(), "2 scales for 3 columns");
+    assert!(run(&[0; 6], &[1.0], &[0.0], 4, &mut out).is_err(), "6 values are not rows of 4");
+}
+
+/// The affine quantisation against LayerNorm's gamma and beta followed by the quantisation's
+/// float ops and cast, value by value (NaN, infinities and values that clip included).
+#[test]
+fn affine_quantize_matches_the_float_ops_it_replaces() {
+    use crate::ops::quantize::AffineQuantizeI8;
+    let q = QuantizeI8 { mul: 37.5, add: 12_582_912.0, sub: 12_582_912.0, lo: -128.0, hi: 127.0 };
+    let mut rng = fastrand::Rng::with_seed(9);
+    for columns in [1, 5, 192] {
+        let mut x: Vec<f32> = (0..3 * columns).map(|_| (rng.f32() - 0.5) * 20.0).collect();
+        x[0] = f32::NAN;
+        if x.len() > 2 {
+            (x[1], x[2]) = (f32::INFINITY, f32::NEG_INFINITY);
+        }
+        let gamma: Vec<f32> = (0..columns).map(|_| rng.f32() * 2.0).collect();
+        let beta: Vec<f32> = (0..columns).map(|_| rng.f32() - 0.5).collect();
+        for (g, b) in [(&gamma[..], &beta[..]), (&gamma[..1], &beta[..1])] {
+            let mut out = vec![0i8; x.len()];
+            AffineQuantizeI8(q).run(&x, g, b, columns, &mut out).unwrap();
+            for (i, (&v, &o)) in x.iter().zip(&out).enumerate() {
+                let c = i % columns;
+                assert_eq!(o, q.value(v * g[c.min(g.len() - 1)] + b[c.min(b.len() - 1)]), "{columns} columns, {i}");
+            }
+        }
+    }
+    assert!(AffineQuantizeI8(q).run(&[0.0; 4], &[1.0; 3], &[0.0], 2, &mut [0; 4]).is_err());
 }

@@ -1,0 +1,88 @@
+//! The int8 model's dequantisation in one pass: the integer product's i32 accumulators cast to
+//! f32, times the per-column scale, plus the bias. tract casts in one pass and runs the Mul and
+//! Add as a fused chain in a second; this op does both at once with the same f32 operations in
+//! the same order (a product, rounded, then a sum; no fused multiply-add), so its results are
+//! bit-identical.
+//!
+//! Inputs: the accumulators `[.., N]` (i32), the scale and the bias (f32 constants of one value
+//! or of `N`, one per column), as the chain's operands were.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DequantizeI32;
+
+impl Op for DequantizeI32 {
+    fn name(&self) -> StaticName {
+        "UsqDequantizeI32".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for DequantizeI32 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (acc, scale, bias) = args_3!(inputs);
+        let columns = *acc.shape().last().unwrap_or(&1);
+        // SAFETY: `run` writes every element.
+        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::F32, acc.shape())? };
+        {
+            let (acc, scale, bias) = (acc.try_as_plain_ram()?, scale.try_as_plain_ram()?, bias.try_as_plain_ram()?);
+            let mut dst = out.try_as_plain_ram_mut()?;
+            run(
+                acc.as_slice::<i32>()?,
+                scale.as_slice::<f32>()?,
+                bias.as_slice::<f32>()?,
+                columns,
+                dst.as_slice_mut()?,
+            )?;
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for DequantizeI32 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 3 && inputs[0].datum_type == DatumType::I32, "UsqDequantizeI32 wants i32, scale, bias");
+        Ok(tvec!(DatumType::F32.fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+/// `dst = (acc as f32) * scale + bias`, scale and bias per column (`columns` long) or one value.
+pub fn run(acc: &[i32], scale: &[f32], bias: &[f32], columns: usize, dst: &mut [f32]) -> TractResult<()> {
+    ensure!(acc.len() == dst.len() && columns > 0 && acc.len().is_multiple_of(columns), "UsqDequantizeI32: shapes");
+    for v in [scale, bias] {
+        ensure!(v.len() == 1 || v.len() == columns, "UsqDequantizeI32: {} values for {columns} columns", v.len());
+    }
+    let per_column = |v: &[f32]| -> TVec<f32> { if v.len() == 1 { tvec![v[0]; columns] } else { v.into() } };
+    let (scale, bias) = (per_column(scale), per_column(bias));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        unsafe { rows_avx2(acc, &scale, &bias, dst) };
+        return Ok(());
+    }
+    rows(acc, &scale, &bias, dst);
+    Ok(())
+}
+
+#[inline(always)]
+fn rows(acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [f32]) {
+    for (a, d) in acc.chunks_exact(scale.len()).zip(dst.chunks_exact_mut(scale.len())) {
+        for (((d, &a), &s), &b) in d.iter_mut().zip(a).zip(scale).zip(bias) {
+            *d = a as f32 * s + b;
+        }
+    }
+}
+
+/// The same loop, compiled for AVX2 (LLVM keeps the product and the sum apart).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rows_avx2(acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [f32]) {
+    rows(acc, scale, bias, dst)
+}
