@@ -8,7 +8,9 @@
 //!   fused Mul/Add/Sub/Max/Min chain followed by the cast) in one pass, and
 //!   [`quantize::AffineQuantizeI8`] the same after a LayerNorm's gamma and beta;
 //! - [`dequantize::DequantizeI32`]: the cast of the integer products' accumulators to f32 and
-//!   tract's fused Mul/Add chain (scale, bias) after it, in one pass;
+//!   tract's fused Mul/Add chain (scale, bias) after it, in one pass, and
+//!   [`gelu::DequantizeGeluQuantizeI8`] that and the MLP's GELU and the next quantisation,
+//!   from fc1's accumulators to fc2's int8 input;
 //! - [`attention::Attention`]: multi-head self-attention from the qkv projection to the merged
 //!   heads, replacing tract's per-head products, scale, softmax and axis moves (about a third
 //!   of an int8 forward). Swapped in before tract optimises ([`fuse_attention`]), the others
@@ -21,6 +23,7 @@
 pub(crate) mod attention;
 pub(crate) mod cast;
 pub(crate) mod dequantize;
+pub(crate) mod gelu;
 pub(crate) mod quantize;
 
 use tract_onnx::prelude::*;
@@ -55,9 +58,41 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
             replaced += 1;
         }
     }
-    replaced += fuse_quantize(model)?;
-    replaced += fuse_dequantize(model)?;
+    // Each fusion leaves the ops it bypasses without consumers; compacting drops them, so the
+    // next pass sees only live successors.
+    for fuse in [fuse_quantize, fuse_dequantize, fuse_gelu] {
+        replaced += fuse(model)?;
+        model.compact()?;
+    }
     Ok(replaced)
+}
+
+/// [`dequantize::DequantizeI32`] -> tract's `GeluExact` -> [`quantize::QuantizeI8`], each the
+/// only consumer of the one before: the quantisation becomes one
+/// [`gelu::DequantizeGeluQuantizeI8`] reading the dequantisation's inputs. The two ops before
+/// it are left without consumers, so the plan never runs them.
+fn fuse_gelu(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        let Some(&q) = model.node(id).op_as::<quantize::QuantizeI8>() else { continue };
+        let gelu_out = model.node(id).inputs[0];
+        let gelu = model.node(gelu_out.node);
+        if gelu.op.name() != "GeluExact" || model.outlet_successors(gelu_out).len() != 1 {
+            continue;
+        }
+        let deq_out = gelu.inputs[0];
+        let deq = model.node(deq_out.node);
+        if deq.op_as::<dequantize::DequantizeI32>().is_none() || model.outlet_successors(deq_out).len() != 1 {
+            continue;
+        }
+        let inputs = deq.inputs.clone();
+        model.node_mut(id).op = Box::new(gelu::DequantizeGeluQuantizeI8(q));
+        for (slot, &input) in inputs.iter().enumerate() {
+            model.add_edge(input, InletId::new(id, slot))?;
+        }
+        fused += 1;
+    }
+    Ok(fused)
 }
 
 /// An i32 -> f32 [`cast::SimdCast`] feeding only an `OptBinChain(Mul, Add)` whose operands are

@@ -107,9 +107,11 @@ fn int8_encoder_is_identical_with_and_without_the_cast_and_quantise_ops() {
     assert_eq!(ours, tracts, "the rewrite changed the int8 encoder's features");
     // And the rewrite did happen.
     assert!(ours_ops.iter().any(|n| n == "UsqSimdCast"), "{ours_ops:?}");
-    assert!(ours_ops.iter().any(|n| n == "UsqQuantizeI8"), "{ours_ops:?}");
+    // Every QuantizeI8 of this graph (before fc2) goes on into the GELU epilogue.
     assert!(ours_ops.iter().any(|n| n == "UsqDequantizeI32"), "{ours_ops:?}");
     assert!(ours_ops.iter().any(|n| n == "UsqAffineQuantizeI8"), "{ours_ops:?}");
+    assert!(ours_ops.iter().any(|n| n == "UsqDequantizeGeluQuantizeI8"), "{ours_ops:?}");
+    assert!(!ours_ops.iter().any(|n| n == "GeluExact"), "{ours_ops:?}");
     assert!(!tract_ops.iter().any(|n| n.starts_with("Usq")));
 }
 
@@ -299,4 +301,26 @@ fn affine_quantize_matches_the_float_ops_it_replaces() {
         }
     }
     assert!(AffineQuantizeI8(q).run(&[0.0; 4], &[1.0; 3], &[0.0], 2, &mut [0; 4]).is_err());
+}
+
+/// The MLP epilogue against the three ops it replaces (dequantise, tract's GeluExact, the
+/// quantisation), over several blocks of rows and a short last block.
+#[test]
+fn dequantize_gelu_quantize_matches_the_ops_it_replaces() {
+    use crate::ops::gelu::DequantizeGeluQuantizeI8;
+    use tract_onnx::tract_core::ops::nn::gelu_exact::gelu_exact;
+    let q = QuantizeI8 { mul: 21.0, add: 12_582_912.0, sub: 12_582_912.0, lo: -128.0, hi: 127.0 };
+    let mut rng = fastrand::Rng::with_seed(10);
+    for (rows, columns) in [(25, 768), (3, 5), (1, 1)] {
+        let acc: Vec<i32> = (0..rows * columns).map(|_| rng.i32(-400_000..400_000)).collect();
+        let scale: Vec<f32> = (0..columns).map(|_| 1e-5 + rng.f32() * 1e-5).collect();
+        let bias: Vec<f32> = (0..columns).map(|_| rng.f32() - 0.5).collect();
+        let mut x = vec![0f32; acc.len()];
+        crate::ops::dequantize::run(&acc, &scale, &bias, columns, &mut x).unwrap();
+        let gelu: Vec<f32> = eval(&gelu_exact(), Tensor::from_shape(&[rows, columns], &x).unwrap());
+        let mut out = vec![0i8; acc.len()];
+        DequantizeGeluQuantizeI8(q).run(&acc, &scale, &bias, columns, &mut out).unwrap();
+        let expected: Vec<i8> = gelu.iter().map(|&g| q.value(g)).collect();
+        assert_eq!(out, expected, "{rows} x {columns}");
+    }
 }
