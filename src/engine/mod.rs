@@ -2,7 +2,7 @@
 //! budget.
 //!
 //! A worker thread owns the encoder (and, with frame threads, helper encoders on threads of
-//! their own, [`helper`]) and always scores the newest frame of the [`FrameRing`].
+//! their own, `helper`) and always scores the newest frame of the [`FrameRing`].
 //! It measures its own cost and scores as many patches as the budget affords, rotating through
 //! the patch grid so that consecutive frames cover the whole field of view, and reports the
 //! worst-region NRQ over the patches scored within the last `window_frames` frames. Live NRQ
