@@ -284,12 +284,49 @@ struct Scorer {
     /// The same for comparisons, built on first use: uLPIPS runs one frame at a time, and a
     /// batch-4 graph would spend 4 frames' work on each.
     comparers: Mutex<Vec<usq::Scorer>>,
+    /// One frame (`nrq`, `heatmap`) or one pair (`ulpips`) on every thread: a fork of the first
+    /// scorer (comparer) whose frame threads split the frame's patches (the pair's two frames),
+    /// built on first use when `threads` > 1.
+    single: Mutex<Option<usq::Scorer>>,
+    single_comparer: Mutex<Option<usq::Scorer>>,
     model: usq::ModelSource,
     options: ScoreOptions,
     organs: Vec<String>,
 }
 
 impl Scorer {
+    /// Runs `f` on the scorer for one frame: the first one, or with several threads a fork of it
+    /// that spreads the frame over all of them (the same scores).
+    fn with_single<R>(&self, f: impl FnOnce(&mut usq::Scorer) -> usq::Result<R>) -> usq::Result<R> {
+        let threads = lock(&self.scorers).len();
+        if threads == 1 {
+            return f(&mut lock(&self.scorers)[0]);
+        }
+        // Lock order: `single`, then `scorers` (only to fork); nothing takes them the other way.
+        let mut single = self.single.lock().unwrap_or_else(|e| e.into_inner());
+        if single.is_none() {
+            let mut s = lock(&self.scorers)[0].fork()?;
+            s.set_frame_threads(threads)?;
+            *single = Some(s);
+        }
+        f(single.as_mut().expect("built above"))
+    }
+
+    /// As [`Scorer::with_single`] for one comparison: its two frames on two threads.
+    fn with_single_comparer<R>(&self, f: impl FnOnce(&mut usq::Scorer) -> usq::Result<R>) -> usq::Result<R> {
+        let threads = lock(&self.scorers).len();
+        if threads == 1 {
+            return self.with_comparers(|c| f(&mut c[0]));
+        }
+        let mut single = self.single_comparer.lock().unwrap_or_else(|e| e.into_inner());
+        if single.is_none() {
+            let mut s = self.with_comparers(|c| c[0].fork())?;
+            s.set_frame_threads(2)?;
+            *single = Some(s);
+        }
+        f(single.as_mut().expect("built above"))
+    }
+
     /// Runs `f` on the comparison scorers, loading them first if needed.
     fn with_comparers<R>(&self, f: impl FnOnce(&mut [usq::Scorer]) -> usq::Result<R>) -> usq::Result<R> {
         let mut c = lock(&self.comparers);
@@ -312,7 +349,8 @@ fn lock<'a>(m: &'a Mutex<Vec<usq::Scorer>>) -> std::sync::MutexGuard<'a, Vec<usq
 impl Scorer {
     /// `model`: a contract ONNX path (default: the shipped fp32 model); `manifold`: a folder of
     /// `<Organ>.npz` (default: the shipped set); `organ`: score against that organ only
-    /// (default: all, combined by log-mean-exp); `threads`: frames of a batch scored at once.
+    /// (default: all, combined by log-mean-exp); `threads`: frames of a batch scored at once, or
+    /// one frame's patches (one pair's two frames) split over them.
     #[new]
     #[pyo3(signature = (model=None, manifold=None, organ=None, threads=1))]
     fn new(
@@ -340,7 +378,15 @@ impl Scorer {
             .map_err(py_err)?;
         let organs =
             scorers[0].manifolds().map(|m| m.organs.iter().map(|o| o.name.clone()).collect()).unwrap_or_default();
-        Ok(Scorer { scorers: Mutex::new(scorers), comparers: Mutex::new(Vec::new()), model, options, organs })
+        Ok(Scorer {
+            scorers: Mutex::new(scorers),
+            comparers: Mutex::new(Vec::new()),
+            single: Mutex::new(None),
+            single_comparer: Mutex::new(None),
+            model,
+            options,
+            organs,
+        })
     }
 
     /// The organs of the manifold set, sorted.
@@ -352,7 +398,7 @@ impl Scorer {
     /// TinyUSFM-NRQ of one frame (higher is better).
     fn nrq(&self, py: Python<'_>, image: &Bound<'_, PyAny>) -> PyResult<NrqResult> {
         let frame = frame_of(image)?;
-        let r = py.detach(|| lock(&self.scorers)[0].score(&frame, &self.options)).map_err(py_err)?;
+        let r = py.detach(|| self.with_single(|s| s.score(&frame, &self.options))).map_err(py_err)?;
         Ok(NrqResult::of(r))
     }
 
@@ -372,7 +418,7 @@ impl Scorer {
     /// TinyUSFM-uLPIPS of `image` against `reference` (lower is closer).
     fn ulpips(&self, py: Python<'_>, reference: &Bound<'_, PyAny>, image: &Bound<'_, PyAny>) -> PyResult<UlpipsResult> {
         let (r, i) = (frame_of(reference)?, frame_of(image)?);
-        let c = py.detach(|| self.with_comparers(|c| c[0].compare(&r, &i))).map_err(py_err)?;
+        let c = py.detach(|| self.with_single_comparer(|c| c.compare(&r, &i))).map_err(py_err)?;
         Ok(ulpips_of(c))
     }
 
@@ -410,7 +456,7 @@ impl Scorer {
         let frame = frame_of(image)?;
         let img = py
             .detach(|| {
-                let r = lock(&self.scorers)[0].score(&frame, &self.options)?;
+                let r = self.with_single(|s| s.score(&frame, &self.options))?;
                 Ok::<_, usq::Error>(usq::Scorer::heatmap(&frame, &r))
             })
             .map_err(py_err)?;

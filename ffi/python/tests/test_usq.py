@@ -75,6 +75,9 @@ def test_batches_and_threads_give_the_single_results():
     batch = two.ulpips_batch(refs, imgs)
     assert [r.ulpips for r in batch] == [one.ulpips(a, b).ulpips for a, b in zip(refs, imgs)]
     assert batch[1].ulpips == 0.0
+    # One frame or one pair on both threads: the same numbers.
+    assert [two.nrq(p).nrq for p in paths] == single
+    assert two.ulpips(refs[0], imgs[0]).ulpips == one.ulpips(refs[0], imgs[0]).ulpips
 
 
 def test_results_convert_to_plain_data(scorer):
