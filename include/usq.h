@@ -160,7 +160,9 @@ typedef struct usq_engine_config {
   // Results kept until read.
   uint32_t result_capacity;
   // Encoders, 1..64, each on its own thread, sharing each frame's patches (1: the worker
-  // thread alone): the budget affords about that many times the patches per frame.
+  // thread alone): the budget affords about that many times the patches per frame. Each
+  // encoder holds its own run state (about 10 MB with the int8 model); more than the CPU's
+  // cores only adds memory.
   uint32_t threads;
 } usq_engine_config;
 

@@ -96,7 +96,9 @@ pub struct usq_engine_config {
     /// Results kept until read.
     pub result_capacity: u32,
     /// Encoders, 1..64, each on its own thread, sharing each frame's patches (1: the worker
-    /// thread alone): the budget affords about that many times the patches per frame.
+    /// thread alone): the budget affords about that many times the patches per frame. Each
+    /// encoder holds its own run state (about 10 MB with the int8 model); more than the CPU's
+    /// cores only adds memory.
     pub threads: u32,
 }
 
