@@ -177,10 +177,7 @@ pub fn decode_mjpeg(buffer: &[u8]) -> Result<GrayFrame> {
         crate::bail!(Image, "corrupt MJPEG frame: truncated (no JPEG end marker, {} bytes)", buffer.len());
     }
     let reader = image::ImageReader::with_format(std::io::Cursor::new(buffer), image::ImageFormat::Jpeg);
-    let img = reader
-        .decode()
-        .map_err(|e| crate::Error::from_source(crate::ErrorKind::Image, &e))
-        .context("corrupt MJPEG frame")?;
+    let img = crate::imaging::frame::guard_decoder(|| reader.decode()).context("corrupt MJPEG frame")?;
     GrayFrame::from_image(img)
 }
 

@@ -77,13 +77,22 @@ impl GrayFrame {
         if reader.format().is_none() {
             crate::bail!(Image, "not a recognised image format (PNG, JPEG, BMP or TIFF)");
         }
-        let img = reader.decode().map_err(|e| Error::from_source(ErrorKind::Image, &e))?;
-        GrayFrame::from_image(img)
+        GrayFrame::from_image(guard_decoder(|| reader.decode())?)
     }
 
     /// Converts a decoded image to gray (OpenCV's colour weights, 16-bit scaled by the range).
     pub fn from_image(img: image::DynamicImage) -> Result<GrayFrame> {
         from_dynamic(img)
+    }
+}
+
+/// Runs an image decoder that is not ours. One that panics on some input (zune-jpeg, under
+/// overflow checks, on a crafted JPEG: fuzz/Cargo.toml) makes that input an error, not the end
+/// of the process; the panic hook has printed it.
+pub(crate) fn guard_decoder<T>(decode: impl FnOnce() -> image::ImageResult<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(decoded) => decoded.map_err(|e| Error::from_source(ErrorKind::Image, &e)),
+        Err(_) => Err(Error::new(ErrorKind::Image, "the image decoder panicked on this input")),
     }
 }
 
@@ -162,6 +171,13 @@ mod tests {
         assert_eq!(u16_to_u8(257 * 100), 100);
         assert_eq!(u16_to_u8(257 * 100 + 128), 100);
         assert_eq!(u16_to_u8(257 * 100 + 129), 101);
+    }
+
+    #[test]
+    fn a_panicking_decoder_is_an_error() {
+        let e = guard_decoder::<()>(|| panic!("a decoder bug")).unwrap_err();
+        assert!(e.to_string().contains("panicked"), "{e}");
+        assert!(guard_decoder(|| Ok(3)).is_ok_and(|v| v == 3));
     }
 
     #[test]
