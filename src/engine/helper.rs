@@ -2,8 +2,9 @@
 //! are encoded on several cores at once. Per frame the worker publishes the padded frame
 //! ([`SharedFrame`]), hands each helper a share of the patches it chose and, after encoding
 //! its own, collects each helper's log-likelihoods into the window. Buffers are sized when the
-//! frame size changes; a frame allocates nothing (the channels are bounded, so they send
-//! without allocating).
+//! frame size changes; a frame allocates nothing. The hand-over is a mutex and a condition
+//! variable, not a channel: a channel allocates the first time a thread waits on it, which
+//! would happen at a moment that depends on timing.
 
 use super::MAX_BATCH;
 use crate::contract::{DESCRIPTOR_LEN, INPUT_SIDE};
@@ -11,8 +12,7 @@ use crate::encoder::Encoder;
 use crate::error::{Error, ErrorKind, Result};
 use crate::imaging::preprocess::{self, PatchOrigin};
 use crate::manifold::ManifoldSet;
-use crossbeam_channel::{Receiver, Sender};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 
 /// The frame as the worker publishes it to its helpers.
@@ -35,10 +35,60 @@ pub(crate) struct Share {
     pub each: Vec<f64>,
 }
 
-/// A helper thread and the two channels that pace it: one job per frame, one reply per job.
+/// Where the worker and a helper stand on the current job.
+#[derive(Debug)]
+enum Turn {
+    /// No job: the helper waits.
+    Idle,
+    /// A job for the helper.
+    Job,
+    /// The helper's answer, for the worker.
+    Done(Result<()>),
+    /// The worker is gone: the helper ends.
+    Closed,
+}
+
+/// One job at a time between the worker and a helper.
+#[derive(Debug)]
+struct Mailbox {
+    turn: Mutex<Turn>,
+    changed: Condvar,
+}
+
+impl Mailbox {
+    fn set(&self, turn: Turn) {
+        *self.turn.lock().unwrap_or_else(PoisonError::into_inner) = turn;
+        self.changed.notify_all();
+    }
+
+    /// Posts a job, unless the helper is gone (`Closed` stays for good).
+    fn post_job(&self) -> Result<()> {
+        let mut turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*turn, Turn::Closed) {
+            return Err(stopped());
+        }
+        *turn = Turn::Job;
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits until the turn is `Closed` or one that `ready` accepts, and takes it (leaving
+    /// `Idle`; `Closed` stays).
+    fn take(&self, ready: impl Fn(&Turn) -> bool) -> Turn {
+        let mut turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        while !(ready(&turn) || matches!(*turn, Turn::Closed)) {
+            turn = self.changed.wait(turn).unwrap_or_else(PoisonError::into_inner);
+        }
+        if matches!(*turn, Turn::Closed) {
+            return Turn::Closed;
+        }
+        std::mem::replace(&mut *turn, Turn::Idle)
+    }
+}
+
+/// A helper thread and its mailbox: one job per frame, one answer per job.
 pub(crate) struct Helper {
-    jobs: Option<Sender<()>>,
-    done: Receiver<Result<()>>,
+    mailbox: Arc<Mailbox>,
     share: Arc<Mutex<Share>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -69,8 +119,7 @@ impl Helper {
         frame: Arc<RwLock<SharedFrame>>,
         name: String,
     ) -> Result<Helper> {
-        let (jobs, job_rx) = crossbeam_channel::bounded(1);
-        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let mailbox = Arc::new(Mailbox { turn: Mutex::new(Turn::Idle), changed: Condvar::new() });
         let share = Arc::new(Mutex::new(Share::default()));
         let scratch = manifolds.organs.iter().map(|o| o.dim + o.components).max().unwrap_or(0);
         let organs = manifolds.organs.len();
@@ -88,15 +137,20 @@ impl Helper {
         };
         let thread = std::thread::Builder::new()
             .name(name)
-            .spawn(move || {
-                while job_rx.recv().is_ok() {
-                    if done_tx.send(work.encode()).is_err() {
-                        break;
+            .spawn({
+                let mailbox = mailbox.clone();
+                move || {
+                    // A panic in `encode` ends the thread; the guard tells the worker.
+                    let closed = CloseOnDrop(&mailbox);
+                    while let Turn::Job = mailbox.take(|t| matches!(t, Turn::Job)) {
+                        let answer = work.encode();
+                        mailbox.set(Turn::Done(answer));
                     }
+                    drop(closed);
                 }
             })
             .map_err(|e| Error::from_source(ErrorKind::Io, &e).context("starting a helper encoder thread"))?;
-        Ok(Helper { jobs: Some(jobs), done, share, thread: Some(thread) })
+        Ok(Helper { mailbox, share, thread: Some(thread) })
     }
 
     /// Room for every patch of a grid of `patches` and `organs` organs (at a new frame size).
@@ -120,18 +174,21 @@ impl Helper {
             s.patches.clear();
             s.patches.extend_from_slice(patches);
         }
-        self.jobs.as_ref().ok_or_else(stopped)?.send(()).map_err(|_| stopped())
+        self.mailbox.post_job()
     }
 
-    /// Whether the helper's thread still runs (it ends only if an encoder run panicked).
+    /// Whether the helper still takes jobs (it stops only if an encoder run panicked).
     pub fn is_alive(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        !matches!(*self.mailbox.turn.lock().unwrap_or_else(PoisonError::into_inner), Turn::Closed)
     }
 
     /// Waits for the patches sent last, then gives their results to `record`, patch by patch:
     /// `(grid index, log-likelihood, each organ's)`.
     pub fn wait(&self, organs: usize, mut record: impl FnMut(usize, f64, &[f64])) -> Result<()> {
-        self.done.recv().map_err(|_| stopped())??;
+        match self.mailbox.take(|t| matches!(t, Turn::Done(_))) {
+            Turn::Done(answer) => answer?,
+            _ => return Err(stopped()),
+        }
         let s = self.share.lock().unwrap_or_else(PoisonError::into_inner);
         for (i, &p) in s.patches.iter().enumerate() {
             record(p, s.logliks[i], &s.each[i * organs..][..organs]);
@@ -142,8 +199,8 @@ impl Helper {
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        // Closing the job channel ends the thread's loop.
-        self.jobs = None;
+        // Closing the mailbox ends the thread's loop.
+        self.mailbox.set(Turn::Closed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -180,5 +237,15 @@ impl Encoding {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Sets the mailbox `Closed` when the helper thread ends, panicking or not, so that a worker
+/// waiting for an answer learns that none will come.
+struct CloseOnDrop<'a>(&'a Mailbox);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(Turn::Closed);
     }
 }
