@@ -25,22 +25,7 @@ impl EvalOp for DequantizeI32 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (acc, scale, bias) = args_3!(inputs);
-        let columns = *acc.shape().last().unwrap_or(&1);
-        // SAFETY: `run` writes every element.
-        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::F32, acc.shape())? };
-        {
-            let (acc, scale, bias) = (acc.try_as_plain_ram()?, scale.try_as_plain_ram()?, bias.try_as_plain_ram()?);
-            let mut dst = out.try_as_plain_ram_mut()?;
-            run(
-                acc.as_slice::<i32>()?,
-                scale.as_slice::<f32>()?,
-                bias.as_slice::<f32>()?,
-                columns,
-                dst.as_slice_mut()?,
-            )?;
-        }
-        Ok(tvec!(out.into_tvalue()))
+        super::map_rows(inputs, run)
     }
 }
 
@@ -55,20 +40,19 @@ impl TypedOp for DequantizeI32 {
 
 /// `dst = (acc as f32) * scale + bias`, scale and bias per column (`columns` long) or one value.
 pub fn run(acc: &[i32], scale: &[f32], bias: &[f32], columns: usize, dst: &mut [f32]) -> TractResult<()> {
-    ensure!(acc.len() == dst.len() && columns > 0 && acc.len().is_multiple_of(columns), "UsqDequantizeI32: shapes");
-    for v in [scale, bias] {
-        ensure!(v.len() == 1 || v.len() == columns, "UsqDequantizeI32: {} values for {columns} columns", v.len());
-    }
-    let per_column = |v: &[f32]| -> TVec<f32> { if v.len() == 1 { tvec![v[0]; columns] } else { v.into() } };
-    let (scale, bias) = (per_column(scale), per_column(bias));
+    let (scale, bias) = super::per_column("UsqDequantizeI32", (acc.len(), dst.len()), columns, scale, bias)?;
+    rows_of(acc, &scale, &bias, dst);
+    Ok(())
+}
+
+/// [`run`]'s loop, with scale and bias already one value per column (as long as a row).
+pub(super) fn rows_of(acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2.
-        unsafe { rows_avx2(acc, &scale, &bias, dst) };
-        return Ok(());
+        return unsafe { rows_avx2(acc, scale, bias, dst) };
     }
-    rows(acc, &scale, &bias, dst);
-    Ok(())
+    rows(acc, scale, bias, dst)
 }
 
 #[inline(always)]

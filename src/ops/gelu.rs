@@ -26,22 +26,7 @@ impl EvalOp for DequantizeGeluQuantizeI8 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (acc, scale, bias) = args_3!(inputs);
-        let columns = *acc.shape().last().unwrap_or(&1);
-        // SAFETY: `run` writes every element.
-        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::I8, acc.shape())? };
-        {
-            let (acc, scale, bias) = (acc.try_as_plain_ram()?, scale.try_as_plain_ram()?, bias.try_as_plain_ram()?);
-            let mut dst = out.try_as_plain_ram_mut()?;
-            self.run(
-                acc.as_slice::<i32>()?,
-                scale.as_slice::<f32>()?,
-                bias.as_slice::<f32>()?,
-                columns,
-                dst.as_slice_mut()?,
-            )?;
-        }
-        Ok(tvec!(out.into_tvalue()))
+        super::map_rows(inputs, |acc, scale, bias, columns, dst| self.run(acc, scale, bias, columns, dst))
     }
 }
 
@@ -86,17 +71,9 @@ impl DequantizeGeluQuantizeI8 {
 
     /// `dst = quantise(gelu(acc * scale + bias))`, row by row (`columns` per row).
     pub fn run(&self, acc: &[i32], scale: &[f32], bias: &[f32], columns: usize, dst: &mut [i8]) -> TractResult<()> {
-        ensure!(
-            acc.len() == dst.len() && columns > 0 && acc.len().is_multiple_of(columns),
-            "UsqDequantizeGeluQuantizeI8: shapes"
-        );
-        for v in [scale, bias] {
-            ensure!(
-                v.len() == 1 || v.len() == columns,
-                "UsqDequantizeGeluQuantizeI8: {} values for {columns} columns",
-                v.len()
-            );
-        }
+        // Spread once for all the blocks below.
+        let (scale, bias) =
+            super::per_column("UsqDequantizeGeluQuantizeI8", (acc.len(), dst.len()), columns, scale, bias)?;
         let erf = Func::Erf.ew_f32()?;
         // As tract's GeluExact: 0.5·x·(1 + erf(x / √2)), with its constant.
         let c = (2.0f32).sqrt().recip();
@@ -106,7 +83,7 @@ impl DequantizeGeluQuantizeI8 {
         let (mut x, mut e) = (vec![0f32; block.min(acc.len())], vec![0f32; block.min(acc.len())]);
         for (a, d) in acc.chunks(block).zip(dst.chunks_mut(block)) {
             let (x, e) = (&mut x[..a.len()], &mut e[..a.len()]);
-            super::dequantize::run(a, scale, bias, columns, x)?;
+            super::dequantize::rows_of(a, &scale, &bias, x);
             for (e, &x) in e.iter_mut().zip(x.iter()) {
                 *e = x * c;
             }

@@ -27,6 +27,7 @@ pub(crate) mod gelu;
 pub(crate) mod quantize;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{args_3, ensure};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
@@ -43,6 +44,42 @@ fn map_elements<S: Datum, D: Datum>(input: TValue, f: impl FnOnce(&[S], &mut [D]
         f(src.as_slice::<S>()?, dst.as_slice_mut::<D>()?);
     }
     Ok(tvec!(out.into_tvalue()))
+}
+
+/// Evaluates an op over rows `[.., N]` of an `S` input with two per-column f32 operands
+/// (inputs 1 and 2): a fresh `D` output of the input's shape, filled by
+/// `f(input, a, b, N, output)`.
+fn map_rows<S: Datum, D: Datum>(
+    inputs: TVec<TValue>,
+    f: impl FnOnce(&[S], &[f32], &[f32], usize, &mut [D]) -> TractResult<()>,
+) -> TractResult<TVec<TValue>> {
+    let (x, a, b) = args_3!(inputs);
+    let columns = *x.shape().last().unwrap_or(&1);
+    // SAFETY: `f` writes every element (or fails, and the output is dropped).
+    let mut out = unsafe { Tensor::uninitialized_dt(D::datum_type(), x.shape())? };
+    {
+        let (x, a, b) = (x.try_as_plain_ram()?, a.try_as_plain_ram()?, b.try_as_plain_ram()?);
+        let mut dst = out.try_as_plain_ram_mut()?;
+        f(x.as_slice::<S>()?, a.as_slice::<f32>()?, b.as_slice::<f32>()?, columns, dst.as_slice_mut::<D>()?)?;
+    }
+    Ok(tvec!(out.into_tvalue()))
+}
+
+/// Checks `values` input and output values in rows of `columns` and two per-column operands of
+/// one value or `columns` each, and returns both spread to `columns` values; errors name `op`.
+fn per_column(
+    op: &str,
+    (values, out): (usize, usize),
+    columns: usize,
+    a: &[f32],
+    b: &[f32],
+) -> TractResult<(TVec<f32>, TVec<f32>)> {
+    ensure!(values == out && columns > 0 && values.is_multiple_of(columns), "{op}: shapes");
+    let spread = |v: &[f32]| -> TractResult<TVec<f32>> {
+        ensure!(v.len() == 1 || v.len() == columns, "{op}: {} values for {columns} columns", v.len());
+        Ok(if v.len() == 1 { tvec![v[0]; columns] } else { v.into() })
+    };
+    Ok((spread(a)?, spread(b)?))
 }
 
 /// Replaces the ops this module has faster versions of, in place, in an optimised model.

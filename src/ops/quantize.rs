@@ -113,22 +113,7 @@ impl EvalOp for AffineQuantizeI8 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let (x, gamma, beta) = args_3!(inputs);
-        let columns = *x.shape().last().unwrap_or(&1);
-        // SAFETY: `run` writes every element.
-        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::I8, x.shape())? };
-        {
-            let (x, gamma, beta) = (x.try_as_plain_ram()?, gamma.try_as_plain_ram()?, beta.try_as_plain_ram()?);
-            let mut dst = out.try_as_plain_ram_mut()?;
-            self.run(
-                x.as_slice::<f32>()?,
-                gamma.as_slice::<f32>()?,
-                beta.as_slice::<f32>()?,
-                columns,
-                dst.as_slice_mut()?,
-            )?;
-        }
-        Ok(tvec!(out.into_tvalue()))
+        super::map_rows(inputs, |x, gamma, beta, columns, dst| self.run(x, gamma, beta, columns, dst))
     }
 }
 
@@ -144,16 +129,7 @@ impl TypedOp for AffineQuantizeI8 {
 impl AffineQuantizeI8 {
     /// `dst = quantise(x * gamma + beta)`, gamma and beta per column (`columns`) or one value.
     pub fn run(&self, x: &[f32], gamma: &[f32], beta: &[f32], columns: usize, dst: &mut [i8]) -> TractResult<()> {
-        ensure!(x.len() == dst.len() && columns > 0 && x.len().is_multiple_of(columns), "UsqAffineQuantizeI8: shapes");
-        for v in [gamma, beta] {
-            ensure!(
-                v.len() == 1 || v.len() == columns,
-                "UsqAffineQuantizeI8: {} values for {columns} columns",
-                v.len()
-            );
-        }
-        let per_column = |v: &[f32]| -> TVec<f32> { if v.len() == 1 { tvec![v[0]; columns] } else { v.into() } };
-        let (gamma, beta) = (per_column(gamma), per_column(beta));
+        let (gamma, beta) = super::per_column("UsqAffineQuantizeI8", (x.len(), dst.len()), columns, gamma, beta)?;
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
