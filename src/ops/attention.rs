@@ -489,27 +489,61 @@ mod avx512 {
                 y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
             }
             let y = _mm512_fmadd_ps(_mm512_mul_ps(y, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-            let pow2 = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
-            _mm512_mul_ps(y, _mm512_castsi512_ps(pow2))
+            // y · 2^n in one instruction; the same value as building 2^n from its bits, since
+            // the clamp keeps n ≥ -126 (a normal power of two).
+            _mm512_scalef_ps(y, n)
         }
     }
 
     /// As [`super::avx2::head`] with 16-lane vectors and eight query rows per block, for a head
     /// dimension that is a multiple of 16: the eight rows' sums are independent FMA chains
-    /// against each load of K or V.
+    /// against each load of K or V. The model's shape (D = 16, 197 tokens, so 208 keys once
+    /// padded) gets its own copy of the body, with every offset a constant: otherwise the
+    /// address arithmetic of the eight rows competes with the FMAs for the ports.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn head(a: &Attention, s: &mut Scratch, out: &OutRows, b: usize, h: usize, tokens: usize) {
-        let (d, keys) = (a.head_dim, s.keys);
-        let scale = _mm512_set1_ps(a.scale);
+        // SAFETY: the caller's (this CPU has AVX-512F, D is a multiple of 16).
+        unsafe {
+            match (a.head_dim, s.keys) {
+                (16, 208) => body(16, 208, a, s, out, b, h, tokens),
+                (d, keys) => body(d, keys, a, s, out, b, h, tokens),
+            }
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn body(
+        d: usize,
+        keys: usize,
+        a: &Attention,
+        s: &mut Scratch,
+        out: &OutRows,
+        b: usize,
+        h: usize,
+        tokens: usize,
+    ) {
+        debug_assert_eq!(keys, s.keys);
+        // SAFETY: the caller's: this CPU has AVX-512F.
+        let scale = unsafe { _mm512_set1_ps(a.scale) };
+        // Lanes of the last key block that are real keys (the rest are K's zero padding).
+        let tail: __mmask16 = match tokens % 16 {
+            0 => 0xffff,
+            n => (1u16 << n) - 1,
+        };
+        let last = (tokens - 1) / 16 * 16;
         let mut inv = [0f32; ROWS_WIDE];
         for block in (0..tokens).step_by(ROWS_WIDE) {
             // SAFETY (whole block): q has `queries` ≥ block + ROWS_WIDE rows of d, kt d rows of
-            // `keys` (a multiple of 16), p ROWS_WIDE rows of `keys`, v `tokens` rows of d (a
-            // multiple of 16); every offset below stays inside them.
+            // `keys` (a multiple of 16, ≥ last + 16), p ROWS_WIDE rows of `keys`, v `tokens`
+            // rows of d (a multiple of 16); every offset below stays inside them.
             unsafe {
                 let q = s.q.as_ptr().add(block * d);
                 let kt = s.kt.as_ptr();
                 let p = s.p.as_mut_ptr();
+                let rows: [*mut f32; ROWS_WIDE] = std::array::from_fn(|r| p.add(r * keys));
+                // Scores, and each row's running maximum over the real keys.
+                let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); ROWS_WIDE];
                 for c in (0..keys).step_by(16) {
                     let mut acc = [_mm512_setzero_ps(); ROWS_WIDE];
                     for i in 0..d {
@@ -518,33 +552,29 @@ mod avx512 {
                             *acc = _mm512_fmadd_ps(_mm512_set1_ps(*q.add(r * d + i)), k, *acc);
                         }
                     }
-                    for (r, acc) in acc.iter().enumerate() {
-                        _mm512_storeu_ps(p.add(r * keys + c), _mm512_mul_ps(*acc, scale));
+                    let valid = if c == last { tail } else { 0xffff };
+                    for r in 0..ROWS_WIDE {
+                        let x = _mm512_mul_ps(acc[r], scale);
+                        _mm512_storeu_ps(rows[r].add(c), x);
+                        // Masked lanes keep `max` (the second operand, so a NaN score still
+                        // poisons its row's maximum as in the other kernels).
+                        max[r] = _mm512_mask_max_ps(max[r], valid, max[r], x);
+                    }
+                    if c == last {
+                        break;
                     }
                 }
-                // Softmax numerators; the padded keys are left out of max and sum.
-                for (r, inv) in inv.iter_mut().enumerate() {
-                    let row = std::slice::from_raw_parts_mut(p.add(r * keys), keys);
-                    row[tokens..].fill(f32::NEG_INFINITY);
-                    let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
-                    for c in (0..keys).step_by(16) {
-                        m = _mm512_max_ps(m, _mm512_loadu_ps(row.as_ptr().add(c)));
-                    }
-                    let m = _mm512_set1_ps(_mm512_reduce_max_ps(m));
+                // Softmax numerators and their sum, over the real keys only.
+                for r in 0..ROWS_WIDE {
+                    let m = _mm512_set1_ps(_mm512_reduce_max_ps(max[r]));
                     let mut sum = _mm512_setzero_ps();
-                    for c in (0..keys).step_by(16) {
-                        let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row.as_ptr().add(c)), m));
-                        _mm512_storeu_ps(row.as_mut_ptr().add(c), e);
-                        if c + 16 <= tokens {
-                            sum = _mm512_add_ps(sum, e);
-                        }
+                    for c in (0..=last).step_by(16) {
+                        let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(rows[r].add(c)), m));
+                        _mm512_storeu_ps(rows[r].add(c), e);
+                        let valid = if c == last { tail } else { 0xffff };
+                        sum = _mm512_mask_add_ps(sum, valid, sum, e);
                     }
-                    row[tokens..].fill(0.0);
-                    let mut total = _mm512_reduce_add_ps(sum);
-                    for &x in &row[tokens / 16 * 16..tokens] {
-                        total += x;
-                    }
-                    *inv = 1.0 / total;
+                    inv[r] = 1.0 / _mm512_reduce_add_ps(sum);
                 }
                 let v = s.v.as_ptr();
                 for dc in (0..d).step_by(16) {
@@ -552,7 +582,7 @@ mod avx512 {
                     for j in 0..tokens {
                         let vj = _mm512_loadu_ps(v.add(j * d + dc));
                         for (r, acc) in acc.iter_mut().enumerate() {
-                            *acc = _mm512_fmadd_ps(_mm512_set1_ps(*p.add(r * keys + j)), vj, *acc);
+                            *acc = _mm512_fmadd_ps(_mm512_set1_ps(*rows[r].add(j)), vj, *acc);
                         }
                     }
                     for (r, acc) in acc.iter().enumerate() {

@@ -146,10 +146,19 @@ fn attention_kernels_match_the_definition() {
     let mut rng = fastrand::Rng::with_seed(6);
     // (heads, head_dim, batch, tokens): the model's shape, token counts off the blocks of 4
     // and 16, a head dim with half a 16-lane step (24) and one the vector kernel leaves to the
-    // portable code (12), a single token.
-    for (heads, head_dim, batch, tokens) in
-        [(12, 16, 1, 197), (12, 16, 2, 197), (3, 24, 2, 37), (2, 12, 1, 19), (4, 16, 1, 1), (1, 8, 3, 5)]
-    {
+    // portable code (12), a single token; for the AVX-512 kernel, its general body (D = 32)
+    // and token counts that fill the last 16-key block exactly (32, 208).
+    for (heads, head_dim, batch, tokens) in [
+        (12, 16, 1, 197),
+        (12, 16, 2, 197),
+        (3, 24, 2, 37),
+        (2, 12, 1, 19),
+        (4, 16, 1, 1),
+        (1, 8, 3, 5),
+        (2, 32, 1, 40),
+        (3, 16, 2, 32),
+        (2, 16, 1, 208),
+    ] {
         let a = Attention { heads, head_dim, scale: (head_dim as f32).powf(-0.5) };
         // Large logits too: rows where one key takes almost all the weight.
         let spread = if tokens == 197 { 3.0 } else { 12.0 };
