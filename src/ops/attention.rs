@@ -13,6 +13,7 @@
 //! tract's kernels and `exp` is a polynomial (relative error about 2e-7), so results agree with
 //! tract's to float rounding, not bit for bit (src/ops/tests.rs bounds the difference).
 
+use super::workers::Workers;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
@@ -180,43 +181,6 @@ impl Attention {
             }
         };
         workers.run(heads, &work);
-    }
-}
-
-/// Who runs the heads: the calling thread, or the pool of tract's current executor.
-pub(crate) enum Workers {
-    /// tract's executor of the running plan (one thread unless the encoder has more).
-    Current,
-    /// This many threads of a pool of our own (tests).
-    #[cfg(all(test, feature = "multithread"))]
-    Pool(std::sync::Arc<tract_linalg::multithread::Executor>),
-}
-
-impl Workers {
-    /// Runs `work(w, n)` for w in 0..n, n workers at most `items`.
-    fn run(&self, items: usize, work: &(dyn Fn(usize, usize) + Sync)) {
-        #[cfg(feature = "multithread")]
-        {
-            use tract_linalg::multithread::Executor;
-            let executor = match self {
-                Workers::Current => tract_linalg::multithread::current_tract_executor(),
-                #[cfg(test)]
-                Workers::Pool(e) => (**e).clone(),
-            };
-            if let Executor::MultiThread(pool) = executor {
-                let n = pool.current_num_threads().min(items);
-                if n > 1 {
-                    pool.scope(|s| {
-                        for w in 0..n {
-                            s.spawn(move |_| work(w, n));
-                        }
-                    });
-                    return;
-                }
-            }
-        }
-        let _ = items;
-        work(0, 1);
     }
 }
 

@@ -2,13 +2,12 @@
 //! the exact GELU, and the quantisation for fc2, from i32 to i8 without writing the f32
 //! activations out. tract runs [`super::dequantize::DequantizeI32`], its `GeluExact` and
 //! [`super::quantize::QuantizeI8`] as three passes over a `[T, 768]` f32 tensor. This op does
-//! the same f32 operations in the same order, with tract's own erf routine, so its results are
-//! bit-identical.
+//! the same f32 operations in the same order, with tract's own erf formula, so its results
+//! are bit-identical.
 
 use super::quantize::QuantizeI8;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::tract_linalg::routines::Func;
 
 /// Inputs: the accumulators `[.., N]` (i32), the scale and the bias (one value or `N`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,54 +41,94 @@ impl TypedOp for DequantizeGeluQuantizeI8 {
     as_op!();
 }
 
-/// Values per block of rows.
-const BLOCK_VALUES: usize = 8192;
-
 impl DequantizeGeluQuantizeI8 {
-    /// `d = quantise((x · 0.5) · (e + 1))`, compiled for AVX2 where the CPU has it.
-    fn finish(&self, x: &[f32], e: &[f32], d: &mut [i8]) {
+    pub fn run(&self, acc: &[i32], scale: &[f32], bias: &[f32], columns: usize, dst: &mut [i8]) -> TractResult<()> {
+        let (scale, bias) =
+            super::per_column("UsqDequantizeGeluQuantizeI8", (acc.len(), dst.len()), columns, scale, bias)?;
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { self.finish_avx2(x, e, d) };
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX-512F and FMA.
+                unsafe { self.rows_avx512(acc, &scale, &bias, dst) };
+                return Ok(());
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA.
+                unsafe { self.rows_avx2(acc, &scale, &bias, dst) };
+                return Ok(());
+            }
         }
-        self.finish_body(x, e, d)
+        self.rows(erf_apart, acc, &scale, &bias, dst);
+        Ok(())
     }
 
+    /// Rows of `scale.len()` values: the dequantisation, GELU and quantisation of each value in
+    /// registers. LLVM vectorises the loop for the target and keeps each f32 operation as
+    /// written (it fuses no product into a sum on its own), so the bits do not depend on it.
     #[inline(always)]
-    fn finish_body(&self, x: &[f32], e: &[f32], d: &mut [i8]) {
-        for ((d, &x), &e) in d.iter_mut().zip(x).zip(e) {
-            *d = self.0.value((x * 0.5) * (e + 1.0));
+    fn rows(&self, erf: impl Fn(f32) -> f32, acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [i8]) {
+        let c = (2.0f32).sqrt().recip();
+        for (a, d) in acc.chunks_exact(scale.len()).zip(dst.chunks_exact_mut(scale.len())) {
+            for (((d, &a), &s), &b) in d.iter_mut().zip(a).zip(scale).zip(bias) {
+                let x = a as f32 * s + b;
+                *d = self.0.value((x * 0.5) * (erf(x * c) + 1.0));
+            }
         }
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn finish_avx2(&self, x: &[f32], e: &[f32], d: &mut [i8]) {
-        self.finish_body(x, e, d)
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn rows_avx512(&self, acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [i8]) {
+        self.rows(erf_fused, acc, scale, bias, dst)
     }
 
-    /// `dst = quantise(gelu(acc * scale + bias))`, row by row (`columns` per row).
-    pub fn run(&self, acc: &[i32], scale: &[f32], bias: &[f32], columns: usize, dst: &mut [i8]) -> TractResult<()> {
-        // Spread once for all the blocks below.
-        let (scale, bias) =
-            super::per_column("UsqDequantizeGeluQuantizeI8", (acc.len(), dst.len()), columns, scale, bias)?;
-        let erf = Func::Erf.ew_f32()?;
-        // As tract's GeluExact: 0.5·x·(1 + erf(x / √2)), with its constant.
-        let c = (2.0f32).sqrt().recip();
-        // Blocks of whole rows, about 8 K values: few calls into the erf kernel, and the two
-        // buffers stay in cache.
-        let block = (BLOCK_VALUES / columns).max(1) * columns;
-        let (mut x, mut e) = (vec![0f32; block.min(acc.len())], vec![0f32; block.min(acc.len())]);
-        for (a, d) in acc.chunks(block).zip(dst.chunks_mut(block)) {
-            let (x, e) = (&mut x[..a.len()], &mut e[..a.len()]);
-            super::dequantize::rows_of(a, &scale, &bias, x);
-            for (e, &x) in e.iter_mut().zip(x.iter()) {
-                *e = x * c;
-            }
-            erf.run(e)?;
-            self.finish(x, e, d);
-        }
-        Ok(())
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_avx2(&self, acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [i8]) {
+        self.rows(erf_fused, acc, scale, bias, dst)
     }
+}
+
+/// tract's erf, with the same f32 operations in the same order so that it gives the same
+/// bits, written here so that it runs inline and vectorised in the epilogue's one pass instead
+/// of as a routine over a buffer. Abramowitz and Stegun 7.1.28 (absolute error below 3e-7).
+/// tract-linalg 0.23 has two forms: on x86-64 with AVX-512 or FMA its kernels run the
+/// polynomial as fused multiply-adds; elsewhere (`generic/erf.rs`) as products and sums
+/// apart. The epilogue picks the one tract would (src/ops/tests.rs compares them over the
+/// range GELU meets).
+#[allow(clippy::excessive_precision)]
+const ERF_A: [f32; 6] = [0.0705230784, 0.0422820123, 0.0092705272, 0.0001520143, 0.0002765672, 0.0000430638];
+
+/// `1 - 1 / (1 + p)^16` with the sign of x: the formula's end, shared by both forms. The power
+/// is four squarings (tract's kernels; LLVM expands the generic `powi(16)` the same way).
+#[inline(always)]
+fn erf_end(x: f32, p: f32) -> f32 {
+    let t = p + 1.0;
+    let t2 = t * t;
+    let t4 = t2 * t2;
+    let t8 = t4 * t4;
+    let y = 1.0 - 1.0 / (t8 * t8);
+    f32::from_bits(y.to_bits() | (x.to_bits() & 0x8000_0000))
+}
+
+/// tract's x86-64 AVX-512 and FMA kernels: `y = a6; y = y·|x| + a5 … + a1` fused, then `y·|x|`.
+#[inline(always)]
+pub(crate) fn erf_fused(x: f32) -> f32 {
+    let abs = x.abs();
+    let mut y = ERF_A[5];
+    for &a in ERF_A[..5].iter().rev() {
+        y = y.mul_add(abs, a);
+    }
+    erf_end(x, y * abs)
+}
+
+/// tract's generic kernel: `y = a6·|x|; y = (a5 + y)·|x| … (a1 + y)·|x|`.
+#[inline(always)]
+pub(crate) fn erf_apart(x: f32) -> f32 {
+    let abs = x.abs();
+    let mut y = ERF_A[5] * abs;
+    for &a in ERF_A[..5].iter().rev() {
+        y = (a + y) * abs;
+    }
+    erf_end(x, y)
 }

@@ -24,7 +24,9 @@ pub(crate) mod attention;
 pub(crate) mod cast;
 pub(crate) mod dequantize;
 pub(crate) mod gelu;
+pub(crate) mod linear;
 pub(crate) mod quantize;
+pub(crate) mod workers;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{args_3, ensure};
@@ -236,6 +238,83 @@ fn per_column_const(
     Ok(fact.konst.is_some()
         && fact.datum_type == DatumType::F32
         && (shape.iter().product::<usize>() == 1 || (last_only && shape.last() == Some(&columns) && lockstep)))
+}
+
+/// Replaces each int8 linear layer of a typed, not yet decluttered, model (a quantised EinSum
+/// `amk,akn->amn` of i8 activations by constant i8 weights, zero points 0 and scales 1, i32
+/// out) by one [`linear::LinearI8`], where this CPU has a kernel for it. Returns how many were
+/// replaced. Elsewhere tract's own products stay (faster there than the portable kernel).
+pub fn fuse_linear(model: &mut TypedModel) -> TractResult<usize> {
+    if !linear::LinearI8::available() {
+        return Ok(0);
+    }
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        let Some((input, op)) = match_linear(model, id)? else { continue };
+        let mut patch = TypedModelPatch::default();
+        let tapped = patch.tap_model(model, input)?;
+        let name = format!("{}.usq_linear", model.node(id).name);
+        let out = patch.wire_node(name, op, &[tapped])?;
+        patch.shunt_outside(model, id.into(), out[0])?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
+}
+
+/// The activations and the op for an int8 linear layer at node `id`, or None when it is
+/// anything else.
+fn match_linear(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, linear::LinearI8)>> {
+    let node = model.node(id);
+    let Some(op) = node.op_as::<EinSum>() else { return Ok(None) };
+    if op.q_params != Some(DatumType::I32)
+        || op.operating_dt != DatumType::I32
+        || node.inputs.len() != 9
+        || op.axes.to_string() != "amk,akn,,,,,,,->amn"
+    {
+        return Ok(None);
+    }
+    if model.outlet_fact(node.inputs[0])?.datum_type != DatumType::I8 {
+        return Ok(None);
+    }
+    // Bias and zero points 0, scales 1: the product alone.
+    for (slot, &inlet) in node.inputs.iter().enumerate().skip(2) {
+        let Some(k) = model.outlet_fact(inlet)?.konst.clone() else { return Ok(None) };
+        if k.volume() != 1 {
+            return Ok(None);
+        }
+        let neutral = match k.datum_type() {
+            DatumType::I32 => k.try_as_plain_ram()?.as_slice::<i32>()?[0] == 0,
+            DatumType::F32 => k.try_as_plain_ram()?.as_slice::<f32>()?[0] == 1.0,
+            _ => false,
+        };
+        if !neutral {
+            log::debug!("{}: quantisation input {slot} is not neutral; left to tract", node.name);
+            return Ok(None);
+        }
+    }
+    // The weights: a constant [1, K, N], or [K, N] given an axis in front.
+    let w = node.inputs[1];
+    let weights = match model.outlet_fact(w)?.konst.clone() {
+        Some(k) => Some(k),
+        None => {
+            let front = model.node(w.node);
+            match front.op_as::<AxisOp>() {
+                Some(AxisOp::Add(0)) => model.outlet_fact(front.inputs[0])?.konst.clone(),
+                _ => None,
+            }
+        }
+    };
+    let Some(weights) = weights.filter(|t| t.datum_type() == DatumType::I8) else { return Ok(None) };
+    let (k, n) = match *weights.shape() {
+        [k, n] | [1, k, n] => (k, n),
+        _ => return Ok(None),
+    };
+    if !k.is_multiple_of(4) {
+        return Ok(None);
+    }
+    let op = linear::LinearI8::new(weights.try_as_plain_ram()?.as_slice::<i8>()?, k, n)?;
+    Ok(Some((node.inputs[0], op)))
 }
 
 /// Replaces each multi-head self-attention of a typed, not yet decluttered, model by one

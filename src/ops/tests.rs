@@ -5,7 +5,9 @@
 
 use crate::ops::attention::{Attention, Kernel};
 use crate::ops::cast::SimdCast;
+use crate::ops::linear::{self, LinearI8};
 use crate::ops::quantize::QuantizeI8;
+use crate::ops::workers::Workers;
 use crate::{Encoder, EncoderOptions, GrayFrame};
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
@@ -86,7 +88,12 @@ fn quantize_matches_the_float_ops_and_cast_it_replaces() {
 fn int8_outputs(rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
     let mut model = tract_onnx::onnx().model_for_path(repo().join("models/tinyusfm-int8.onnx")).unwrap();
     model.set_input_fact(0, f32::fact([1, 1, 224, 224]).into()).unwrap();
-    let mut typed = model.into_optimized().unwrap();
+    let mut typed = model.into_typed().unwrap();
+    if rewrite {
+        let linear = crate::ops::fuse_linear(&mut typed).unwrap();
+        assert_eq!(linear > 0, LinearI8::available(), "{linear} linear layers swapped");
+    }
+    let mut typed = typed.into_optimized().unwrap();
     if rewrite {
         assert!(crate::ops::rewrite(&mut typed).unwrap() > 0);
     }
@@ -99,7 +106,7 @@ fn int8_outputs(rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
 }
 
 #[test]
-fn int8_encoder_is_identical_with_and_without_the_cast_and_quantise_ops() {
+fn int8_encoder_is_identical_with_and_without_the_linear_cast_and_quantise_ops() {
     let frame = GrayFrame::open(at("tests/fixtures/sim_sector_800x540.png")).unwrap();
     let input = crate::imaging::preprocess::ulpips_input(&frame);
     let (ours, ours_ops) = int8_outputs(true, &input);
@@ -112,6 +119,10 @@ fn int8_encoder_is_identical_with_and_without_the_cast_and_quantise_ops() {
     assert!(ours_ops.iter().any(|n| n == "UsqAffineQuantizeI8"), "{ours_ops:?}");
     assert!(ours_ops.iter().any(|n| n == "UsqDequantizeGeluQuantizeI8"), "{ours_ops:?}");
     assert!(!ours_ops.iter().any(|n| n == "GeluExact"), "{ours_ops:?}");
+    // Every linear layer the outputs need (4 in each of the 11 blocks before the last
+    // output) runs as the project's op wherever the CPU has its kernel.
+    let linear = ours_ops.iter().filter(|n| *n == "UsqLinearI8").count();
+    assert_eq!(linear, if LinearI8::available() { 44 } else { 0 }, "{ours_ops:?}");
     assert!(!tract_ops.iter().any(|n| n.starts_with("Usq")));
 }
 
@@ -178,7 +189,6 @@ fn attention_kernels_match_the_definition() {
 #[cfg(feature = "multithread")]
 #[test]
 fn attention_heads_on_several_threads_match_one() {
-    use crate::ops::attention::Workers;
     use tract_linalg::multithread::Executor;
     let mut rng = fastrand::Rng::with_seed(7);
     for (heads, head_dim, batch, tokens) in [(12, 16, 1, 197), (3, 24, 2, 37), (1, 8, 1, 5)] {
@@ -331,5 +341,106 @@ fn dequantize_gelu_quantize_matches_the_ops_it_replaces() {
         DequantizeGeluQuantizeI8(q).run(&acc, &scale, &bias, columns, &mut out).unwrap();
         let expected: Vec<i8> = gelu.iter().map(|&g| q.value(g)).collect();
         assert_eq!(out, expected, "{rows} x {columns}");
+    }
+}
+
+/// The GELU epilogue's inline erf gives the bits of tract's erf routine on this CPU (which the
+/// GeluExact it replaces runs), for every f32 from -8 to 8 in steps of 2^-12, random values,
+/// the ends, zeros and NaN. (On aarch64, under cross/test.sh, that is tract's generic form.)
+#[test]
+fn inline_erf_matches_tracts() {
+    use tract_onnx::tract_core::tract_linalg::routines::Func;
+    let mut xs: Vec<f32> = (-32768..=32768).map(|i| i as f32 / 4096.0).collect();
+    xs.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        20.0,
+        -20.0,
+        1e30,
+        -1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE,
+    ]);
+    let mut rng = fastrand::Rng::with_seed(19);
+    xs.extend((0..100_000).map(|_| (rng.f32() - 0.5) * 12.0));
+    while xs.len() % 16 != 0 {
+        xs.push(0.5);
+    }
+    let mut theirs = xs.clone();
+    Func::Erf.ew_f32().unwrap().run(&mut theirs).unwrap();
+    let fused = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("fma");
+    let ours = if fused { crate::ops::gelu::erf_fused } else { crate::ops::gelu::erf_apart };
+    for (&x, &t) in xs.iter().zip(&theirs) {
+        assert_eq!(ours(x).to_bits(), t.to_bits(), "erf({x:e}): {:e} against tract's {t:e}", ours(x));
+    }
+    assert!(crate::ops::gelu::erf_fused(f32::NAN).is_nan() && crate::ops::gelu::erf_apart(f32::NAN).is_nan());
+}
+
+/// `x · W` in i64 from the definition.
+fn linear_reference(x: &[i8], w: &[i8], k: usize, n: usize) -> Vec<i64> {
+    x.chunks_exact(k)
+        .flat_map(|row| (0..n).map(move |c| (0..k).map(|i| row[i] as i64 * w[i * n + c] as i64).sum::<i64>()))
+        .collect()
+}
+
+#[test]
+fn linear_kernels_match_the_definition() {
+    let mut rng = fastrand::Rng::with_seed(17);
+    // (rows, K, N): the model's four layers; rows off the tiles of 6; N off the panels of 64
+    // and the vectors of 16; K off the 64-byte row sums; one row; the extremes of i8.
+    for (rows, k, n) in [
+        (197, 192, 576),
+        (197, 192, 192),
+        (197, 192, 768),
+        (197, 768, 192),
+        (5, 20, 7),
+        (13, 132, 100),
+        (1, 4, 1),
+        (7, 64, 80),
+    ] {
+        let x: Vec<i8> = (0..rows * k).map(|_| rng.i8(..)).collect();
+        let w: Vec<i8> = (0..k * n).map(|_| rng.i8(..)).collect();
+        let expected = linear_reference(&x, &w, k, n);
+        let op = LinearI8::new(&w, k, n).unwrap();
+        for kernel in [linear::Kernel::Auto, linear::Kernel::Portable] {
+            let mut out = vec![i32::MIN; rows * n];
+            op.run(kernel, &x, &mut out, &Workers::Current);
+            let got: Vec<i64> = out.iter().map(|&v| v as i64).collect();
+            assert!(got == expected, "{kernel:?} {rows}x{k}x{n}");
+        }
+        // All -128 against all -128 and 127: the largest sums either way.
+        for fill in [-128i8, 127] {
+            let x = vec![-128i8; rows * k];
+            let w = vec![fill; k * n];
+            let op = LinearI8::new(&w, k, n).unwrap();
+            let mut out = vec![0i32; rows * n];
+            op.run(linear::Kernel::Auto, &x, &mut out, &Workers::Current);
+            assert!(out.iter().all(|&v| v as i64 == -128 * fill as i64 * k as i64), "{rows}x{k}x{n} fill {fill}");
+        }
+    }
+    assert!(LinearI8::new(&[0; 6], 3, 2).is_err(), "K not a multiple of 4");
+    assert!(LinearI8::new(&[0; 7], 4, 2).is_err(), "weights of the wrong length");
+}
+
+/// Row blocks split over a pool's threads give one thread's output.
+#[cfg(feature = "multithread")]
+#[test]
+fn linear_rows_on_several_threads_match_one() {
+    use tract_linalg::multithread::Executor;
+    let mut rng = fastrand::Rng::with_seed(18);
+    let (rows, k, n) = (197, 192, 576);
+    let x: Vec<i8> = (0..rows * k).map(|_| rng.i8(..)).collect();
+    let w: Vec<i8> = (0..k * n).map(|_| rng.i8(..)).collect();
+    let op = LinearI8::new(&w, k, n).unwrap();
+    let mut one = vec![0i32; rows * n];
+    op.run(linear::Kernel::Auto, &x, &mut one, &Workers::Current);
+    for threads in [2, 3, 5] {
+        let pool = Workers::Pool(std::sync::Arc::new(Executor::multithread(threads)));
+        let mut many = vec![0i32; rows * n];
+        op.run(linear::Kernel::Auto, &x, &mut many, &pool);
+        assert!(many == one, "{threads} threads");
     }
 }

@@ -1,0 +1,280 @@
+//! The int8 model's linear layers: `acc = x · W` with x int8 activations `[.., M, K]`, W int8
+//! weights `[K, N]` (a constant) and i32 accumulators `[.., M, N]`, i.e. ONNX MatMulInteger
+//! with zero points 0 (the form the int8 model is exported in; tract types it as a quantised
+//! EinSum with zero points 0 and scales 1).
+//!
+//! tract runs these as an activation-packing op and a matrix product on its own packed
+//! layout. This op needs no activation packing: the weights are packed once, at load, as
+//! unsigned bytes (`w + 128`) in panels of 64 columns, and VNNI's `vpdpbusd` multiplies them
+//! by four bytes of an activation row broadcast straight from the row. The shift is taken
+//! back with each row's sum: `Σ x·(w + 128) = Σ x·w + 128·Σ x`. Integer sums are exact, so
+//! every kernel gives tract's result bit for bit (src/ops/tests.rs).
+//!
+//! The op is swapped in only where the CPU has a kernel of its own that beats tract's
+//! ([`LinearI8::available`]): AVX-512 VNNI. Elsewhere tract's products stay.
+
+use super::workers::Workers;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+/// Columns per panel of packed weights: four 16-lane vectors.
+const PANEL: usize = 64;
+/// Activation rows per tile of the VNNI kernel: 6 rows × 4 vectors = 24 accumulators.
+const ROWS: usize = 6;
+
+#[derive(Debug, Clone)]
+pub struct LinearI8 {
+    k: usize,
+    n: usize,
+    /// The weights as given, `[K, N]` row-major: what the portable kernel reads.
+    weights: Arc<Vec<i8>>,
+    /// `w + 128` as bytes, by panel of 64 columns (N padded with zero weights), then by group
+    /// of four rows of K, then 64 columns × 4 bytes: one `vpdpbusd` operand per 16 columns.
+    packed: Arc<Vec<u8>>,
+}
+
+impl PartialEq for LinearI8 {
+    fn eq(&self, other: &Self) -> bool {
+        (self.k, self.n) == (other.k, other.n) && self.weights == other.weights
+    }
+}
+
+impl Eq for LinearI8 {}
+
+impl std::hash::Hash for LinearI8 {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.k, self.n, &*self.weights).hash(state)
+    }
+}
+
+/// Which kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// The fastest this CPU has.
+    Auto,
+    /// Plain Rust: what the tests compare every kernel to.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Portable,
+}
+
+impl LinearI8 {
+    /// The op for weights `[K, N]`. K must be a multiple of 4 (VNNI's groups of four bytes).
+    pub fn new(weights: &[i8], k: usize, n: usize) -> TractResult<LinearI8> {
+        ensure!(weights.len() == k * n && k > 0 && n > 0, "UsqLinearI8: {} weights for [{k}, {n}]", weights.len());
+        ensure!(k.is_multiple_of(4), "UsqLinearI8: K = {k} is not a multiple of 4");
+        let panels = n.div_ceil(PANEL);
+        // Padding columns get w = 0, i.e. 128 once shifted; their sums are never stored.
+        let mut packed = vec![128u8; panels * k * PANEL];
+        for kk in 0..k {
+            for col in 0..n {
+                let (p, c) = (col / PANEL, col % PANEL);
+                let at = (p * (k / 4) + kk / 4) * PANEL * 4 + c * 4 + kk % 4;
+                packed[at] = (weights[kk * n + col] as i16 + 128) as u8;
+            }
+        }
+        Ok(LinearI8 { k, n, weights: Arc::new(weights.to_vec()), packed: Arc::new(packed) })
+    }
+
+    /// Whether this CPU has a kernel of this op's own (it is only swapped in then).
+    pub fn available() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            vnni::available()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// `out[r] = x[r] · W` for the `rows` rows of `x` (each K long); `out` is rows × N.
+    pub fn run(&self, kernel: Kernel, x: &[i8], out: &mut [i32], workers: &Workers) {
+        let rows = x.len() / self.k;
+        assert!(x.len() == rows * self.k && out.len() == rows * self.n);
+        let out = Out { ptr: out.as_mut_ptr(), len: out.len() };
+        let blocks = rows.div_ceil(ROWS);
+        // Worker `w` of `n` takes row blocks w, w + n, ...: disjoint rows of the output.
+        let work = |w: usize, n: usize| {
+            for block in (w..blocks).step_by(n) {
+                let (first, count) = (block * ROWS, ROWS.min(rows - block * ROWS));
+                let x = &x[first * self.k..][..count * self.k];
+                let out = out.rows(first * self.n, count * self.n);
+                match kernel {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `available` checked the CPU (the op is built only then; the
+                    // tests check it too).
+                    Kernel::Auto if vnni::available() => unsafe { vnni::tile(self, x, count, out) },
+                    _ => portable(self, x, out),
+                }
+            }
+        };
+        workers.run(blocks, &work);
+    }
+}
+
+/// The output, written by several workers at once, each through its own rows.
+struct Out {
+    ptr: *mut i32,
+    len: usize,
+}
+
+// SAFETY: the workers' row ranges are disjoint, and `run` outlives them (the pool's scope
+// joins them before it returns).
+unsafe impl Sync for Out {}
+
+impl Out {
+    #[allow(clippy::mut_from_ref)]
+    fn rows(&self, start: usize, len: usize) -> &mut [i32] {
+        assert!(start + len <= self.len);
+        // SAFETY: in bounds; each block of rows is handed to one worker, once.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
+fn portable(op: &LinearI8, x: &[i8], out: &mut [i32]) {
+    for (row, out) in x.chunks_exact(op.k).zip(out.chunks_exact_mut(op.n)) {
+        out.fill(0);
+        for (&xk, w) in row.iter().zip(op.weights.chunks_exact(op.n)) {
+            for (o, &wk) in out.iter_mut().zip(w) {
+                *o += xk as i32 * wk as i32;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// Up to ROWS rows of `x` times all of W into `out` (count × N).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn tile(op: &LinearI8, x: &[i8], count: usize, out: &mut [i32]) {
+        // SAFETY: the caller's; the bodies below check their own bounds.
+        unsafe {
+            match count {
+                6 => body::<6>(op, x, out),
+                5 => body::<5>(op, x, out),
+                4 => body::<4>(op, x, out),
+                3 => body::<3>(op, x, out),
+                2 => body::<2>(op, x, out),
+                _ => body::<1>(op, x, out),
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn body<const R: usize>(op: &LinearI8, x: &[i8], out: &mut [i32]) {
+        let (k, n) = (op.k, op.n);
+        assert!(x.len() >= R * k && out.len() >= R * n);
+        let groups = k / 4;
+        let packed = op.packed.as_ptr();
+        // SAFETY: this CPU has AVX-512F/BW and VNNI (the caller's); every read below is inside
+        // x (R rows of K, in groups of 4 bytes) or `packed` (panels × groups × 256 bytes), and
+        // every write inside `out` (R rows of N, the last panel's columns masked to N).
+        unsafe {
+            // Σ x of each row, for taking the +128 of the weights back.
+            let ones = _mm512_set1_epi8(1);
+            let mut shift = [0i32; R];
+            for (r, shift) in shift.iter_mut().enumerate() {
+                let row = x.as_ptr().add(r * k);
+                let mut sum = _mm512_setzero_si512();
+                let mut c = 0;
+                while c + 64 <= k {
+                    sum = _mm512_dpbusd_epi32(sum, ones, _mm512_loadu_si512(row.add(c).cast()));
+                    c += 64;
+                }
+                let mut total = _mm512_reduce_add_epi32(sum);
+                for &v in &x[r * k + c..(r + 1) * k] {
+                    total += v as i32;
+                }
+                *shift = 128 * total;
+            }
+            for p in 0..n.div_ceil(PANEL) {
+                let mut acc = [[_mm512_setzero_si512(); 4]; R];
+                let mut w = packed.add(p * groups * PANEL * 4);
+                for g in 0..groups {
+                    let w0 = _mm512_loadu_si512(w.cast());
+                    let w1 = _mm512_loadu_si512(w.add(64).cast());
+                    let w2 = _mm512_loadu_si512(w.add(128).cast());
+                    let w3 = _mm512_loadu_si512(w.add(192).cast());
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xr = _mm512_set1_epi32(x.as_ptr().add(r * k + 4 * g).cast::<i32>().read_unaligned());
+                        acc[0] = _mm512_dpbusd_epi32(acc[0], w0, xr);
+                        acc[1] = _mm512_dpbusd_epi32(acc[1], w1, xr);
+                        acc[2] = _mm512_dpbusd_epi32(acc[2], w2, xr);
+                        acc[3] = _mm512_dpbusd_epi32(acc[3], w3, xr);
+                    }
+                    w = w.add(PANEL * 4);
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    let s = _mm512_set1_epi32(shift[r]);
+                    for (v, &a) in acc.iter().enumerate() {
+                        let col = p * PANEL + v * 16;
+                        if col >= n {
+                            break;
+                        }
+                        let lanes = (n - col).min(16);
+                        let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+                        _mm512_mask_storeu_epi32(
+                            out.as_mut_ptr().add(r * n + col).cast(),
+                            mask,
+                            _mm512_sub_epi32(a, s),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Op for LinearI8 {
+    fn name(&self) -> StaticName {
+        "UsqLinearI8".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("[{}, {}] int8 weights", self.k, self.n)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for LinearI8 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = args_1!(inputs);
+        let shape = x.shape();
+        ensure!(shape.last() == Some(&self.k), "UsqLinearI8: input {shape:?}, want K = {} last", self.k);
+        let mut out_shape: TVec<usize> = shape.into();
+        *out_shape.last_mut().unwrap() = self.n;
+        // SAFETY: `run` writes every element.
+        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::I32, &out_shape)? };
+        {
+            let src = x.try_as_plain_ram()?;
+            let mut dst = out.try_as_plain_ram_mut()?;
+            self.run(Kernel::Auto, src.as_slice::<i8>()?, dst.as_slice_mut::<i32>()?, &Workers::Current);
+        }
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for LinearI8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let fact = inputs[0];
+        ensure!(fact.datum_type == DatumType::I8 && fact.rank() >= 1, "UsqLinearI8 wants i8 [.., K]");
+        ensure!(fact.shape[fact.rank() - 1] == self.k.to_dim(), "UsqLinearI8: input {:?}, K = {}", fact.shape, self.k);
+        let mut shape: TVec<TDim> = fact.shape.iter().cloned().collect();
+        *shape.last_mut().unwrap() = self.n.to_dim();
+        Ok(tvec!(DatumType::I32.fact(shape)))
+    }
+
+    as_op!();
+}
