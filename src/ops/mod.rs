@@ -25,6 +25,7 @@ pub(crate) mod cast;
 pub(crate) mod dequantize;
 pub(crate) mod gelu;
 pub(crate) mod linear;
+pub(crate) mod linear_f32;
 pub(crate) mod quantize;
 pub(crate) mod workers;
 
@@ -240,26 +241,75 @@ fn per_column_const(
         && (shape.iter().product::<usize>() == 1 || (last_only && shape.last() == Some(&columns) && lockstep)))
 }
 
-/// Replaces each int8 linear layer of a typed, not yet decluttered, model (a quantised EinSum
-/// `amk,akn->amn` of i8 activations by constant i8 weights, zero points 0 and scales 1, i32
-/// out) by one [`linear::LinearI8`], where this CPU has a kernel for it. Returns how many were
-/// replaced. Elsewhere tract's own products stay (faster there than the portable kernel).
+/// Replaces each linear layer of a typed, not yet decluttered, model by the project's op for
+/// it, where this CPU has that op's kernel: an int8 layer (a quantised EinSum `amk,akn->amn` of
+/// i8 activations by constant i8 weights, zero points 0 and scales 1, i32 out) by one
+/// [`linear::LinearI8`]; an fp32 one (EinSum `amk,kn->amn` by constant weights, and the bias
+/// added after it when there is one) by one [`linear_f32::LinearF32`]. Returns how many were
+/// replaced. Elsewhere tract's own products stay (faster there than the portable kernels).
 pub fn fuse_linear(model: &mut TypedModel) -> TractResult<usize> {
-    if !linear::LinearI8::available() {
-        return Ok(0);
-    }
     let mut fused = 0;
     for id in 0..model.nodes().len() {
-        let Some((input, op)) = match_linear(model, id)? else { continue };
+        let found = if linear::LinearI8::available() { match_linear(model, id)? } else { None };
+        let (input, op, replaced): (OutletId, Box<dyn TypedOp>, OutletId) = match found {
+            Some((input, op)) => (input, Box::new(op), id.into()),
+            None => {
+                let found = if linear_f32::LinearF32::available() { match_linear_f32(model, id)? } else { None };
+                let Some((input, op, replaced)) = found else { continue };
+                (input, Box::new(op), replaced)
+            }
+        };
         let mut patch = TypedModelPatch::default();
         let tapped = patch.tap_model(model, input)?;
         let name = format!("{}.usq_linear", model.node(id).name);
         let out = patch.wire_node(name, op, &[tapped])?;
-        patch.shunt_outside(model, id.into(), out[0])?;
+        patch.shunt_outside(model, replaced, out[0])?;
         patch.apply(model)?;
         fused += 1;
     }
     Ok(fused)
+}
+
+/// The activations, the op and the outlet it replaces for an fp32 linear layer at node `id`
+/// (with the bias when the product's only consumer adds a constant per column), or None.
+fn match_linear_f32(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, linear_f32::LinearF32, OutletId)>> {
+    let node = model.node(id);
+    let Some(op) = node.op_as::<EinSum>() else { return Ok(None) };
+    if op.q_params.is_some()
+        || op.operating_dt != DatumType::F32
+        || node.inputs.len() != 2
+        || op.axes.to_string() != "amk,kn->amn"
+        || model.outlet_fact(node.inputs[0])?.datum_type != DatumType::F32
+    {
+        return Ok(None);
+    }
+    let Some(w) = model.outlet_fact(node.inputs[1])?.konst.clone() else { return Ok(None) };
+    let (k, n) = match *w.shape() {
+        [k, n] if w.datum_type() == DatumType::F32 => (k, n),
+        _ => return Ok(None),
+    };
+    let weights = w.try_as_plain_ram()?;
+    let weights = weights.as_slice::<f32>()?;
+    // The bias: an Add of a constant [.., N] (ones before N), the product's only consumer.
+    let succ = model.outlet_successors(id.into());
+    if succ.len() == 1 {
+        let add = model.node(succ[0].node);
+        if add.op_as::<TypedBinOp>().is_some_and(|b| b.0.name() == "Add") && add.inputs.len() == 2 {
+            let other = add.inputs[1 - succ[0].slot];
+            if let Some(b) = model.outlet_fact(other)?.konst.clone() {
+                let per_column = b.datum_type() == DatumType::F32
+                    && b.rank() <= model.outlet_fact(id.into())?.rank()
+                    && b.shape().last() == Some(&n)
+                    && b.shape().iter().rev().skip(1).all(|&d| d == 1);
+                if per_column {
+                    let bias = b.try_as_plain_ram()?;
+                    let op = linear_f32::LinearF32::new(weights, k, n, Some(bias.as_slice::<f32>()?))?;
+                    return Ok(Some((node.inputs[0], op, add.id.into())));
+                }
+            }
+        }
+    }
+    Ok(Some((node.inputs[0], linear_f32::LinearF32::new(weights, k, n, None)?, id.into())))
 }
 
 /// The activations and the op for an int8 linear layer at node `id`, or None when it is

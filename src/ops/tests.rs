@@ -6,6 +6,7 @@
 use crate::ops::attention::{Attention, Kernel};
 use crate::ops::cast::SimdCast;
 use crate::ops::linear::{self, LinearI8};
+use crate::ops::linear_f32::{self, LinearF32};
 use crate::ops::quantize::QuantizeI8;
 use crate::ops::workers::Workers;
 use crate::{Encoder, EncoderOptions, GrayFrame};
@@ -262,6 +263,14 @@ fn encoders_with_the_attention_op_match_tracts_ops() {
             let ops: Vec<String> = ours.profile(1).unwrap().into_iter().map(|(n, _)| n).collect();
             assert!(ops.iter().any(|n| n == "UsqAttention"), "{model}: {ops:?}");
             assert!(!ops.iter().any(|n| n == "Softmax"), "{model}: attention left unfused: {ops:?}");
+            // And the linear layers, where this CPU has the project's kernel for them.
+            let (linear, available) = if model.contains("int8") {
+                ("UsqLinearI8", LinearI8::available())
+            } else {
+                ("UsqLinearF32", LinearF32::available())
+            };
+            assert_eq!(ops.iter().any(|n| n == linear), available, "{model}: {ops:?}");
+            assert!(!available || !ops.iter().any(|n| n == "OptMatMulPack"), "{model}: {ops:?}");
         }
     }
 }
@@ -442,5 +451,71 @@ fn linear_rows_on_several_threads_match_one() {
         let mut many = vec![0i32; rows * n];
         op.run(linear::Kernel::Auto, &x, &mut many, &pool);
         assert!(many == one, "{threads} threads");
+    }
+}
+
+/// `x · W + b` in f64 from the definition.
+fn linear_f32_reference(x: &[f32], w: &[f32], b: Option<&[f32]>, k: usize, n: usize) -> Vec<f64> {
+    x.chunks_exact(k)
+        .flat_map(|row| {
+            (0..n).map(move |c| {
+                (0..k).map(|i| row[i] as f64 * w[i * n + c] as f64).sum::<f64>() + b.map_or(0.0, |b| b[c] as f64)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn linear_f32_kernels_match_the_definition() {
+    let mut rng = fastrand::Rng::with_seed(20);
+    // (rows, K, N): the model's four layers; K off the chunk of 96 (one chunk, several, a
+    // short last one); N off the panels of 64 and vectors of 16; rows off the tiles of 6.
+    for (rows, k, n) in [
+        (197, 192, 576),
+        (197, 192, 192),
+        (197, 192, 768),
+        (197, 768, 192),
+        (5, 7, 3),
+        (13, 100, 70),
+        (1, 1, 1),
+        (7, 200, 129),
+    ] {
+        let x: Vec<f32> = (0..rows * k).map(|_| rng.f32() * 2.0 - 1.0).collect();
+        let w: Vec<f32> = (0..k * n).map(|_| rng.f32() * 0.2 - 0.1).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
+        for bias in [None, Some(&b[..])] {
+            let expected = linear_f32_reference(&x, &w, bias, k, n);
+            let op = LinearF32::new(&w, k, n, bias).unwrap();
+            for kernel in [linear_f32::Kernel::Auto, linear_f32::Kernel::Portable] {
+                let mut out = vec![f32::NAN; rows * n];
+                op.run(kernel, &x, &mut out, &Workers::Current);
+                // Sums of K products of |x·w| ≤ 0.1 in f32: rounding well under 1e-5 each.
+                let worst = out.iter().zip(&expected).map(|(&o, &e)| (o as f64 - e).abs()).fold(0.0, f64::max);
+                assert!(worst < 1e-4, "{kernel:?} {rows}x{k}x{n} bias {}: max |diff| {worst}", bias.is_some());
+            }
+        }
+    }
+    assert!(LinearF32::new(&[0.0; 5], 2, 2, None).is_err(), "weights of the wrong length");
+    assert!(LinearF32::new(&[0.0; 4], 2, 2, Some(&[0.0; 3])).is_err(), "a bias of the wrong length");
+}
+
+/// Row blocks split over a pool's threads give one thread's output, bit for bit.
+#[cfg(feature = "multithread")]
+#[test]
+fn linear_f32_rows_on_several_threads_match_one() {
+    use tract_linalg::multithread::Executor;
+    let mut rng = fastrand::Rng::with_seed(21);
+    let (rows, k, n) = (197, 768, 192);
+    let x: Vec<f32> = (0..rows * k).map(|_| rng.f32() - 0.5).collect();
+    let w: Vec<f32> = (0..k * n).map(|_| rng.f32() - 0.5).collect();
+    let b: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
+    let op = LinearF32::new(&w, k, n, Some(&b)).unwrap();
+    let mut one = vec![0f32; rows * n];
+    op.run(linear_f32::Kernel::Auto, &x, &mut one, &Workers::Current);
+    for threads in [2, 3, 5] {
+        let pool = Workers::Pool(std::sync::Arc::new(Executor::multithread(threads)));
+        let mut many = vec![0f32; rows * n];
+        op.run(linear_f32::Kernel::Auto, &x, &mut many, &pool);
+        assert!(many.iter().map(|v| v.to_bits()).eq(one.iter().map(|v| v.to_bits())), "{threads} threads");
     }
 }
