@@ -93,6 +93,11 @@ run() { cargo test --release --target "$target" -p usq -p usq-ffi "$@" 2>&1 | te
 if [[ $# -eq 0 ]]; then
     # Every test binary that does not loop the ViT over whole patch grids (cross/README.md).
     run --lib
+    # The int8 linear op's dot-product kernel (ARMv8.2): the CPU above (ARMv8.0) runs its
+    # SMULL/SADALP one.
+    if [[ $target == aarch64-* ]]; then
+        QEMU_CPU=cortex-a76 run --lib -- ops::tests::linear ops::tests::int8_encoder --nocapture
+    fi
     run --test it -- preprocess_parity:: manifold_files:: model_contract:: project_ops::
     # The encoder against the NumPy/onnxruntime goldens: one patch descriptor (1e-5) and the
     # six uLPIPS pairs (1e-4), about 100 s of emulation.

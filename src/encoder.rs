@@ -250,12 +250,13 @@ impl Encoder {
         Ok(())
     }
 
-    /// The matrix-product kernels tract picked for this machine, one line per distinct
-    /// kernel choice (tract's own description, e.g. `avx512_mmm_f32_32x12` or `arm64simd_...`).
+    /// The matrix-product kernels this machine runs, one line per distinct kernel choice:
+    /// tract's own description (e.g. `avx512_mmm_f32_32x12` or `arm64simd_...`), and the
+    /// project's linear ops' kernels (`usq_...`).
     pub fn matmul_kernels(&self) -> Vec<String> {
         let mut kernels = std::collections::BTreeSet::new();
         for node in self.state.plan().model().nodes() {
-            if node.op().name() == "OptMatMul"
+            if matches!(node.op().name().as_ref(), "OptMatMul" | "UsqLinearI8" | "UsqLinearF32")
                 && let Ok(info) = node.op().info()
             {
                 kernels.extend(info.into_iter().filter_map(|l| l.split_once(" with ").map(|(_, k)| k.to_string())));

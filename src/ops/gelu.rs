@@ -113,6 +113,7 @@ fn erf_end(x: f32, p: f32) -> f32 {
 
 /// tract's x86-64 AVX-512 and FMA kernels: `y = a6; y = y·|x| + a5 … + a1` fused, then `y·|x|`.
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn erf_fused(x: f32) -> f32 {
     let abs = x.abs();
     let mut y = ERF_A[5];

@@ -4,23 +4,37 @@
 //! EinSum with zero points 0 and scales 1).
 //!
 //! tract runs these as an activation-packing op and a matrix product on its own packed
-//! layout. This op needs no activation packing: the weights are packed once, at load, as
-//! unsigned bytes (`w + 128`) in panels of 64 columns, and VNNI's `vpdpbusd` multiplies them
-//! by four bytes of an activation row broadcast straight from the row. The shift is taken
-//! back with each row's sum: `Σ x·(w + 128) = Σ x·w + 128·Σ x`. Integer sums are exact, so
-//! every kernel gives tract's result bit for bit (src/ops/tests.rs).
+//! layout. This op needs no activation packing: the weights are packed once, at load, in
+//! panels of columns, four bytes of K per column together, and each kernel multiplies them by
+//! four bytes of an activation row broadcast straight from the row:
+//! - x86-64 with AVX-512 VNNI: `vpdpbusd` (unsigned × signed bytes), on weights stored as
+//!   `w + 128`; the shift is taken back with each row's sum, `Σ x·(w + 128) = Σ x·w + 128·Σ x`;
+//! - aarch64 with the dot product extension (ARMv8.2+): `sdot` (signed × signed);
+//! - other aarch64 (ARMv8.0): `smull` and `sadalp` (products to 16 bits, pairs added into
+//!   32), and a pairwise add at the end.
 //!
-//! The op is swapped in only where the CPU has a kernel of its own that beats tract's
-//! ([`LinearI8::available`]): AVX-512 VNNI. Elsewhere tract's products stay.
+//! Integer sums are exact, so every kernel gives tract's result bit for bit (src/ops/tests.rs;
+//! the aarch64 kernels under qemu, cross/test.sh). The op is swapped in only where one of these
+//! kernels exists ([`LinearI8::available`]); elsewhere (x86-64 without VNNI, armv7, whose NEON
+//! intrinsics Rust has not stabilised) tract's products stay. On x86-64 the VNNI kernel is
+//! measured against tract's (BENCHMARKS.md); on ARM boards `usq bench --tract-ops-only`
+//! measures the difference.
 
 use super::workers::Workers;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-/// Columns per panel of packed weights: four 16-lane vectors.
+/// Columns per panel of packed weights: four vectors (of 16 columns with AVX-512, of 4 with
+/// NEON).
+#[cfg(not(target_arch = "aarch64"))]
 const PANEL: usize = 64;
-/// Activation rows per tile of the VNNI kernel: 6 rows × 4 vectors = 24 accumulators.
-const ROWS: usize = 6;
+#[cfg(target_arch = "aarch64")]
+const PANEL: usize = 16;
+/// What the packed weights add to each weight: VNNI's weight operand is unsigned.
+#[cfg(not(target_arch = "aarch64"))]
+const SHIFT: i16 = 128;
+#[cfg(target_arch = "aarch64")]
+const SHIFT: i16 = 0;
 
 #[derive(Debug, Clone)]
 pub struct LinearI8 {
@@ -28,8 +42,10 @@ pub struct LinearI8 {
     n: usize,
     /// The weights as given, `[K, N]` row-major: what the portable kernel reads.
     weights: Arc<Vec<i8>>,
-    /// `w + 128` as bytes, by panel of 64 columns (N padded with zero weights), then by group
-    /// of four rows of K, then 64 columns × 4 bytes: one `vpdpbusd` operand per 16 columns.
+    /// `w + SHIFT` as bytes, by panel of PANEL columns (N padded with zero weights), then by
+    /// group of four rows of K, then PANEL columns × 4 bytes: one vector operand per quarter of
+    /// the panel. (Unread where only the portable kernel exists: armv7 and others.)
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     packed: Arc<Vec<u8>>,
 }
 
@@ -55,6 +71,68 @@ pub enum Kernel {
     /// Plain Rust: what the tests compare every kernel to.
     #[cfg_attr(not(test), allow(dead_code))]
     Portable,
+    /// The ARMv8.0 kernel even where the CPU has the dot product (tests).
+    #[cfg(target_arch = "aarch64")]
+    #[cfg_attr(not(test), allow(dead_code))]
+    NeonV80,
+}
+
+/// The kernel that runs, and the rows of its tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+    #[cfg(target_arch = "aarch64")]
+    Dot,
+    #[cfg(target_arch = "aarch64")]
+    NeonV80,
+}
+
+impl Path {
+    fn of(kernel: Kernel) -> Path {
+        match kernel {
+            Kernel::Portable => Path::Portable,
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonV80 => Path::NeonV80,
+            Kernel::Auto => {
+                #[cfg(target_arch = "x86_64")]
+                if vnni::available() {
+                    return Path::Vnni;
+                }
+                #[cfg(target_arch = "aarch64")]
+                return if std::arch::is_aarch64_feature_detected!("dotprod") { Path::Dot } else { Path::NeonV80 };
+                #[allow(unreachable_code)]
+                Path::Portable
+            }
+        }
+    }
+
+    /// How `usq bench --profile` names it, beside tract's kernels.
+    fn name(self) -> &'static str {
+        match self {
+            Path::Portable => "usq_portable_i8",
+            #[cfg(target_arch = "x86_64")]
+            Path::Vnni => "usq_avx512vnni_i8_6x64",
+            #[cfg(target_arch = "aarch64")]
+            Path::Dot => "usq_arm64_sdot_i8_6x16",
+            #[cfg(target_arch = "aarch64")]
+            Path::NeonV80 => "usq_arm64_smull_i8_3x16",
+        }
+    }
+
+    /// Activation rows per tile: as many as the accumulators fit in the vector registers.
+    fn rows(self) -> usize {
+        match self {
+            Path::Portable => 6,
+            #[cfg(target_arch = "x86_64")]
+            Path::Vnni => 6, // 6 × 4 vectors of 32
+            #[cfg(target_arch = "aarch64")]
+            Path::Dot => 6, // 6 × 4 vectors of 32
+            #[cfg(target_arch = "aarch64")]
+            Path::NeonV80 => 3, // 3 × 4 × 2 halves
+        }
+    }
 }
 
 impl LinearI8 {
@@ -63,13 +141,13 @@ impl LinearI8 {
         ensure!(weights.len() == k * n && k > 0 && n > 0, "UsqLinearI8: {} weights for [{k}, {n}]", weights.len());
         ensure!(k.is_multiple_of(4), "UsqLinearI8: K = {k} is not a multiple of 4");
         let panels = n.div_ceil(PANEL);
-        // Padding columns get w = 0, i.e. 128 once shifted; their sums are never stored.
-        let mut packed = vec![128u8; panels * k * PANEL];
+        // Padding columns get w = 0 (SHIFT once shifted); their sums are never stored.
+        let mut packed = vec![SHIFT as u8; panels * k * PANEL];
         for kk in 0..k {
             for col in 0..n {
                 let (p, c) = (col / PANEL, col % PANEL);
                 let at = (p * (k / 4) + kk / 4) * PANEL * 4 + c * 4 + kk % 4;
-                packed[at] = (weights[kk * n + col] as i16 + 128) as u8;
+                packed[at] = (weights[kk * n + col] as i16 + SHIFT) as u8;
             }
         }
         Ok(LinearI8 { k, n, weights: Arc::new(weights.to_vec()), packed: Arc::new(packed) })
@@ -77,14 +155,7 @@ impl LinearI8 {
 
     /// Whether this CPU has a kernel of this op's own (it is only swapped in then).
     pub fn available() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            vnni::available()
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
+        Path::of(Kernel::Auto) != Path::Portable
     }
 
     /// `out[r] = x[r] · W` for the `rows` rows of `x` (each K long); `out` is rows × N.
@@ -92,19 +163,24 @@ impl LinearI8 {
         let rows = x.len() / self.k;
         assert!(x.len() == rows * self.k && out.len() == rows * self.n);
         let out = Out { ptr: out.as_mut_ptr(), len: out.len() };
-        let blocks = rows.div_ceil(ROWS);
+        let path = Path::of(kernel);
+        let tile = path.rows();
+        let blocks = rows.div_ceil(tile);
         // Worker `w` of `n` takes row blocks w, w + n, ...: disjoint rows of the output.
         let work = |w: usize, n: usize| {
             for block in (w..blocks).step_by(n) {
-                let (first, count) = (block * ROWS, ROWS.min(rows - block * ROWS));
+                let (first, count) = (block * tile, tile.min(rows - block * tile));
                 let x = &x[first * self.k..][..count * self.k];
                 let out = out.rows(first * self.n, count * self.n);
-                match kernel {
+                // SAFETY (each kernel): Path::of checked the CPU's features.
+                match path {
                     #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `available` checked the CPU (the op is built only then; the
-                    // tests check it too).
-                    Kernel::Auto if vnni::available() => unsafe { vnni::tile(self, x, count, out) },
-                    _ => portable(self, x, out),
+                    Path::Vnni => unsafe { vnni::tile(self, x, count, out) },
+                    #[cfg(target_arch = "aarch64")]
+                    Path::Dot => unsafe { neon::tile_dot(self, x, count, out) },
+                    #[cfg(target_arch = "aarch64")]
+                    Path::NeonV80 => unsafe { neon::tile_v80(self, x, count, out) },
+                    Path::Portable => portable(self, x, out),
                 }
             }
         };
@@ -153,7 +229,7 @@ mod vnni {
             && is_x86_feature_detected!("avx512vnni")
     }
 
-    /// Up to ROWS rows of `x` times all of W into `out` (count × N).
+    /// Up to 6 rows of `x` times all of W into `out` (count × N).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn tile(op: &LinearI8, x: &[i8], count: usize, out: &mut [i32]) {
         // SAFETY: the caller's; the bodies below check their own bounds.
@@ -234,13 +310,150 @@ mod vnni {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod neon {
+    use super::*;
+    use std::arch::aarch64::*;
+
+    /// Stores the first `lanes` (1 to 4) of `v` at `dst`.
+    #[inline(always)]
+    unsafe fn store(dst: *mut i32, v: int32x4_t, lanes: usize) {
+        // SAFETY: the caller's: `dst` has room for `lanes` values.
+        unsafe {
+            if lanes == 4 {
+                vst1q_s32(dst, v);
+            } else {
+                let mut t = [0i32; 4];
+                vst1q_s32(t.as_mut_ptr(), v);
+                std::ptr::copy_nonoverlapping(t.as_ptr(), dst, lanes);
+            }
+        }
+    }
+
+    /// `acc += Σ` of the four byte products in each 32-bit lane (SDOT; Rust has not stabilised
+    /// its intrinsic, so one instruction of inline assembly).
+    #[inline(always)]
+    unsafe fn sdot(mut acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
+        // SAFETY: the caller's: this CPU has the dot product extension.
+        unsafe {
+            std::arch::asm!(
+                "sdot {acc:v}.4s, {w:v}.16b, {x:v}.16b",
+                acc = inout(vreg) acc, w = in(vreg) w, x = in(vreg) x,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        acc
+    }
+
+    /// Up to 6 rows of `x` times all of W into `out` (count × N), with SDOT.
+    #[target_feature(enable = "neon,dotprod")]
+    pub(super) unsafe fn tile_dot(op: &LinearI8, x: &[i8], count: usize, out: &mut [i32]) {
+        // SAFETY: the caller's; the bodies check their own bounds.
+        unsafe {
+            match count {
+                6 => dot::<6>(op, x, out),
+                5 => dot::<5>(op, x, out),
+                4 => dot::<4>(op, x, out),
+                3 => dot::<3>(op, x, out),
+                2 => dot::<2>(op, x, out),
+                _ => dot::<1>(op, x, out),
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn dot<const R: usize>(op: &LinearI8, x: &[i8], out: &mut [i32]) {
+        let (k, n) = (op.k, op.n);
+        assert!(x.len() >= R * k && out.len() >= R * n);
+        let groups = k / 4;
+        // SAFETY: reads inside x (R rows of K, 4 bytes at a time) and `packed` (panels × groups
+        // × 64 bytes); writes inside `out` (R rows of N, the last columns stored lane by lane).
+        unsafe {
+            for p in 0..n.div_ceil(PANEL) {
+                let mut acc = [[vdupq_n_s32(0); 4]; R];
+                let mut w = op.packed.as_ptr().add(p * groups * PANEL * 4).cast::<i8>();
+                for g in 0..groups {
+                    let wv = [vld1q_s8(w), vld1q_s8(w.add(16)), vld1q_s8(w.add(32)), vld1q_s8(w.add(48))];
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xr = vreinterpretq_s8_s32(vld1q_dup_s32(x.as_ptr().add(r * k + 4 * g).cast()));
+                        for (a, &wv) in acc.iter_mut().zip(&wv) {
+                            *a = sdot(*a, wv, xr);
+                        }
+                    }
+                    w = w.add(PANEL * 4);
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    for (v, &a) in acc.iter().enumerate() {
+                        let col = p * PANEL + v * 4;
+                        if col >= n {
+                            break;
+                        }
+                        store(out.as_mut_ptr().add(r * n + col), a, (n - col).min(4));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Up to 3 rows of `x` times all of W into `out` (count × N), with SMULL/SADALP (ARMv8.0).
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn tile_v80(op: &LinearI8, x: &[i8], count: usize, out: &mut [i32]) {
+        // SAFETY: the caller's; the bodies check their own bounds.
+        unsafe {
+            match count {
+                3 => v80::<3>(op, x, out),
+                2 => v80::<2>(op, x, out),
+                _ => v80::<1>(op, x, out),
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn v80<const R: usize>(op: &LinearI8, x: &[i8], out: &mut [i32]) {
+        let (k, n) = (op.k, op.n);
+        assert!(x.len() >= R * k && out.len() >= R * n);
+        let groups = k / 4;
+        // SAFETY: as in `dot`.
+        unsafe {
+            for p in 0..n.div_ceil(PANEL) {
+                // Per row and vector of 4 columns: lanes (c0: k0+k1, c0: k2+k3, c1: …) for
+                // columns 0-1 and the same for 2-3; a pairwise add makes the 4 sums at the end.
+                let mut lo = [[vdupq_n_s32(0); 4]; R];
+                let mut hi = [[vdupq_n_s32(0); 4]; R];
+                let mut w = op.packed.as_ptr().add(p * groups * PANEL * 4).cast::<i8>();
+                for g in 0..groups {
+                    let wv = [vld1q_s8(w), vld1q_s8(w.add(16)), vld1q_s8(w.add(32)), vld1q_s8(w.add(48))];
+                    for r in 0..R {
+                        let xr = vreinterpretq_s8_s32(vld1q_dup_s32(x.as_ptr().add(r * k + 4 * g).cast()));
+                        for (v, &wv) in wv.iter().enumerate() {
+                            // |products| ≤ 128·128 = 2^14: exact in 16 bits.
+                            lo[r][v] = vpadalq_s16(lo[r][v], vmull_s8(vget_low_s8(wv), vget_low_s8(xr)));
+                            hi[r][v] = vpadalq_s16(hi[r][v], vmull_high_s8(wv, xr));
+                        }
+                    }
+                    w = w.add(PANEL * 4);
+                }
+                for r in 0..R {
+                    for v in 0..4 {
+                        let col = p * PANEL + v * 4;
+                        if col >= n {
+                            break;
+                        }
+                        store(out.as_mut_ptr().add(r * n + col), vpaddq_s32(lo[r][v], hi[r][v]), (n - col).min(4));
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Op for LinearI8 {
     fn name(&self) -> StaticName {
         "UsqLinearI8".into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("[{}, {}] int8 weights", self.k, self.n)])
+        Ok(vec![format!("[{}, {}] int8 weights with {}", self.k, self.n, Path::of(Kernel::Auto).name())])
     }
 
     op_as_typed_op!();

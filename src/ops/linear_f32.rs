@@ -20,6 +20,7 @@ const PANEL: usize = 64;
 /// Rows per tile: 6 rows × 4 vectors = 24 accumulators of AVX-512's 32 registers.
 const ROWS: usize = 6;
 /// Rows of K per pass over a panel: 96 × 64 values = 24 KiB, half of a current x86 core's L1.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const K_CHUNK: usize = 96;
 
 #[derive(Debug, Clone)]
@@ -29,6 +30,7 @@ pub struct LinearF32 {
     /// `[K, N]` row-major, as given: what the portable kernel reads.
     weights: Arc<Vec<f32>>,
     /// By panel of 64 columns (N padded with zeros), then row of K: 64 values per step.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     packed: Arc<Vec<f32>>,
     /// One per column, or none.
     bias: Option<Arc<Vec<f32>>>,
@@ -266,7 +268,9 @@ impl Op for LinearF32 {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("[{}, {}] weights{}", self.k, self.n, if self.bias.is_some() { ", bias" } else { "" })])
+        let kernel = if LinearF32::available() { "usq_avx512_f32_6x64" } else { "usq_portable_f32" };
+        let bias = if self.bias.is_some() { ", bias" } else { "" };
+        Ok(vec![format!("[{}, {}] weights{bias} with {kernel}", self.k, self.n)])
     }
 
     op_as_typed_op!();

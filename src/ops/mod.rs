@@ -12,9 +12,14 @@
 //!   [`gelu::DequantizeGeluQuantizeI8`] that and the MLP's GELU and the next quantisation,
 //!   from fc1's accumulators to fc2's int8 input;
 //! - [`attention::Attention`]: multi-head self-attention from the qkv projection to the merged
-//!   heads, replacing tract's per-head products, scale, softmax and axis moves (about a third
-//!   of an int8 forward). Swapped in before tract optimises ([`fuse_attention`]), the others
-//!   after ([`rewrite`]).
+//!   heads, replacing tract's per-head products, scale, softmax and axis moves;
+//! - [`linear::LinearI8`] and [`linear_f32::LinearF32`]: the linear layers (int8 and fp32),
+//!   replacing tract's activation packing and matrix products where the CPU has the op's
+//!   kernel (VNNI or the ARM dot product / NEON for int8, AVX-512 for fp32).
+//!
+//! The attention and linear ops are swapped in before tract optimises ([`fuse_attention`],
+//! [`fuse_linear`]), the others after ([`rewrite`]). [`workers::Workers`] splits the attention's
+//! heads and the linear ops' row blocks over tract's executor when the encoder has threads.
 //!
 //! Tried and left out (measured, BENCHMARKS.md): a vectorised softmax for the 197-long
 //! attention rows (tract's fast kernel wants multiples of 4) was no faster than tract's

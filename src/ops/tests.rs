@@ -12,7 +12,7 @@ use crate::ops::workers::Workers;
 use crate::{Encoder, EncoderOptions, GrayFrame};
 use std::path::{Path, PathBuf};
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::EvalOp;
+use tract_onnx::tract_core::internal::{EvalOp, Op};
 use tract_onnx::tract_core::ops::cast::cast;
 
 fn repo() -> &'static Path {
@@ -375,12 +375,15 @@ fn inline_erf_matches_tracts() {
     ]);
     let mut rng = fastrand::Rng::with_seed(19);
     xs.extend((0..100_000).map(|_| (rng.f32() - 0.5) * 12.0));
-    while xs.len() % 16 != 0 {
+    while !xs.len().is_multiple_of(16) {
         xs.push(0.5);
     }
     let mut theirs = xs.clone();
     Func::Erf.ew_f32().unwrap().run(&mut theirs).unwrap();
-    let fused = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("fma");
+    #[cfg(target_arch = "x86_64")]
+    let fused = std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let fused = false;
     let ours = if fused { crate::ops::gelu::erf_fused } else { crate::ops::gelu::erf_apart };
     for (&x, &t) in xs.iter().zip(&theirs) {
         assert_eq!(ours(x).to_bits(), t.to_bits(), "erf({x:e}): {:e} against tract's {t:e}", ours(x));
@@ -414,7 +417,11 @@ fn linear_kernels_match_the_definition() {
         let w: Vec<i8> = (0..k * n).map(|_| rng.i8(..)).collect();
         let expected = linear_reference(&x, &w, k, n);
         let op = LinearI8::new(&w, k, n).unwrap();
-        for kernel in [linear::Kernel::Auto, linear::Kernel::Portable] {
+        #[cfg_attr(not(target_arch = "aarch64"), allow(unused_mut))]
+        let mut kernels = vec![linear::Kernel::Auto, linear::Kernel::Portable];
+        #[cfg(target_arch = "aarch64")]
+        kernels.push(linear::Kernel::NeonV80);
+        for kernel in kernels {
             let mut out = vec![i32::MIN; rows * n];
             op.run(kernel, &x, &mut out, &Workers::Current);
             let got: Vec<i64> = out.iter().map(|&v| v as i64).collect();
@@ -425,11 +432,23 @@ fn linear_kernels_match_the_definition() {
             let x = vec![-128i8; rows * k];
             let w = vec![fill; k * n];
             let op = LinearI8::new(&w, k, n).unwrap();
-            let mut out = vec![0i32; rows * n];
-            op.run(linear::Kernel::Auto, &x, &mut out, &Workers::Current);
-            assert!(out.iter().all(|&v| v as i64 == -128 * fill as i64 * k as i64), "{rows}x{k}x{n} fill {fill}");
+            #[cfg_attr(not(target_arch = "aarch64"), allow(unused_mut))]
+            let mut kernels = vec![linear::Kernel::Auto];
+            #[cfg(target_arch = "aarch64")]
+            kernels.push(linear::Kernel::NeonV80);
+            for kernel in kernels {
+                let mut out = vec![0i32; rows * n];
+                op.run(kernel, &x, &mut out, &Workers::Current);
+                assert!(
+                    out.iter().all(|&v| v as i64 == -128 * fill as i64 * k as i64),
+                    "{kernel:?} {rows}x{k}x{n} fill {fill}"
+                );
+            }
         }
     }
+    // Which kernel `Auto` ran (cross/test.sh shows it for each emulated CPU).
+    let info = LinearI8::new(&[1; 4], 4, 1).unwrap().info().unwrap();
+    eprintln!("int8 linear on {}: {}", std::env::consts::ARCH, info.join(", "));
     assert!(LinearI8::new(&[0; 6], 3, 2).is_err(), "K not a multiple of 4");
     assert!(LinearI8::new(&[0; 7], 4, 2).is_err(), "weights of the wrong length");
 }
