@@ -45,21 +45,25 @@ impl DequantizeGeluQuantizeI8 {
     pub fn run(&self, acc: &[i32], scale: &[f32], bias: &[f32], columns: usize, dst: &mut [i8]) -> TractResult<()> {
         let (scale, bias) =
             super::per_column("UsqDequantizeGeluQuantizeI8", (acc.len(), dst.len()), columns, scale, bias)?;
+        self.rows_of(acc, &scale, &bias, dst);
+        Ok(())
+    }
+
+    /// [`Self::run`]'s loop, with scale and bias already one value per column (as long as a
+    /// row): also the int8 linear op's epilogue for fc1.
+    pub(super) fn rows_of(&self, acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [i8]) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
                 // SAFETY: the CPU has AVX-512F and FMA.
-                unsafe { self.rows_avx512(acc, &scale, &bias, dst) };
-                return Ok(());
+                return unsafe { self.rows_avx512(acc, scale, bias, dst) };
             }
             if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                 // SAFETY: the CPU has AVX2 and FMA.
-                unsafe { self.rows_avx2(acc, &scale, &bias, dst) };
-                return Ok(());
+                return unsafe { self.rows_avx2(acc, scale, bias, dst) };
             }
         }
-        self.rows(erf_apart, acc, &scale, &bias, dst);
-        Ok(())
+        self.rows(erf_apart, acc, scale, bias, dst)
     }
 
     /// Rows of `scale.len()` values: the dequantisation, GELU and quantisation of each value in

@@ -20,6 +20,7 @@
 //! measured against tract's (BENCHMARKS.md); on ARM boards `usq bench --tract-ops-only`
 //! measures the difference.
 
+use super::gelu::DequantizeGeluQuantizeI8;
 use super::workers::Workers;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -47,11 +48,52 @@ pub struct LinearI8 {
     /// the panel. (Unread where only the portable kernel exists: armv7 and others.)
     #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
     packed: Arc<Vec<u8>>,
+    /// What becomes of each block of rows' sums before they are stored.
+    epilogue: Epilogue,
+}
+
+/// What the op does with the sums of a block of rows while they are in cache: store them, or
+/// run the op that followed it in the graph on them (the same code, so the same bits).
+#[derive(Debug, Clone)]
+pub enum Epilogue {
+    /// The i32 sums.
+    None,
+    /// [`super::dequantize::DequantizeI32`]: `sum · scale + bias` per column, f32 out.
+    Dequantize { scale: Arc<Vec<f32>>, bias: Arc<Vec<f32>> },
+    /// [`super::gelu::DequantizeGeluQuantizeI8`]: that, GELU and fc2's quantisation, i8 out.
+    DequantizeGeluQuantize { scale: Arc<Vec<f32>>, bias: Arc<Vec<f32>>, gelu: DequantizeGeluQuantizeI8 },
+}
+
+impl Epilogue {
+    fn datum_type(&self) -> DatumType {
+        match self {
+            Epilogue::None => DatumType::I32,
+            Epilogue::Dequantize { .. } => DatumType::F32,
+            Epilogue::DequantizeGeluQuantize { .. } => DatumType::I8,
+        }
+    }
+
+    /// A comparable, hashable form: the variant, its constants' bits.
+    fn key(&self) -> (u8, Vec<u32>) {
+        fn bits(parts: &[&[f32]]) -> Vec<u32> {
+            parts.iter().flat_map(|v| v.iter().map(|x| x.to_bits())).collect()
+        }
+        match self {
+            Epilogue::None => (0, vec![]),
+            Epilogue::Dequantize { scale, bias } => (1, bits(&[scale, bias])),
+            Epilogue::DequantizeGeluQuantize { scale, bias, gelu } => {
+                let q = gelu.0;
+                (2, bits(&[scale, bias, &[q.mul, q.add, q.sub, q.lo, q.hi]]))
+            }
+        }
+    }
 }
 
 impl PartialEq for LinearI8 {
     fn eq(&self, other: &Self) -> bool {
-        (self.k, self.n) == (other.k, other.n) && self.weights == other.weights
+        (self.k, self.n) == (other.k, other.n)
+            && self.weights == other.weights
+            && self.epilogue.key() == other.epilogue.key()
     }
 }
 
@@ -59,7 +101,7 @@ impl Eq for LinearI8 {}
 
 impl std::hash::Hash for LinearI8 {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.k, self.n, &*self.weights).hash(state)
+        (self.k, self.n, &*self.weights, self.epilogue.key()).hash(state)
     }
 }
 
@@ -150,7 +192,28 @@ impl LinearI8 {
                 packed[at] = (weights[kk * n + col] as i16 + SHIFT) as u8;
             }
         }
-        Ok(LinearI8 { k, n, weights: Arc::new(weights.to_vec()), packed: Arc::new(packed) })
+        Ok(LinearI8 { k, n, weights: Arc::new(weights.to_vec()), packed: Arc::new(packed), epilogue: Epilogue::None })
+    }
+
+    /// The same op with `epilogue` run on its sums: scale and bias one value or one per column.
+    pub fn with_epilogue(&self, epilogue: Epilogue) -> TractResult<LinearI8> {
+        if let Epilogue::Dequantize { scale, bias } | Epilogue::DequantizeGeluQuantize { scale, bias, .. } = &epilogue {
+            ensure!(
+                scale.len() == self.n && bias.len() == self.n,
+                "UsqLinearI8: epilogue operands for {} columns",
+                self.n
+            );
+        }
+        Ok(LinearI8 { epilogue, ..self.clone() })
+    }
+
+    pub fn epilogue(&self) -> &Epilogue {
+        &self.epilogue
+    }
+
+    /// N: the columns of W, and of the output.
+    pub fn columns(&self) -> usize {
+        self.n
     }
 
     /// Whether this CPU has a kernel of this op's own (it is only swapped in then).
@@ -159,28 +222,54 @@ impl LinearI8 {
     }
 
     /// `out[r] = x[r] · W` for the `rows` rows of `x` (each K long); `out` is rows × N.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn run(&self, kernel: Kernel, x: &[i8], out: &mut [i32], workers: &Workers) {
+        assert!(matches!(self.epilogue, Epilogue::None), "UsqLinearI8::run stores the sums themselves");
+        self.run_into(kernel, x, Output::I32(out), workers)
+    }
+
+    /// As [`LinearI8::run`], through the epilogue into `out` of its type.
+    pub fn run_into(&self, kernel: Kernel, x: &[i8], out: Output<'_>, workers: &Workers) {
         let rows = x.len() / self.k;
         assert!(x.len() == rows * self.k && out.len() == rows * self.n);
-        let out = Out { ptr: out.as_mut_ptr(), len: out.len() };
+        assert!(out.datum_type() == self.epilogue.datum_type(), "UsqLinearI8: output type");
+        let out = OutRows::of(out);
         let path = Path::of(kernel);
         let tile = path.rows();
         let blocks = rows.div_ceil(tile);
         // Worker `w` of `n` takes row blocks w, w + n, ...: disjoint rows of the output.
         let work = |w: usize, n: usize| {
+            // The block's sums, when an epilogue reads them before anything is stored.
+            let mut sums = match self.epilogue {
+                Epilogue::None => vec![],
+                _ => vec![0i32; tile * self.n],
+            };
             for block in (w..blocks).step_by(n) {
                 let (first, count) = (block * tile, tile.min(rows - block * tile));
                 let x = &x[first * self.k..][..count * self.k];
-                let out = out.rows(first * self.n, count * self.n);
+                let (start, len) = (first * self.n, count * self.n);
+                let acc: &mut [i32] = match (&self.epilogue, &out) {
+                    (Epilogue::None, OutRows::I32(o)) => o.rows(start, len),
+                    _ => &mut sums[..len],
+                };
                 // SAFETY (each kernel): Path::of checked the CPU's features.
                 match path {
                     #[cfg(target_arch = "x86_64")]
-                    Path::Vnni => unsafe { vnni::tile(self, x, count, out) },
+                    Path::Vnni => unsafe { vnni::tile(self, x, count, acc) },
                     #[cfg(target_arch = "aarch64")]
-                    Path::Dot => unsafe { neon::tile_dot(self, x, count, out) },
+                    Path::Dot => unsafe { neon::tile_dot(self, x, count, acc) },
                     #[cfg(target_arch = "aarch64")]
-                    Path::NeonV80 => unsafe { neon::tile_v80(self, x, count, out) },
-                    Path::Portable => portable(self, x, out),
+                    Path::NeonV80 => unsafe { neon::tile_v80(self, x, count, acc) },
+                    Path::Portable => portable(self, x, acc),
+                }
+                match (&self.epilogue, &out) {
+                    (Epilogue::Dequantize { scale, bias }, OutRows::F32(o)) => {
+                        super::dequantize::rows_of(acc, scale, bias, o.rows(start, len))
+                    }
+                    (Epilogue::DequantizeGeluQuantize { scale, bias, gelu }, OutRows::I8(o)) => {
+                        gelu.rows_of(acc, scale, bias, o.rows(start, len))
+                    }
+                    _ => {}
                 }
             }
         };
@@ -188,19 +277,61 @@ impl LinearI8 {
     }
 }
 
+/// Where an int8 linear op's results go: one of the epilogues' types.
+pub enum Output<'a> {
+    I32(&'a mut [i32]),
+    F32(&'a mut [f32]),
+    I8(&'a mut [i8]),
+}
+
+impl Output<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Output::I32(o) => o.len(),
+            Output::F32(o) => o.len(),
+            Output::I8(o) => o.len(),
+        }
+    }
+
+    fn datum_type(&self) -> DatumType {
+        match self {
+            Output::I32(_) => DatumType::I32,
+            Output::F32(_) => DatumType::F32,
+            Output::I8(_) => DatumType::I8,
+        }
+    }
+}
+
+/// [`Output`] shared by the workers.
+enum OutRows {
+    I32(Out<i32>),
+    F32(Out<f32>),
+    I8(Out<i8>),
+}
+
+impl OutRows {
+    fn of(out: Output<'_>) -> OutRows {
+        match out {
+            Output::I32(o) => OutRows::I32(Out { ptr: o.as_mut_ptr(), len: o.len() }),
+            Output::F32(o) => OutRows::F32(Out { ptr: o.as_mut_ptr(), len: o.len() }),
+            Output::I8(o) => OutRows::I8(Out { ptr: o.as_mut_ptr(), len: o.len() }),
+        }
+    }
+}
+
 /// The output, written by several workers at once, each through its own rows.
-struct Out {
-    ptr: *mut i32,
+struct Out<T> {
+    ptr: *mut T,
     len: usize,
 }
 
-// SAFETY: the workers' row ranges are disjoint, and `run` outlives them (the pool's scope
+// SAFETY: the workers' row ranges are disjoint, and `run_into` outlives them (the pool's scope
 // joins them before it returns).
-unsafe impl Sync for Out {}
+unsafe impl<T: Send> Sync for Out<T> {}
 
-impl Out {
+impl<T> Out<T> {
     #[allow(clippy::mut_from_ref)]
-    fn rows(&self, start: usize, len: usize) -> &mut [i32] {
+    fn rows(&self, start: usize, len: usize) -> &mut [T] {
         assert!(start + len <= self.len);
         // SAFETY: in bounds; each block of rows is handed to one worker, once.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
@@ -453,7 +584,12 @@ impl Op for LinearI8 {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("[{}, {}] int8 weights with {}", self.k, self.n, Path::of(Kernel::Auto).name())])
+        let epilogue = match self.epilogue {
+            Epilogue::None => "",
+            Epilogue::Dequantize { .. } => ", then dequantised",
+            Epilogue::DequantizeGeluQuantize { .. } => ", then dequantised, GELU, quantised",
+        };
+        Ok(vec![format!("[{}, {}] int8 weights{epilogue} with {}", self.k, self.n, Path::of(Kernel::Auto).name())])
     }
 
     op_as_typed_op!();
@@ -468,12 +604,18 @@ impl EvalOp for LinearI8 {
         ensure!(shape.last() == Some(&self.k), "UsqLinearI8: input {shape:?}, want K = {} last", self.k);
         let mut out_shape: TVec<usize> = shape.into();
         *out_shape.last_mut().unwrap() = self.n;
-        // SAFETY: `run` writes every element.
-        let mut out = unsafe { Tensor::uninitialized_dt(DatumType::I32, &out_shape)? };
+        // SAFETY: `run_into` writes every element.
+        let mut out = unsafe { Tensor::uninitialized_dt(self.epilogue.datum_type(), &out_shape)? };
         {
             let src = x.try_as_plain_ram()?;
+            let src = src.as_slice::<i8>()?;
             let mut dst = out.try_as_plain_ram_mut()?;
-            self.run(Kernel::Auto, src.as_slice::<i8>()?, dst.as_slice_mut::<i32>()?, &Workers::Current);
+            let dst = match self.epilogue.datum_type() {
+                DatumType::I32 => Output::I32(dst.as_slice_mut::<i32>()?),
+                DatumType::F32 => Output::F32(dst.as_slice_mut::<f32>()?),
+                _ => Output::I8(dst.as_slice_mut::<i8>()?),
+            };
+            self.run_into(Kernel::Auto, src, dst, &Workers::Current);
         }
         Ok(tvec!(out.into_tvalue()))
     }
@@ -486,7 +628,7 @@ impl TypedOp for LinearI8 {
         ensure!(fact.shape[fact.rank() - 1] == self.k.to_dim(), "UsqLinearI8: input {:?}, K = {}", fact.shape, self.k);
         let mut shape: TVec<TDim> = fact.shape.iter().cloned().collect();
         *shape.last_mut().unwrap() = self.n.to_dim();
-        Ok(tvec!(DatumType::I32.fact(shape)))
+        Ok(tvec!(self.epilogue.datum_type().fact(shape)))
     }
 
     as_op!();

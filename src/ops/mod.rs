@@ -105,11 +105,60 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     }
     // Each fusion leaves the ops it bypasses without consumers; compacting drops them, so the
     // next pass sees only live successors.
-    for fuse in [fuse_quantize, fuse_dequantize, fuse_gelu] {
+    for fuse in [fuse_quantize, fuse_dequantize, fuse_gelu, fuse_linear_epilogue] {
         replaced += fuse(model)?;
         model.compact()?;
     }
     Ok(replaced)
+}
+
+/// A [`linear::LinearI8`] whose sums feed only a [`dequantize::DequantizeI32`] or a
+/// [`gelu::DequantizeGeluQuantizeI8`] (constant scale and bias): that op becomes the linear
+/// op's epilogue, run on each block of rows while its sums are in cache, instead of a pass of
+/// its own over an i32 tensor. Returns how many were fused.
+fn fuse_linear_epilogue(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let gelu = node.op_as::<gelu::DequantizeGeluQuantizeI8>().copied();
+        if gelu.is_none() && node.op_as::<dequantize::DequantizeI32>().is_none() {
+            continue;
+        }
+        let acc = node.inputs[0];
+        let Some(linear) = model.node(acc.node).op_as::<linear::LinearI8>() else { continue };
+        if !matches!(linear.epilogue(), linear::Epilogue::None) || model.outlet_successors(acc).len() != 1 {
+            continue;
+        }
+        let columns = linear.columns();
+        let operand = |slot: usize| -> TractResult<Option<Arc<Vec<f32>>>> {
+            let Some(k) = model.outlet_fact(node.inputs[slot])?.konst.clone() else { return Ok(None) };
+            if k.datum_type() != DatumType::F32 {
+                return Ok(None);
+            }
+            let v = k.try_as_plain_ram()?;
+            let v = v.as_slice::<f32>()?;
+            Ok(match v.len() {
+                1 => Some(Arc::new(vec![v[0]; columns])),
+                n if n == columns => Some(Arc::new(v.to_vec())),
+                _ => None,
+            })
+        };
+        let (Some(scale), Some(bias)) = (operand(1)?, operand(2)?) else { continue };
+        let epilogue = match gelu {
+            Some(gelu) => linear::Epilogue::DequantizeGeluQuantize { scale, bias, gelu },
+            None => linear::Epilogue::Dequantize { scale, bias },
+        };
+        let op = linear.with_epilogue(epilogue)?;
+        let x = model.node(acc.node).inputs[0];
+        let mut patch = TypedModelPatch::default();
+        let tapped = patch.tap_model(model, x)?;
+        let name = format!("{}.epilogue", model.node(acc.node).name);
+        let out = patch.wire_node(name, op, &[tapped])?;
+        patch.shunt_outside(model, id.into(), out[0])?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
 }
 
 /// [`dequantize::DequantizeI32`] -> tract's `GeluExact` -> [`quantize::QuantizeI8`], each the
