@@ -93,6 +93,39 @@ impl DequantizeGeluQuantizeI8 {
     }
 }
 
+/// tract's `GeluExact` on f32 values, in place: `(x · 0.5) · (erf(x / √2) + 1)` with the erf
+/// tract's routine would run on this CPU, so the same bits in one pass (the fp32 linear op's
+/// epilogue for fc1).
+pub(super) fn gelu_in_place(xs: &mut [f32]) {
+    #[inline(always)]
+    fn body(erf: impl Fn(f32) -> f32, xs: &mut [f32]) {
+        let c = (2.0f32).sqrt().recip();
+        for x in xs.iter_mut() {
+            *x = (*x * 0.5) * (erf(*x * c) + 1.0);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,fma")]
+        unsafe fn avx512(xs: &mut [f32]) {
+            body(erf_fused, xs)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(xs: &mut [f32]) {
+            body(erf_fused, xs)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX-512F and FMA.
+            return unsafe { avx512(xs) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { avx2(xs) };
+        }
+    }
+    body(erf_apart, xs)
+}
+
 /// tract's erf, with the same f32 operations in the same order so that it gives the same
 /// bits, written here so that it runs inline and vectorised in the epilogue's one pass instead
 /// of as a routine over a buffer. Abramowitz and Stegun 7.1.28 (absolute error below 3e-7).

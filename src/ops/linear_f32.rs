@@ -34,6 +34,9 @@ pub struct LinearF32 {
     packed: Arc<Vec<f32>>,
     /// One per column, or none.
     bias: Option<Arc<Vec<f32>>>,
+    /// tract's GELU on each block of rows once its sums are complete (fc1), while they are in
+    /// cache, instead of a pass of its own.
+    gelu: bool,
 }
 
 impl PartialEq for LinearF32 {
@@ -42,6 +45,7 @@ impl PartialEq for LinearF32 {
         (self.k, self.n) == (other.k, other.n)
             && bits(&self.weights) == bits(&other.weights)
             && self.bias.as_deref().map(|b| bits(b)) == other.bias.as_deref().map(|b| bits(b))
+            && self.gelu == other.gelu
     }
 }
 
@@ -49,7 +53,7 @@ impl Eq for LinearF32 {}
 
 impl std::hash::Hash for LinearF32 {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.k, self.n).hash(state);
+        (self.k, self.n, self.gelu).hash(state);
         self.weights.iter().for_each(|w| w.to_bits().hash(state));
         self.bias.iter().flat_map(|b| b.iter()).for_each(|b| b.to_bits().hash(state));
     }
@@ -85,7 +89,17 @@ impl LinearF32 {
             weights: Arc::new(weights.to_vec()),
             packed: Arc::new(packed),
             bias: bias.map(|b| Arc::new(b.to_vec())),
+            gelu: false,
         })
+    }
+
+    /// The same op with tract's GELU applied to its results.
+    pub fn with_gelu(&self) -> LinearF32 {
+        LinearF32 { gelu: true, ..self.clone() }
+    }
+
+    pub fn has_gelu(&self) -> bool {
+        self.gelu
     }
 
     /// Whether this CPU has a kernel of this op's own (it is only swapped in then).
@@ -124,13 +138,24 @@ impl LinearF32 {
                                 let out = out.rows(first * self.n, count * self.n);
                                 // SAFETY: `available` checked the CPU.
                                 unsafe { avx512::tile(self, x, count, out, p, k0..k1) }
+                                if self.gelu && k1 == self.k {
+                                    // This panel of these rows is complete, and in L1.
+                                    let cols = p * PANEL..((p + 1) * PANEL).min(self.n);
+                                    for row in out.chunks_exact_mut(self.n) {
+                                        super::gelu::gelu_in_place(&mut row[cols.clone()]);
+                                    }
+                                }
                             }
                         }
                     }
                 }
                 _ => {
                     for (first, count) in mine {
-                        portable(self, &x[first * self.k..][..count * self.k], out.rows(first * self.n, count * self.n))
+                        let out = out.rows(first * self.n, count * self.n);
+                        portable(self, &x[first * self.k..][..count * self.k], out);
+                        if self.gelu {
+                            super::gelu::gelu_in_place(out);
+                        }
                     }
                 }
             }
@@ -270,7 +295,8 @@ impl Op for LinearF32 {
     fn info(&self) -> TractResult<Vec<String>> {
         let kernel = if LinearF32::available() { "usq_avx512_f32_6x64" } else { "usq_portable_f32" };
         let bias = if self.bias.is_some() { ", bias" } else { "" };
-        Ok(vec![format!("[{}, {}] weights{bias} with {kernel}", self.k, self.n)])
+        let gelu = if self.gelu { ", then GELU" } else { "" };
+        Ok(vec![format!("[{}, {}] weights{bias}{gelu} with {kernel}", self.k, self.n)])
     }
 
     op_as_typed_op!();

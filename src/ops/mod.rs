@@ -105,11 +105,38 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     }
     // Each fusion leaves the ops it bypasses without consumers; compacting drops them, so the
     // next pass sees only live successors.
-    for fuse in [fuse_quantize, fuse_dequantize, fuse_gelu, fuse_linear_epilogue] {
+    for fuse in [fuse_quantize, fuse_dequantize, fuse_gelu, fuse_linear_epilogue, fuse_linear_gelu] {
         replaced += fuse(model)?;
         model.compact()?;
     }
     Ok(replaced)
+}
+
+/// A [`linear_f32::LinearF32`] feeding only tract's `GeluExact`: the GELU becomes the linear
+/// op's own, run on each block of rows while it is in cache. Returns how many were fused.
+fn fuse_linear_gelu(model: &mut TypedModel) -> TractResult<usize> {
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        if node.op.name() != "GeluExact" || model.outlet_fact(node.inputs[0])?.datum_type != DatumType::F32 {
+            continue;
+        }
+        let y = node.inputs[0];
+        let Some(linear) = model.node(y.node).op_as::<linear_f32::LinearF32>() else { continue };
+        if linear.has_gelu() || model.outlet_successors(y).len() != 1 {
+            continue;
+        }
+        let op = linear.with_gelu();
+        let x = model.node(y.node).inputs[0];
+        let mut patch = TypedModelPatch::default();
+        let tapped = patch.tap_model(model, x)?;
+        let name = format!("{}.gelu", model.node(y.node).name);
+        let out = patch.wire_node(name, op, &[tapped])?;
+        patch.shunt_outside(model, id.into(), out[0])?;
+        patch.apply(model)?;
+        fused += 1;
+    }
+    Ok(fused)
 }
 
 /// A [`linear::LinearI8`] whose sums feed only a [`dequantize::DequantizeI32`] or a
@@ -324,6 +351,22 @@ pub fn fuse_linear(model: &mut TypedModel) -> TractResult<usize> {
     Ok(fused)
 }
 
+/// The constant at `outlet`, or before the axes added in front of it (the typed graph, not
+/// yet decluttered, adds them to broadcast weights and biases), with its own shape.
+fn const_before_axes(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Arc<Tensor>>> {
+    let mut outlet = outlet;
+    loop {
+        if let Some(k) = model.outlet_fact(outlet)?.konst.clone() {
+            return Ok(Some(k));
+        }
+        let node = model.node(outlet.node);
+        match node.op_as::<AxisOp>() {
+            Some(AxisOp::Add(_)) => outlet = node.inputs[0],
+            _ => return Ok(None),
+        }
+    }
+}
+
 /// The activations, the op and the outlet it replaces for an fp32 linear layer at node `id`
 /// (with the bias when the product's only consumer adds a constant per column), or None.
 fn match_linear_f32(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, linear_f32::LinearF32, OutletId)>> {
@@ -350,9 +393,9 @@ fn match_linear_f32(model: &TypedModel, id: usize) -> TractResult<Option<(Outlet
         let add = model.node(succ[0].node);
         if add.op_as::<TypedBinOp>().is_some_and(|b| b.0.name() == "Add") && add.inputs.len() == 2 {
             let other = add.inputs[1 - succ[0].slot];
-            if let Some(b) = model.outlet_fact(other)?.konst.clone() {
+            let rank_ok = model.outlet_fact(other)?.rank() <= model.outlet_fact(id.into())?.rank();
+            if let Some(b) = const_before_axes(model, other)?.filter(|_| rank_ok) {
                 let per_column = b.datum_type() == DatumType::F32
-                    && b.rank() <= model.outlet_fact(id.into())?.rank()
                     && b.shape().last() == Some(&n)
                     && b.shape().iter().rev().skip(1).all(|&d| d == 1);
                 if per_column {
@@ -398,17 +441,7 @@ fn match_linear(model: &TypedModel, id: usize) -> TractResult<Option<(OutletId, 
         }
     }
     // The weights: a constant [1, K, N], or [K, N] given an axis in front.
-    let w = node.inputs[1];
-    let weights = match model.outlet_fact(w)?.konst.clone() {
-        Some(k) => Some(k),
-        None => {
-            let front = model.node(w.node);
-            match front.op_as::<AxisOp>() {
-                Some(AxisOp::Add(0)) => model.outlet_fact(front.inputs[0])?.konst.clone(),
-                _ => None,
-            }
-        }
-    };
+    let weights = const_before_axes(model, node.inputs[1])?;
     let Some(weights) = weights.filter(|t| t.datum_type() == DatumType::I8) else { return Ok(None) };
     let (k, n) = match *weights.shape() {
         [k, n] | [1, k, n] => (k, n),

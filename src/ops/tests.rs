@@ -540,3 +540,28 @@ fn linear_f32_rows_on_several_threads_match_one() {
         assert!(many.iter().map(|v| v.to_bits()).eq(one.iter().map(|v| v.to_bits())), "{threads} threads");
     }
 }
+
+/// The fp32 linear op's GELU epilogue gives tract's GeluExact of its output, bit for bit, on
+/// both kernels and over threads.
+#[test]
+fn linear_f32_gelu_is_tracts_gelu_of_its_output() {
+    use tract_onnx::tract_core::ops::nn::gelu_exact::gelu_exact;
+    let mut rng = fastrand::Rng::with_seed(22);
+    for (rows, k, n) in [(197, 192, 768), (7, 20, 70)] {
+        let x: Vec<f32> = (0..rows * k).map(|_| rng.f32() * 4.0 - 2.0).collect();
+        let w: Vec<f32> = (0..k * n).map(|_| rng.f32() * 0.4 - 0.2).collect();
+        let b: Vec<f32> = (0..n).map(|_| rng.f32() - 0.5).collect();
+        let op = LinearF32::new(&w, k, n, Some(&b)).unwrap();
+        for kernel in [linear_f32::Kernel::Auto, linear_f32::Kernel::Portable] {
+            let mut plain = vec![0f32; rows * n];
+            op.run(kernel, &x, &mut plain, &Workers::Current);
+            let expected: Vec<f32> = eval(&gelu_exact(), Tensor::from_shape(&[rows, n], &plain).unwrap());
+            let mut fused = vec![0f32; rows * n];
+            op.with_gelu().run(kernel, &x, &mut fused, &Workers::Current);
+            assert!(
+                fused.iter().map(|v| v.to_bits()).eq(expected.iter().map(|v| v.to_bits())),
+                "{kernel:?} {rows}x{k}x{n}"
+            );
+        }
+    }
+}
