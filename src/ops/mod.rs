@@ -112,6 +112,23 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     Ok(replaced)
 }
 
+/// Wires `op` (one input, one output) on `input` and hands its output to every consumer of
+/// `replaced`; the nodes that fed only `replaced` are left without consumers (the optimiser or
+/// `compact` drops them).
+fn swap_in(
+    model: &mut TypedModel,
+    input: OutletId,
+    name: String,
+    op: impl Into<Box<dyn TypedOp>>,
+    replaced: OutletId,
+) -> TractResult<()> {
+    let mut patch = TypedModelPatch::default();
+    let tapped = patch.tap_model(model, input)?;
+    let out = patch.wire_node(name, op, &[tapped])?;
+    patch.shunt_outside(model, replaced, out[0])?;
+    patch.apply(model)
+}
+
 /// A [`linear_f32::LinearF32`] feeding only tract's `GeluExact`: the GELU becomes the linear
 /// op's own, run on each block of rows while it is in cache. Returns how many were fused.
 fn fuse_linear_gelu(model: &mut TypedModel) -> TractResult<usize> {
@@ -128,12 +145,8 @@ fn fuse_linear_gelu(model: &mut TypedModel) -> TractResult<usize> {
         }
         let op = linear.with_gelu();
         let x = model.node(y.node).inputs[0];
-        let mut patch = TypedModelPatch::default();
-        let tapped = patch.tap_model(model, x)?;
         let name = format!("{}.gelu", model.node(y.node).name);
-        let out = patch.wire_node(name, op, &[tapped])?;
-        patch.shunt_outside(model, id.into(), out[0])?;
-        patch.apply(model)?;
+        swap_in(model, x, name, op, id.into())?;
         fused += 1;
     }
     Ok(fused)
@@ -177,12 +190,8 @@ fn fuse_linear_epilogue(model: &mut TypedModel) -> TractResult<usize> {
         };
         let op = linear.with_epilogue(epilogue)?;
         let x = model.node(acc.node).inputs[0];
-        let mut patch = TypedModelPatch::default();
-        let tapped = patch.tap_model(model, x)?;
         let name = format!("{}.epilogue", model.node(acc.node).name);
-        let out = patch.wire_node(name, op, &[tapped])?;
-        patch.shunt_outside(model, id.into(), out[0])?;
-        patch.apply(model)?;
+        swap_in(model, x, name, op, id.into())?;
         fused += 1;
     }
     Ok(fused)
@@ -340,12 +349,8 @@ pub fn fuse_linear(model: &mut TypedModel) -> TractResult<usize> {
                 (input, Box::new(op), replaced)
             }
         };
-        let mut patch = TypedModelPatch::default();
-        let tapped = patch.tap_model(model, input)?;
         let name = format!("{}.usq_linear", model.node(id).name);
-        let out = patch.wire_node(name, op, &[tapped])?;
-        patch.shunt_outside(model, replaced, out[0])?;
-        patch.apply(model)?;
+        swap_in(model, input, name, op, replaced)?;
         fused += 1;
     }
     Ok(fused)
@@ -462,12 +467,8 @@ pub fn fuse_attention(model: &mut TypedModel) -> TractResult<usize> {
     let mut fused = 0;
     for id in 0..model.nodes().len() {
         let Some(found) = match_attention(model, id)? else { continue };
-        let mut patch = TypedModelPatch::default();
-        let input = patch.tap_model(model, found.qkv)?;
         let name = format!("{}.usq_attention", model.node(id).name);
-        let out = patch.wire_node(name, found.op, &[input])?;
-        patch.shunt_outside(model, found.merged, out[0])?;
-        patch.apply(model)?;
+        swap_in(model, found.qkv, name, found.op, found.merged)?;
         fused += 1;
     }
     Ok(fused)
