@@ -13,7 +13,7 @@
 //! tract's kernels and `exp` is a polynomial (relative error about 2e-7), so results agree with
 //! tract's to float rounding, not bit for bit (src/ops/tests.rs bounds the difference).
 
-use super::workers::Workers;
+use super::workers::{Disjoint, Workers};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
@@ -161,7 +161,7 @@ impl Attention {
             return;
         }
         let path = Path::of(kernel, self.head_dim);
-        let out = OutRows { ptr: out.as_mut_ptr(), len: out.len() };
+        let out = OutRows(Disjoint::new(out));
         let heads = batch * self.heads;
         // Worker `w` of `n` takes heads w, w + n, ...; each writes only its own head's columns.
         let work = |w: usize, n: usize| {
@@ -186,24 +186,13 @@ impl Attention {
 
 /// The output `[B, T, H·D]`, written by several threads at once, each through the `D` columns
 /// of its own head in every row: disjoint, so no two threads ever touch one element.
-struct OutRows {
-    ptr: *mut f32,
-    len: usize,
-}
+struct OutRows<'a>(Disjoint<'a, f32>);
 
-// SAFETY: the heads' column ranges are disjoint (see OutRows), and `run_on` outlives every
-// worker (the pool's scope joins them before it returns).
-unsafe impl Sync for OutRows {}
-
-impl OutRows {
-    /// The `d` values of head `h` in row `row` of the output.
-    #[allow(clippy::mut_from_ref)]
+impl OutRows<'_> {
+    /// The `d` values of head `h` in row `row` of the output (only the thread computing head h
+    /// writes there, one such slice at a time).
     fn head_row(&self, a: &Attention, row: usize, h: usize) -> &mut [f32] {
-        let (d, start) = (a.head_dim, row * a.width() + h * a.head_dim);
-        assert!(start + d <= self.len);
-        // SAFETY: in bounds (checked above); only the thread computing head h writes here, and
-        // it holds one such slice at a time.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), d) }
+        self.0.range(row * a.width() + h * a.head_dim, a.head_dim)
     }
 }
 
@@ -266,7 +255,7 @@ fn exp_portable(x: f32) -> f32 {
     y * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
-fn portable_head(a: &Attention, s: &mut Scratch, out: &OutRows, b: usize, h: usize, tokens: usize) {
+fn portable_head(a: &Attention, s: &mut Scratch, out: &OutRows<'_>, b: usize, h: usize, tokens: usize) {
     let (d, keys) = (a.head_dim, s.keys);
     for block in (0..tokens).step_by(ROWS) {
         for r in 0..ROWS {
@@ -344,7 +333,7 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn head(a: &Attention, s: &mut Scratch, out: &OutRows, b: usize, h: usize, tokens: usize) {
+    pub(super) unsafe fn head(a: &Attention, s: &mut Scratch, out: &OutRows<'_>, b: usize, h: usize, tokens: usize) {
         let (d, keys) = (a.head_dim, s.keys);
         let scale = _mm256_set1_ps(a.scale);
         let mut inv = [0f32; ROWS];
@@ -465,7 +454,7 @@ mod avx512 {
     /// padded) gets its own copy of the body, with every offset a constant: otherwise the
     /// address arithmetic of the eight rows competes with the FMAs for the ports.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn head(a: &Attention, s: &mut Scratch, out: &OutRows, b: usize, h: usize, tokens: usize) {
+    pub(super) unsafe fn head(a: &Attention, s: &mut Scratch, out: &OutRows<'_>, b: usize, h: usize, tokens: usize) {
         // SAFETY: the caller's (this CPU has AVX-512F, D is a multiple of 16).
         unsafe {
             match (a.head_dim, s.keys) {
@@ -482,7 +471,7 @@ mod avx512 {
         keys: usize,
         a: &Attention,
         s: &mut Scratch,
-        out: &OutRows,
+        out: &OutRows<'_>,
         b: usize,
         h: usize,
         tokens: usize,

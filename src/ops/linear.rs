@@ -21,7 +21,7 @@
 //! measures the difference.
 
 use super::gelu::DequantizeGeluQuantizeI8;
-use super::workers::Workers;
+use super::workers::{Disjoint, Workers};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
@@ -249,7 +249,7 @@ impl LinearI8 {
                 let x = &x[first * self.k..][..count * self.k];
                 let (start, len) = (first * self.n, count * self.n);
                 let acc: &mut [i32] = match (&self.epilogue, &out) {
-                    (Epilogue::None, OutRows::I32(o)) => o.rows(start, len),
+                    (Epilogue::None, OutRows::I32(o)) => o.range(start, len),
                     _ => &mut sums[..len],
                 };
                 // SAFETY (each kernel): Path::of checked the CPU's features.
@@ -264,10 +264,10 @@ impl LinearI8 {
                 }
                 match (&self.epilogue, &out) {
                     (Epilogue::Dequantize { scale, bias }, OutRows::F32(o)) => {
-                        super::dequantize::rows_of(acc, scale, bias, o.rows(start, len))
+                        super::dequantize::rows_of(acc, scale, bias, o.range(start, len))
                     }
                     (Epilogue::DequantizeGeluQuantize { scale, bias, gelu }, OutRows::I8(o)) => {
-                        gelu.rows_of(acc, scale, bias, o.rows(start, len))
+                        gelu.rows_of(acc, scale, bias, o.range(start, len))
                     }
                     _ => {}
                 }
@@ -302,39 +302,20 @@ impl Output<'_> {
     }
 }
 
-/// [`Output`] shared by the workers.
-enum OutRows {
-    I32(Out<i32>),
-    F32(Out<f32>),
-    I8(Out<i8>),
+/// [`Output`] shared by the workers, each through its own rows.
+enum OutRows<'a> {
+    I32(Disjoint<'a, i32>),
+    F32(Disjoint<'a, f32>),
+    I8(Disjoint<'a, i8>),
 }
 
-impl OutRows {
-    fn of(out: Output<'_>) -> OutRows {
+impl<'a> OutRows<'a> {
+    fn of(out: Output<'a>) -> OutRows<'a> {
         match out {
-            Output::I32(o) => OutRows::I32(Out { ptr: o.as_mut_ptr(), len: o.len() }),
-            Output::F32(o) => OutRows::F32(Out { ptr: o.as_mut_ptr(), len: o.len() }),
-            Output::I8(o) => OutRows::I8(Out { ptr: o.as_mut_ptr(), len: o.len() }),
+            Output::I32(o) => OutRows::I32(Disjoint::new(o)),
+            Output::F32(o) => OutRows::F32(Disjoint::new(o)),
+            Output::I8(o) => OutRows::I8(Disjoint::new(o)),
         }
-    }
-}
-
-/// The output, written by several workers at once, each through its own rows.
-struct Out<T> {
-    ptr: *mut T,
-    len: usize,
-}
-
-// SAFETY: the workers' row ranges are disjoint, and `run_into` outlives them (the pool's scope
-// joins them before it returns).
-unsafe impl<T: Send> Sync for Out<T> {}
-
-impl<T> Out<T> {
-    #[allow(clippy::mut_from_ref)]
-    fn rows(&self, start: usize, len: usize) -> &mut [T] {
-        assert!(start + len <= self.len);
-        // SAFETY: in bounds; each block of rows is handed to one worker, once.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }
 

@@ -11,7 +11,7 @@
 //! Swapped in only where the CPU has this op's kernel (AVX-512); elsewhere tract's products
 //! stay.
 
-use super::workers::Workers;
+use super::workers::{Disjoint, Workers};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
@@ -123,7 +123,7 @@ impl LinearF32 {
     pub fn run(&self, kernel: Kernel, x: &[f32], out: &mut [f32], workers: &Workers) {
         let rows = x.len() / self.k;
         assert!(x.len() == rows * self.k && out.len() == rows * self.n);
-        let out = Out { ptr: out.as_mut_ptr(), len: out.len() };
+        let out = Disjoint::new(out);
         let blocks = rows.div_ceil(ROWS);
         let work = |w: usize, n: usize| {
             let mine = (w..blocks).step_by(n).map(|block| (block * ROWS, ROWS.min(rows - block * ROWS)));
@@ -135,7 +135,7 @@ impl LinearF32 {
                             let k1 = (k0 + K_CHUNK).min(self.k);
                             for (first, count) in mine.clone() {
                                 let x = &x[first * self.k..][..count * self.k];
-                                let out = out.rows(first * self.n, count * self.n);
+                                let out = out.range(first * self.n, count * self.n);
                                 // SAFETY: `available` checked the CPU.
                                 unsafe { avx512::tile(self, x, count, out, p, k0..k1) }
                                 if self.gelu && k1 == self.k {
@@ -151,7 +151,7 @@ impl LinearF32 {
                 }
                 _ => {
                     for (first, count) in mine {
-                        let out = out.rows(first * self.n, count * self.n);
+                        let out = out.range(first * self.n, count * self.n);
                         portable(self, &x[first * self.k..][..count * self.k], out);
                         if self.gelu {
                             super::gelu::gelu_in_place(out);
@@ -161,25 +161,6 @@ impl LinearF32 {
             }
         };
         workers.run(blocks, &work);
-    }
-}
-
-/// The output, written by several workers at once, each through its own rows.
-struct Out {
-    ptr: *mut f32,
-    len: usize,
-}
-
-// SAFETY: the workers' row ranges are disjoint, and `run` outlives them (the pool's scope
-// joins them before it returns).
-unsafe impl Sync for Out {}
-
-impl Out {
-    #[allow(clippy::mut_from_ref)]
-    fn rows(&self, start: usize, len: usize) -> &mut [f32] {
-        assert!(start + len <= self.len);
-        // SAFETY: in bounds; each block of rows is handed to one worker, once.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
     }
 }
 

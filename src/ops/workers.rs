@@ -37,3 +37,30 @@ impl Workers {
         work(0, 1);
     }
 }
+
+/// An output that several workers write at once, each through ranges no other worker touches
+/// (rows of a block, a head's columns): the one place the ops share a `&mut` slice across
+/// threads.
+pub(crate) struct Disjoint<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _out: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: every user hands each range to one worker, and the slice outlives the workers (the
+// pool's scope joins them before `Workers::run` returns).
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    pub(crate) fn new(out: &'a mut [T]) -> Self {
+        Disjoint { ptr: out.as_mut_ptr(), len: out.len(), _out: std::marker::PhantomData }
+    }
+
+    /// Values `start..start + len`. The caller keeps each range to one worker at a time.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) fn range(&self, start: usize, len: usize) -> &mut [T] {
+        assert!(start + len <= self.len, "range {start}+{len} of {}", self.len);
+        // SAFETY: in bounds (checked above); disjoint between workers (the callers' contract).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
