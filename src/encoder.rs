@@ -149,8 +149,8 @@ impl Encoder {
             // A model whose attention is exported another way still runs (on tract's ops, slower).
             log::info!("{fused} attention blocks run as the project's fused op");
             let linear = crate::ops::fuse_linear(&mut typed)
-                .map_err(|e| model_err(e).context("swapping in the project's int8 linear op"))?;
-            log::info!("{linear} int8 linear layers run as the project's op");
+                .map_err(|e| model_err(e).context("swapping in the project's linear ops"))?;
+            log::info!("{linear} linear layers run as the project's ops");
         }
         let mut typed = typed
             .into_optimized()
