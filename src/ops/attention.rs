@@ -488,7 +488,7 @@ mod avx512 {
         let mut inv = [0f32; ROWS_WIDE];
         for block in (0..tokens).step_by(ROWS_WIDE) {
             // SAFETY (whole block): q has `queries` ≥ block + ROWS_WIDE rows of d, kt d rows of
-            // `keys` (a multiple of 16, ≥ last + 16), p ROWS_WIDE rows of `keys`, v `tokens`
+            // `keys` (a multiple of 16, = last + 16), p ROWS_WIDE rows of `keys`, v `tokens`
             // rows of d (a multiple of 16); every offset below stays inside them.
             unsafe {
                 let q = s.q.as_ptr().add(block * d);
@@ -497,7 +497,7 @@ mod avx512 {
                 let rows: [*mut f32; ROWS_WIDE] = std::array::from_fn(|r| p.add(r * keys));
                 // Scores, and each row's running maximum over the real keys.
                 let mut max = [_mm512_set1_ps(f32::NEG_INFINITY); ROWS_WIDE];
-                for c in (0..keys).step_by(16) {
+                for c in (0..=last).step_by(16) {
                     let mut acc = [_mm512_setzero_ps(); ROWS_WIDE];
                     for i in 0..d {
                         let k = _mm512_loadu_ps(kt.add(i * keys + c));
@@ -512,9 +512,6 @@ mod avx512 {
                         // Masked lanes keep `max` (the second operand, so a NaN score still
                         // poisons its row's maximum as in the other kernels).
                         max[r] = _mm512_mask_max_ps(max[r], valid, max[r], x);
-                    }
-                    if c == last {
-                        break;
                     }
                 }
                 // Softmax numerators and their sum, over the real keys only.
