@@ -50,80 +50,70 @@ impl DequantizeGeluQuantizeI8 {
     }
 
     /// [`Self::run`]'s loop, with scale and bias already one value per column (as long as a
-    /// row): also the int8 linear op's epilogue for fc1.
+    /// row): also the int8 linear op's epilogue for fc1. Each value is dequantised, put through
+    /// GELU and quantised in registers.
     pub(super) fn rows_of(&self, acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [i8]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX-512F and FMA.
-                return unsafe { self.rows_avx512(acc, scale, bias, dst) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX2 and FMA.
-                return unsafe { self.rows_avx2(acc, scale, bias, dst) };
-            }
-        }
-        self.rows(erf_apart, acc, scale, bias, dst)
-    }
-
-    /// Rows of `scale.len()` values: the dequantisation, GELU and quantisation of each value in
-    /// registers. LLVM vectorises the loop for the target and keeps each f32 operation as
-    /// written (it fuses no product into a sum on its own), so the bits do not depend on it.
-    #[inline(always)]
-    fn rows(&self, erf: impl Fn(f32) -> f32, acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [i8]) {
-        let c = (2.0f32).sqrt().recip();
-        for (a, d) in acc.chunks_exact(scale.len()).zip(dst.chunks_exact_mut(scale.len())) {
-            for (((d, &a), &s), &b) in d.iter_mut().zip(a).zip(scale).zip(bias) {
-                let x = a as f32 * s + b;
-                *d = self.0.value((x * 0.5) * (erf(x * c) + 1.0));
-            }
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,fma")]
-    unsafe fn rows_avx512(&self, acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [i8]) {
-        self.rows(erf_fused, acc, scale, bias, dst)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows_avx2(&self, acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [i8]) {
-        self.rows(erf_fused, acc, scale, bias, dst)
+        with_erf(
+            #[inline(always)]
+            |erf| {
+                for (a, d) in acc.chunks_exact(scale.len()).zip(dst.chunks_exact_mut(scale.len())) {
+                    for (((d, &a), &s), &b) in d.iter_mut().zip(a).zip(scale).zip(bias) {
+                        *d = self.0.value(gelu(erf, a as f32 * s + b));
+                    }
+                }
+            },
+        )
     }
 }
 
-/// tract's `GeluExact` on f32 values, in place: `(x · 0.5) · (erf(x / √2) + 1)` with the erf
-/// tract's routine would run on this CPU, so the same bits in one pass (the fp32 linear op's
+/// tract's `GeluExact` on f32 values, in place, with the same bits (the fp32 linear op's
 /// epilogue for fc1).
 pub(super) fn gelu_in_place(xs: &mut [f32]) {
-    #[inline(always)]
-    fn body(erf: impl Fn(f32) -> f32, xs: &mut [f32]) {
-        let c = (2.0f32).sqrt().recip();
-        for x in xs.iter_mut() {
-            *x = (*x * 0.5) * (erf(*x * c) + 1.0);
-        }
-    }
+    with_erf(
+        #[inline(always)]
+        |erf| xs.iter_mut().for_each(|x| *x = gelu(erf, *x)),
+    )
+}
+
+/// GELU as tract's `GeluExact` computes it: `(x · 0.5) · (erf(x / √2) + 1)`, with its
+/// constant for 1/√2.
+#[inline(always)]
+fn gelu(erf: fn(f32) -> f32, x: f32) -> f32 {
+    let c = (2.0f32).sqrt().recip();
+    (x * 0.5) * (erf(x * c) + 1.0)
+}
+
+/// Runs `body` with the erf form tract's routine has on this CPU, compiled for the CPU's
+/// vectors: `body` must be an `#[inline(always)]` closure, so that it is built inside the
+/// function with those features and the erf inlined into it (left to LLVM, the int8 epilogue's
+/// closure stayed a call, with the erf a scalar call per value: 5 ms of linear layers became
+/// 32). LLVM vectorises the loops and keeps each f32 operation as written (it fuses no
+/// product into a sum on its own), so the bits do not depend on the vector width.
+#[inline(always)]
+pub(crate) fn with_erf(body: impl FnOnce(fn(f32) -> f32)) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,fma")]
-        unsafe fn avx512(xs: &mut [f32]) {
-            body(erf_fused, xs)
+        unsafe fn avx512(body: impl FnOnce(fn(f32) -> f32)) {
+            body(erf_fused)
         }
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(xs: &mut [f32]) {
-            body(erf_fused, xs)
+        // tract's FMA kernel needs AVX and FMA only (not AVX2): the same condition picks the
+        // fused form here.
+        #[target_feature(enable = "avx,fma")]
+        unsafe fn avx(body: impl FnOnce(fn(f32) -> f32)) {
+            body(erf_fused)
         }
-        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        if fma && std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F and FMA.
-            return unsafe { avx512(xs) };
+            return unsafe { avx512(body) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { avx2(xs) };
+        if fma && std::arch::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX and FMA.
+            return unsafe { avx(body) };
         }
     }
-    body(erf_apart, xs)
+    body(erf_apart)
 }
 
 /// tract's erf, with the same f32 operations in the same order so that it gives the same
