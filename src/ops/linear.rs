@@ -225,7 +225,7 @@ impl LinearI8 {
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn run(&self, kernel: Kernel, x: &[i8], out: &mut [i32], workers: &Workers) {
         assert!(matches!(self.epilogue, Epilogue::None), "UsqLinearI8::run stores the sums themselves");
-        self.run_into(kernel, x, Output::I32(out), workers)
+        self.run_into(kernel, x, Output::I32(Disjoint::new(out)), workers)
     }
 
     /// As [`LinearI8::run`], through the epilogue into `out` of its type.
@@ -233,7 +233,6 @@ impl LinearI8 {
         let rows = x.len() / self.k;
         assert!(x.len() == rows * self.k && out.len() == rows * self.n);
         assert!(out.datum_type() == self.epilogue.datum_type(), "UsqLinearI8: output type");
-        let out = OutRows::of(out);
         let path = Path::of(kernel);
         let tile = path.rows();
         let blocks = rows.div_ceil(tile);
@@ -249,7 +248,7 @@ impl LinearI8 {
                 let x = &x[first * self.k..][..count * self.k];
                 let (start, len) = (first * self.n, count * self.n);
                 let acc: &mut [i32] = match (&self.epilogue, &out) {
-                    (Epilogue::None, OutRows::I32(o)) => o.range(start, len),
+                    (Epilogue::None, Output::I32(o)) => o.range(start, len),
                     _ => &mut sums[..len],
                 };
                 // SAFETY (each kernel): Path::of checked the CPU's features.
@@ -263,10 +262,10 @@ impl LinearI8 {
                     Path::Portable => portable(self, x, acc),
                 }
                 match (&self.epilogue, &out) {
-                    (Epilogue::Dequantize { scale, bias }, OutRows::F32(o)) => {
+                    (Epilogue::Dequantize { scale, bias }, Output::F32(o)) => {
                         super::dequantize::rows_of(acc, scale, bias, o.range(start, len))
                     }
-                    (Epilogue::DequantizeGeluQuantize { scale, bias, gelu }, OutRows::I8(o)) => {
+                    (Epilogue::DequantizeGeluQuantize { scale, bias, gelu }, Output::I8(o)) => {
                         gelu.rows_of(acc, scale, bias, o.range(start, len))
                     }
                     _ => {}
@@ -277,11 +276,12 @@ impl LinearI8 {
     }
 }
 
-/// Where an int8 linear op's results go: one of the epilogues' types.
+/// Where an int8 linear op's results go: one of the epilogues' types, shared by the workers,
+/// each through its own rows.
 pub enum Output<'a> {
-    I32(&'a mut [i32]),
-    F32(&'a mut [f32]),
-    I8(&'a mut [i8]),
+    I32(Disjoint<'a, i32>),
+    F32(Disjoint<'a, f32>),
+    I8(Disjoint<'a, i8>),
 }
 
 impl Output<'_> {
@@ -298,23 +298,6 @@ impl Output<'_> {
             Output::I32(_) => DatumType::I32,
             Output::F32(_) => DatumType::F32,
             Output::I8(_) => DatumType::I8,
-        }
-    }
-}
-
-/// [`Output`] shared by the workers, each through its own rows.
-enum OutRows<'a> {
-    I32(Disjoint<'a, i32>),
-    F32(Disjoint<'a, f32>),
-    I8(Disjoint<'a, i8>),
-}
-
-impl<'a> OutRows<'a> {
-    fn of(out: Output<'a>) -> OutRows<'a> {
-        match out {
-            Output::I32(o) => OutRows::I32(Disjoint::new(o)),
-            Output::F32(o) => OutRows::F32(Disjoint::new(o)),
-            Output::I8(o) => OutRows::I8(Disjoint::new(o)),
         }
     }
 }
@@ -592,9 +575,9 @@ impl EvalOp for LinearI8 {
             let src = src.as_slice::<i8>()?;
             let mut dst = out.try_as_plain_ram_mut()?;
             let dst = match self.epilogue.datum_type() {
-                DatumType::I32 => Output::I32(dst.as_slice_mut::<i32>()?),
-                DatumType::F32 => Output::F32(dst.as_slice_mut::<f32>()?),
-                _ => Output::I8(dst.as_slice_mut::<i8>()?),
+                DatumType::I32 => Output::I32(Disjoint::new(dst.as_slice_mut::<i32>()?)),
+                DatumType::F32 => Output::F32(Disjoint::new(dst.as_slice_mut::<f32>()?)),
+                _ => Output::I8(Disjoint::new(dst.as_slice_mut::<i8>()?)),
             };
             self.run_into(Kernel::Auto, src, dst, &Workers::Current);
         }

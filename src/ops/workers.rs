@@ -56,6 +56,10 @@ impl<'a, T> Disjoint<'a, T> {
         Disjoint { ptr: out.as_mut_ptr(), len: out.len(), _out: std::marker::PhantomData }
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
     /// Values `start..start + len`. The caller keeps each range to one worker at a time.
     #[allow(clippy::mut_from_ref)]
     pub(crate) fn range(&self, start: usize, len: usize) -> &mut [T] {
