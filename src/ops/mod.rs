@@ -129,72 +129,75 @@ fn swap_in(
     patch.apply(model)
 }
 
-/// A [`linear_f32::LinearF32`] feeding only tract's `GeluExact`: the GELU becomes the linear
-/// op's own, run on each block of rows while it is in cache. Returns how many were fused.
-fn fuse_linear_gelu(model: &mut TypedModel) -> TractResult<usize> {
-    let mut fused = 0;
+/// Folds nodes into the node before them: for each node whose first input is the only use of
+/// its producer's output, `fold(node, producer)` may give the producer's op with the node's
+/// work inside; that op then reads the producer's input and takes the node's place (both old
+/// nodes are left without consumers). Returns how many were folded.
+fn fold_into_producer(
+    model: &mut TypedModel,
+    suffix: &str,
+    fold: impl Fn(&TypedModel, &TypedNode, &TypedNode) -> TractResult<Option<Box<dyn TypedOp>>>,
+) -> TractResult<usize> {
+    let mut folded = 0;
     for id in 0..model.nodes().len() {
         let node = model.node(id);
-        if node.op.name() != "GeluExact" || model.outlet_fact(node.inputs[0])?.datum_type != DatumType::F32 {
+        let Some(&y) = node.inputs.first() else { continue };
+        if model.outlet_successors(y).len() != 1 {
             continue;
         }
-        let y = node.inputs[0];
-        let Some(linear) = model.node(y.node).op_as::<linear_f32::LinearF32>() else { continue };
-        if linear.has_gelu() || model.outlet_successors(y).len() != 1 {
-            continue;
-        }
-        let op = linear.with_gelu();
-        let x = model.node(y.node).inputs[0];
-        let name = format!("{}.gelu", model.node(y.node).name);
+        let producer = model.node(y.node);
+        let Some(op) = fold(model, node, producer)? else { continue };
+        let (x, name) = (producer.inputs[0], format!("{}.{suffix}", producer.name));
         swap_in(model, x, name, op, id.into())?;
-        fused += 1;
+        folded += 1;
     }
-    Ok(fused)
+    Ok(folded)
+}
+
+/// A [`linear_f32::LinearF32`] feeding only tract's `GeluExact`: the GELU becomes the linear
+/// op's own, run on each block of rows while it is in cache.
+fn fuse_linear_gelu(model: &mut TypedModel) -> TractResult<usize> {
+    fold_into_producer(model, "gelu", |model, node, producer| {
+        if node.op.name() != "GeluExact" || model.outlet_fact(node.inputs[0])?.datum_type != DatumType::F32 {
+            return Ok(None);
+        }
+        let Some(linear) = producer.op_as::<linear_f32::LinearF32>().filter(|l| !l.has_gelu()) else { return Ok(None) };
+        Ok(Some(Box::new(linear.with_gelu())))
+    })
 }
 
 /// A [`linear::LinearI8`] whose sums feed only a [`dequantize::DequantizeI32`] or a
 /// [`gelu::DequantizeGeluQuantizeI8`] (constant scale and bias): that op becomes the linear
 /// op's epilogue, run on each block of rows while its sums are in cache, instead of a pass of
-/// its own over an i32 tensor. Returns how many were fused.
+/// its own over an i32 tensor.
 fn fuse_linear_epilogue(model: &mut TypedModel) -> TractResult<usize> {
-    let mut fused = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
+    fold_into_producer(model, "epilogue", |model, node, producer| {
         let gelu = node.op_as::<gelu::DequantizeGeluQuantizeI8>().copied();
         if gelu.is_none() && node.op_as::<dequantize::DequantizeI32>().is_none() {
-            continue;
+            return Ok(None);
         }
-        let acc = node.inputs[0];
-        let Some(linear) = model.node(acc.node).op_as::<linear::LinearI8>() else { continue };
-        if !matches!(linear.epilogue(), linear::Epilogue::None) || model.outlet_successors(acc).len() != 1 {
-            continue;
+        let Some(linear) = producer.op_as::<linear::LinearI8>() else { return Ok(None) };
+        if !matches!(linear.epilogue(), linear::Epilogue::None) {
+            return Ok(None);
         }
-        let columns = linear.columns();
-        let operand = |slot: usize| -> TractResult<Option<Arc<Vec<f32>>>> {
-            let Some(k) = model.outlet_fact(node.inputs[slot])?.konst.clone() else { return Ok(None) };
-            if k.datum_type() != DatumType::F32 {
-                return Ok(None);
-            }
-            let v = k.try_as_plain_ram()?;
-            let v = v.as_slice::<f32>()?;
-            Ok(match v.len() {
-                1 => Some(Arc::new(vec![v[0]; columns])),
-                n if n == columns => Some(Arc::new(v.to_vec())),
-                _ => None,
-            })
+        let konst = |slot: usize| -> TractResult<Option<Arc<Tensor>>> {
+            let k = model.outlet_fact(node.inputs[slot])?.konst.clone();
+            Ok(k.filter(|k| k.datum_type() == DatumType::F32))
         };
-        let (Some(scale), Some(bias)) = (operand(1)?, operand(2)?) else { continue };
+        let (Some(scale), Some(bias)) = (konst(1)?, konst(2)?) else { return Ok(None) };
+        let (scale, bias) = (scale.try_as_plain_ram()?, bias.try_as_plain_ram()?);
+        let n = linear.columns();
+        // One value or one per column, spread to one per column; anything else stays apart
+        // (and fails in its own op, with its message).
+        let spread = per_column("UsqLinearI8 epilogue", (n, n), n, scale.as_slice()?, bias.as_slice()?);
+        let Ok((scale, bias)) = spread else { return Ok(None) };
+        let (scale, bias) = (Arc::new(scale.to_vec()), Arc::new(bias.to_vec()));
         let epilogue = match gelu {
             Some(gelu) => linear::Epilogue::DequantizeGeluQuantize { scale, bias, gelu },
             None => linear::Epilogue::Dequantize { scale, bias },
         };
-        let op = linear.with_epilogue(epilogue)?;
-        let x = model.node(acc.node).inputs[0];
-        let name = format!("{}.epilogue", model.node(acc.node).name);
-        swap_in(model, x, name, op, id.into())?;
-        fused += 1;
-    }
-    Ok(fused)
+        Ok(Some(Box::new(linear.with_epilogue(epilogue)?)))
+    })
 }
 
 /// [`dequantize::DequantizeI32`] -> tract's `GeluExact` -> [`quantize::QuantizeI8`], each the
