@@ -564,10 +564,7 @@ impl EvalOp for LinearI8 {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = args_1!(inputs);
-        let shape = x.shape();
-        ensure!(shape.last() == Some(&self.k), "UsqLinearI8: input {shape:?}, want K = {} last", self.k);
-        let mut out_shape: TVec<usize> = shape.into();
-        *out_shape.last_mut().unwrap() = self.n;
+        let out_shape = super::linear_shape("UsqLinearI8", x.shape(), self.k, self.n)?;
         // SAFETY: `run_into` writes every element.
         let mut out = unsafe { Tensor::uninitialized_dt(self.epilogue.datum_type(), &out_shape)? };
         {
@@ -588,10 +585,8 @@ impl EvalOp for LinearI8 {
 impl TypedOp for LinearI8 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let fact = inputs[0];
-        ensure!(fact.datum_type == DatumType::I8 && fact.rank() >= 1, "UsqLinearI8 wants i8 [.., K]");
-        ensure!(fact.shape[fact.rank() - 1] == self.k.to_dim(), "UsqLinearI8: input {:?}, K = {}", fact.shape, self.k);
-        let mut shape: TVec<TDim> = fact.shape.iter().cloned().collect();
-        *shape.last_mut().unwrap() = self.n.to_dim();
+        ensure!(fact.datum_type == DatumType::I8, "UsqLinearI8 wants i8 [.., K]");
+        let shape = super::linear_shape("UsqLinearI8", &fact.shape, self.k.to_dim(), self.n.to_dim())?;
         Ok(tvec!(self.epilogue.datum_type().fact(shape)))
     }
 

@@ -288,10 +288,7 @@ impl EvalOp for LinearF32 {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = args_1!(inputs);
-        let shape = x.shape();
-        ensure!(shape.last() == Some(&self.k), "UsqLinearF32: input {shape:?}, want K = {} last", self.k);
-        let mut out_shape: TVec<usize> = shape.into();
-        *out_shape.last_mut().unwrap() = self.n;
+        let out_shape = super::linear_shape("UsqLinearF32", x.shape(), self.k, self.n)?;
         // SAFETY: `run` writes every element.
         let mut out = unsafe { Tensor::uninitialized_dt(DatumType::F32, &out_shape)? };
         {
@@ -306,10 +303,8 @@ impl EvalOp for LinearF32 {
 impl TypedOp for LinearF32 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let fact = inputs[0];
-        ensure!(fact.datum_type == DatumType::F32 && fact.rank() >= 1, "UsqLinearF32 wants f32 [.., K]");
-        ensure!(fact.shape[fact.rank() - 1] == self.k.to_dim(), "UsqLinearF32: input {:?}, K = {}", fact.shape, self.k);
-        let mut shape: TVec<TDim> = fact.shape.iter().cloned().collect();
-        *shape.last_mut().unwrap() = self.n.to_dim();
+        ensure!(fact.datum_type == DatumType::F32, "UsqLinearF32 wants f32 [.., K]");
+        let shape = super::linear_shape("UsqLinearF32", &fact.shape, self.k.to_dim(), self.n.to_dim())?;
         Ok(tvec!(DatumType::F32.fact(shape)))
     }
 

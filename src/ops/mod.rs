@@ -35,7 +35,7 @@ pub(crate) mod quantize;
 pub(crate) mod workers;
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::{args_3, ensure};
+use tract_onnx::tract_core::internal::{args_3, bail, ensure};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::einsum::EinSum;
@@ -88,6 +88,18 @@ fn per_column(
         Ok(if v.len() == 1 { tvec![v[0]; columns] } else { v.into() })
     };
     Ok((spread(a)?, spread(b)?))
+}
+
+/// A linear op's output shape (concrete or symbolic): its input's `[.., K]` with the last axis
+/// `N` instead; an input whose last axis is not K is an error naming `op`.
+fn linear_shape<D: Clone + PartialEq + std::fmt::Display>(op: &str, shape: &[D], k: D, n: D) -> TractResult<TVec<D>> {
+    if shape.last() != Some(&k) {
+        let shown: Vec<String> = shape.iter().map(D::to_string).collect();
+        bail!("{op}: input [{}], want K = {k} last", shown.join(", "));
+    }
+    let mut out: TVec<D> = shape.into();
+    *out.last_mut().unwrap() = n;
+    Ok(out)
 }
 
 /// Replaces the ops this module has faster versions of, in place, in an optimised model.

@@ -452,6 +452,12 @@ fn linear_kernels_match_the_definition() {
     let info = LinearI8::new(&[1; 4], 4, 1).unwrap().info().unwrap();
     eprintln!("int8 linear on {}: {}", std::env::consts::ARCH, info.join(", "));
     assert!(LinearI8::new(&[0; 6], 3, 2).is_err(), "K not a multiple of 4");
+    // Rows of another K, and a scalar, are errors that say which K the op wants.
+    let op = LinearI8::new(&[1; 8], 4, 2).unwrap();
+    for bad in [Tensor::zero::<i8>(&[2, 5]).unwrap(), Tensor::zero::<i8>(&[]).unwrap()] {
+        let e = op.eval_out_of_plan(tvec!(bad.into_tvalue())).unwrap_err();
+        assert!(format!("{e}").contains("want K = 4"), "{e}");
+    }
     assert!(LinearI8::new(&[0; 7], 4, 2).is_err(), "weights of the wrong length");
 }
 
