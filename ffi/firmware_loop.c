@@ -14,7 +14,7 @@
  * then a summary line of the engine's statistics. With --stats-every S, also every S seconds
  * (for soaks) a line of the engine's and the pool's counters so far:
  *
- *   tick t_s=<s> pushed=.. scored=.. dropped=.. skipped=.. failed=.. misses=.. p50_ms=.. p99_ms=..
+ *   tick t_s=<s> pushed=.. scored=.. dropped=.. skipped=.. failed=.. misses=.. p50_ms=.. p99_ms=.. run_ms=..
  *        pool_in_use_mb=.. pool_peak_mb=.. pool_fallbacks=..
  *
  * All memory is set up before the loop starts; the loop itself allocates nothing.
@@ -207,11 +207,11 @@ static usq_status print_tick(const usq_engine *engine, double t) {
   if (s == USQ_OK) s = usq_pool_get_stats(&pool);
   if (s != USQ_OK) return s;
   printf("tick t_s=%.1f pushed=%llu scored=%llu dropped=%llu skipped=%llu failed=%llu misses=%llu p50_ms=%.2f "
-         "p99_ms=%.2f pool_in_use_mb=%.1f pool_peak_mb=%.1f pool_fallbacks=%llu\n",
+         "p99_ms=%.2f run_ms=%.2f pool_in_use_mb=%.1f pool_peak_mb=%.1f pool_fallbacks=%llu\n",
          t, (unsigned long long)st.frames_pushed, (unsigned long long)st.frames_scored,
          (unsigned long long)st.frames_dropped, (unsigned long long)st.frames_skipped,
          (unsigned long long)st.frames_failed, (unsigned long long)st.deadline_misses, st.latency_p50_ms,
-         st.latency_p99_ms, pool.in_use_bytes / 1048576.0, pool.peak_bytes / 1048576.0,
+         st.latency_p99_ms, st.run_ms, pool.in_use_bytes / 1048576.0, pool.peak_bytes / 1048576.0,
          (unsigned long long)pool.fallbacks);
   fflush(stdout);
   return USQ_OK;

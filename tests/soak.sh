@@ -10,9 +10,11 @@
 # firmware_loop the allocation pool's bytes in use, peak and fallbacks. Prints the table, then
 # fails when, once warm (the second quarter of the run against the last), memory grows by more
 # than $SLACK_MIB MiB (default 16), the pool's peak or in-use bytes grow by more than 1 MiB, the
-# median p50 latency drifts up by more than 25 % + 1 ms, an interval has no results, or a frame
-# failed / the pool fell back to malloc. CI runs it for 2 minutes; docs/reliability.md has the
-# 30-minute run.
+# median cost of one encoder run (the engine's run_ms, read every second) drifts up by more than 25 % + 1 ms, an
+# interval has no results, or a frame failed / the pool fell back to malloc. The frame latency
+# is printed, not judged: the budget plans one run a frame or two as the runs' cost and jitter
+# allow, so on a fast host its p50 moves between about one run and two by design. CI runs it
+# for 2 minutes; docs/reliability.md has the 30-minute run.
 #
 # Needs target/release/usq and target/release/deps/libusq_ffi.{a,so}, as `cargo test --release`
 # (or `cargo build --release --workspace`) leaves them, a C compiler, pkg-config and curl.
@@ -33,14 +35,14 @@ source tests/soak-common.sh
 frames=$(soak_frames "${2:-}")
 
 # judge NAME TABLE: the table's columns are t rss_mib scored p50 p99 failed pool_in_use pool_peak
-# fallbacks ('-' where a column does not apply).
+# fallbacks run_ms ('-' where a column does not apply).
 judge() {
   echo "soak: $1, one row per ${EVERY} s:"
   awk '{ printf "soak:  "; for (i = 1; i <= NF; i++) printf " %15s", $i; print "" }' "$2"
   [ "$(($(wc -l <"$2") - 1))" -ge 4 ] || { echo "soak: FAIL: $1: fewer than 4 samples" >&2; return 1; }
   awk -v name="$1" -v slack="$SLACK_MIB" '
     NR == 1 { next }
-    { n++; t[n] = $1; rss[n] = $2; scored[n] = $3; p50[n] = $4; failed[n] = $6; inuse[n] = $7; peak[n] = $8; fb[n] = $9 }
+    { n++; t[n] = $1; rss[n] = $2; scored[n] = $3; p50[n] = $4; failed[n] = $6; inuse[n] = $7; peak[n] = $8; fb[n] = $9; run[n] = $10 }
     function maxof(a, lo, hi,   m, i) { m = a[lo]; for (i = lo; i <= hi; i++) if (a[i] + 0 > m + 0) m = a[i]; return m }
     function median(a, lo, hi,   v, k, i, j, x) {
       k = 0; for (i = lo; i <= hi; i++) v[++k] = a[i] + 0
@@ -54,9 +56,10 @@ judge() {
       r2 = maxof(rss, lo2, hi2); r4 = maxof(rss, lo4, n)
       printf "soak: %s: rss second-quarter peak %d MiB, last-quarter peak %d MiB\n", name, r2, r4
       if (r4 > r2 + slack) { printf "soak: FAIL: %s: memory grew by %d MiB once warm\n", name, r4 - r2; bad = 1 }
-      m2 = median(p50, lo2, hi2); m4 = median(p50, lo4, n)
-      printf "soak: %s: median p50 latency %.2f ms (second quarter), %.2f ms (last quarter)\n", name, m2, m4
-      if (m4 > 1.25 * m2 + 1) { printf "soak: FAIL: %s: latency drifted up\n", name; bad = 1 }
+      printf "soak: %s: median p50 latency %.2f ms (second quarter), %.2f ms (last quarter)\n", name, median(p50, lo2, hi2), median(p50, lo4, n)
+      m2 = median(run, lo2, hi2); m4 = median(run, lo4, n)
+      printf "soak: %s: median encoder run %.2f ms (second quarter), %.2f ms (last quarter)\n", name, m2, m4
+      if (m4 > 1.25 * m2 + 1) { printf "soak: FAIL: %s: the encoder run got slower\n", name; bad = 1 }
       for (i = 2; i <= n; i++) if (scored[i] <= scored[i - 1]) { printf "soak: FAIL: %s: no results between %s s and %s s\n", name, t[i - 1], t[i]; bad = 1 }
       if (failed[n] != "-" && failed[n] > 0) { printf "soak: FAIL: %s: %d frames failed\n", name, failed[n]; bad = 1 }
       if (peak[n] != "-") {
@@ -68,7 +71,10 @@ judge() {
     }' "$2"
 }
 
-header="t_s rss_mib scored p50_ms p99_ms failed pool_in_use_mib pool_peak_mib pool_fallbacks"
+# median_of FILE: the median of the numbers in FILE, one a line.
+median_of() { sort -g "$1" | awk '{ v[NR] = $1 } END { printf "%.2f\n", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+header="t_s rss_mib scored p50_ms p99_ms failed pool_in_use_mib pool_peak_mib pool_fallbacks run_ms"
 
 # 1. firmware_loop against the static library, as firmware links it (pkg-config usq-static).
 bash ffi/install.sh "$work/prefix" "$LIBDIR" >/dev/null
@@ -76,24 +82,32 @@ bash ffi/install.sh "$work/prefix" "$LIBDIR" >/dev/null
 cc -std=c11 -O2 -pthread -o "$work/firmware_loop" ffi/firmware_loop.c \
   $(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs usq-static) -lm
 echo "soak: firmware_loop (static libusq) at $FPS fps for $total s on $frames"
-"$work/firmware_loop" "$frames" --frames $((FPS * total)) --fps "$FPS" --stats-every "$EVERY" \
+"$work/firmware_loop" "$frames" --frames $((FPS * total)) --fps "$FPS" --stats-every 1 \
   >"$work/fw.out" 2>"$work/fw.err" &
 fw=$!; pids+=("$fw")
 echo "$header" >"$work/fw.table"
-# firmware_loop prints a tick every $EVERY s; memory is read when each tick appears.
-seen=0
+# firmware_loop prints a tick every second: each tick's run_ms goes into the interval's median,
+# and the tick that closes an interval of $EVERY s makes its row, memory read as it appears.
+seen=0 next_row=$EVERY
+: >"$work/fw.runs"
 while kill -0 "$fw" 2>/dev/null; do
   sleep 1
   ticks=$(grep -c '^tick ' "$work/fw.out" || true)
   while [ "$seen" -lt "$ticks" ]; do
     seen=$((seen + 1))
+    tick=$(grep '^tick ' "$work/fw.out" | sed -n "${seen}p")
+    field() { echo "$tick" | grep -o " $1=[^ ]*" | cut -d= -f2; }
+    field run_ms >>"$work/fw.runs"
+    [ "$(field t_s | cut -d. -f1)" -ge "$next_row" ] || continue
+    next_row=$((next_row + EVERY))
     m=$(rss "$fw")
     # A tick printed just before firmware_loop ended has no memory to read: left out.
     [ "$m" -ge 0 ] || continue
-    grep '^tick ' "$work/fw.out" | sed -n "${seen}p" | awk -v m="$m" '{
+    echo "$tick" | awk -v m="$m" -v run="$(median_of "$work/fw.runs")" '{
       for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-      print v["t_s"], m, v["scored"], v["p50_ms"], v["p99_ms"], v["failed"], v["pool_in_use_mb"], v["pool_peak_mb"], v["pool_fallbacks"]
+      print v["t_s"], m, v["scored"], v["p50_ms"], v["p99_ms"], v["failed"], v["pool_in_use_mb"], v["pool_peak_mb"], v["pool_fallbacks"], run
     }' >>"$work/fw.table"
+    : >"$work/fw.runs"
   done
 done
 wait "$fw" || { tail -20 "$work/fw.err" "$work/fw.out" >&2; echo "soak: FAIL: firmware_loop exited with an error" >&2; exit 1; }
@@ -111,13 +125,20 @@ url=$(grep -o 'http://[0-9.:]*/' "$work/live.err" | head -1)
 echo "$header" >"$work/live.table"
 t=0
 while [ "$t" -lt "$total" ]; do
-  sleep "$EVERY"; t=$((t + EVERY))
+  # run_ms read every second, its median per interval (one reading is a moving average of the
+  # last few runs, as noisy as they are).
+  : >"$work/live.runs"
+  for _ in $(seq "$EVERY"); do
+    sleep 1
+    json=$(curl -s --max-time 5 "${url}stats.json")
+    get() { echo "$json" | grep -o "\"$1\":[0-9.eE+-]*" | cut -d: -f2; }
+    get run_ms >>"$work/live.runs"
+  done
+  t=$((t + EVERY))
   kill -0 "$usq" 2>/dev/null || { tail -20 "$work/live.err" >&2; echo "soak: FAIL: usq ended early" >&2; exit 1; }
   m=$(rss "$usq")
-  json=$(curl -s --max-time 5 "${url}stats.json")
-  get() { echo "$json" | grep -o "\"$1\":[0-9.eE+-]*" | cut -d: -f2; }
-  printf '%s %s %s %.2f %.2f %s - - -\n' "$t" "$m" "$(get frames_scored)" "$(get latency_p50_ms)" "$(get latency_p99_ms)" \
-    "$(get frames_failed)" >>"$work/live.table"
+  printf '%s %s %s %.2f %.2f %s - - - %.2f\n' "$t" "$m" "$(get frames_scored)" "$(get latency_p50_ms)" "$(get latency_p99_ms)" \
+    "$(get frames_failed)" "$(median_of "$work/live.runs")" >>"$work/live.table"
 done
 wait "$usq" || { tail -20 "$work/live.err" >&2; echo "soak: FAIL: usq live exited with an error" >&2; exit 1; }
 grep -v '^usq live: serving' "$work/live.err" | tail -3 | sed 's/^/soak: usq live /'
