@@ -1,8 +1,10 @@
 //! Criterion benches: the encoder (fp32 and int8, batch 1 and 4, one and two threads), a whole
-//! NRQ frame, uLPIPS of a pair, and the pure preprocessing, acquisition-check and metric maths.
+//! NRQ frame, uLPIPS of a pair, the pure preprocessing, acquisition-check and metric maths, and
+//! the project's int8 linear kernels.
 //!
 //!     cargo bench --bench encoder              # all
 //!     cargo bench --bench encoder -- forward   # one group
+//!     cargo bench --bench encoder -- linear_i8 # the int8 linear kernels alone
 //!
 //! Models are read from models/ (fp32 `tinyusfm.onnx`, int8 `tinyusfm-int8.onnx`).
 
@@ -109,5 +111,26 @@ fn preprocessing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, nrq_frame, ulpips_pair, preprocessing);
+/// The project's int8 linear kernels on the model's four layer shapes (197 tokens; qkv, proj,
+/// fc1, fc2), one thread: every kernel this CPU runs (the op's pick, and the 256-bit VNNI body
+/// beside the 512-bit one). One forward runs each shape 12 times.
+fn linear_i8(c: &mut Criterion) {
+    use usq::bench_hooks::Int8Linear;
+    let mut group = c.benchmark_group("linear_i8");
+    group.sample_size(30);
+    let mut rng = fastrand::Rng::with_seed(3);
+    for (name, k, n) in [("qkv", 192, 576), ("proj", 192, 192), ("fc1", 192, 768), ("fc2", 768, 192)] {
+        let x: Vec<i8> = (0..197 * k).map(|_| rng.i8(..)).collect();
+        let w: Vec<i8> = (0..k * n).map(|_| rng.i8(..)).collect();
+        let op = Int8Linear::new(&w, k, n);
+        let mut out = vec![0i32; 197 * n];
+        for kernel in Int8Linear::kernels() {
+            group
+                .bench_function(BenchmarkId::new(kernel, name), |b| b.iter(|| op.run(kernel, black_box(&x), &mut out)));
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, nrq_frame, ulpips_pair, preprocessing, linear_i8);
 criterion_main!(benches);

@@ -188,8 +188,9 @@ fn live_encoder(options: EncoderOptions) -> Result<Encoder> {
 
 /// Which shipped model live scoring runs ([`ModelSource::Live`]).
 ///
-/// The int8 model is faster than the fp32 one only where tract has an integer dot-product
-/// kernel: on x86-64 that is AVX-512 VNNI or AVX-VNNI (`vpdpbusd`). Without them tract's
+/// The int8 model is faster than the fp32 one only where the CPU has an integer dot product:
+/// on x86-64 that is AVX-512 VNNI or AVX-VNNI (`vpdpbusd`), where the project's int8 linear
+/// op runs (src/ops/linear.rs, a kernel for each) and tract's own too. Without them tract's
 /// AVX2 int8 kernel widens every byte and was measured about 40x slower than the fp32
 /// model on an AMD EPYC with AVX2 only (BENCHMARKS.md), so there the fp32 model is the live
 /// one. On ARM the int8 model stays the live one (tract's NEON int8 kernels).

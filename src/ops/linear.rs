@@ -9,6 +9,8 @@
 //! four bytes of an activation row broadcast straight from the row:
 //! - x86-64 with AVX-512 VNNI: `vpdpbusd` (unsigned × signed bytes), on weights stored as
 //!   `w + 128`; the shift is taken back with each row's sum, `Σ x·(w + 128) = Σ x·w + 128·Σ x`;
+//! - x86-64 with AVX-VNNI only (Alder Lake and later cores without AVX-512): the same
+//!   instruction on 256-bit vectors, the panel taken in four strips of 16 columns;
 //! - aarch64 with the dot product extension (ARMv8.2+): `sdot` (signed × signed);
 //! - other aarch64 (ARMv8.0): `smull` and `sadalp` (products to 16 bits, pairs added into
 //!   32), and a pairwise add at the end.
@@ -16,7 +18,10 @@
 //! Integer sums are exact, so every kernel gives tract's result bit for bit (src/ops/tests.rs;
 //! the aarch64 kernels under qemu, cross/test.sh). The op is swapped in only where one of these
 //! kernels exists ([`LinearI8::available`]); elsewhere (x86-64 without VNNI, armv7, whose NEON
-//! intrinsics Rust has not stabilised) tract's products stay. On x86-64 the VNNI kernel is
+//! intrinsics Rust has not stabilised) tract's products stay. Plain AVX2 has no exact byte
+//! product that beats its fp32 FMA: `vpmaddubsw` saturates its 16-bit pair sums (up to
+//! 255·127·2, over 2^15), and widening to `vpmaddwd` does 16 multiply-adds an instruction,
+//! as many as an fp32 FMA, so the shipped default there is the fp32 model (src/defaults.rs). On x86-64 the VNNI kernel is
 //! measured against tract's (BENCHMARKS.md); on ARM boards `usq bench --tract-ops-only`
 //! measures the difference.
 
@@ -117,6 +122,18 @@ pub enum Kernel {
     #[cfg(target_arch = "aarch64")]
     #[cfg_attr(not(test), allow(dead_code))]
     NeonV80,
+    /// The 256-bit VNNI kernel even where the CPU has the 512-bit one: its AVX-512VL encoding
+    /// (tests; the AVX-VNNI encoding runs the same body where only that exists).
+    #[cfg(target_arch = "x86_64")]
+    #[cfg_attr(not(test), allow(dead_code))]
+    Ymm,
+}
+
+impl Kernel {
+    /// The kernel that runs for this choice on this CPU, as `usq bench --profile` names it.
+    pub fn name(self) -> &'static str {
+        Path::of(self).name()
+    }
 }
 
 /// The kernel that runs, and the rows of its tiles.
@@ -125,6 +142,12 @@ enum Path {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Vnni,
+    /// AVX-VNNI (VEX, 256 bits): Alder Lake and later cores without AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    /// The same 256-bit body with AVX-512VL's encoding of the instruction.
+    #[cfg(target_arch = "x86_64")]
+    YmmEvex,
     #[cfg(target_arch = "aarch64")]
     Dot,
     #[cfg(target_arch = "aarch64")]
@@ -137,10 +160,24 @@ impl Path {
             Kernel::Portable => Path::Portable,
             #[cfg(target_arch = "aarch64")]
             Kernel::NeonV80 => Path::NeonV80,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Ymm => {
+                if ymm::avx_vnni() {
+                    Path::AvxVnni
+                } else if ymm::evex() {
+                    Path::YmmEvex
+                } else {
+                    Path::Portable
+                }
+            }
             Kernel::Auto => {
                 #[cfg(target_arch = "x86_64")]
                 if vnni::available() {
                     return Path::Vnni;
+                }
+                #[cfg(target_arch = "x86_64")]
+                if ymm::avx_vnni() {
+                    return Path::AvxVnni;
                 }
                 #[cfg(target_arch = "aarch64")]
                 return if std::arch::is_aarch64_feature_detected!("dotprod") { Path::Dot } else { Path::NeonV80 };
@@ -156,6 +193,10 @@ impl Path {
             Path::Portable => "usq_portable_i8",
             #[cfg(target_arch = "x86_64")]
             Path::Vnni => "usq_avx512vnni_i8_6x64",
+            #[cfg(target_arch = "x86_64")]
+            Path::AvxVnni => "usq_avxvnni_i8_6x16",
+            #[cfg(target_arch = "x86_64")]
+            Path::YmmEvex => "usq_avx512vl_vnni_i8_6x16",
             #[cfg(target_arch = "aarch64")]
             Path::Dot => "usq_arm64_sdot_i8_6x16",
             #[cfg(target_arch = "aarch64")]
@@ -169,6 +210,8 @@ impl Path {
             Path::Portable => 6,
             #[cfg(target_arch = "x86_64")]
             Path::Vnni => 6, // 6 × 4 vectors of 32
+            #[cfg(target_arch = "x86_64")]
+            Path::AvxVnni | Path::YmmEvex => 6, // 6 × 2 vectors of 8 (of 16 registers)
             #[cfg(target_arch = "aarch64")]
             Path::Dot => 6, // 6 × 4 vectors of 32
             #[cfg(target_arch = "aarch64")]
@@ -255,6 +298,10 @@ impl LinearI8 {
                 match path {
                     #[cfg(target_arch = "x86_64")]
                     Path::Vnni => unsafe { vnni::tile(self, x, count, acc) },
+                    #[cfg(target_arch = "x86_64")]
+                    Path::AvxVnni => unsafe { ymm::tile_avx_vnni(self, x, count, acc) },
+                    #[cfg(target_arch = "x86_64")]
+                    Path::YmmEvex => unsafe { ymm::tile_evex(self, x, count, acc) },
                     #[cfg(target_arch = "aarch64")]
                     Path::Dot => unsafe { neon::tile_dot(self, x, count, acc) },
                     #[cfg(target_arch = "aarch64")]
@@ -398,6 +445,132 @@ mod vnni {
                             mask,
                             _mm512_sub_epi32(a, s),
                         );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The 256-bit VNNI kernels: the 512-bit kernel's packed panels of 64 columns, taken in four
+/// strips of 16 (two vectors of 8 columns × 4 bytes), so that 6 rows × 2 accumulators, the two
+/// weight vectors and the broadcast row fit the 16 registers. One body, two encodings of
+/// `vpdpbusd`: AVX-VNNI (VEX) where that is all the CPU has, AVX-512VL (EVEX) for testing the
+/// body on CPUs with AVX-512.
+#[cfg(target_arch = "x86_64")]
+mod ymm {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    pub fn avx_vnni() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("avxvnni")
+    }
+
+    pub fn evex() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// One encoding of `acc += Σ` of four u8 × i8 products per 32-bit lane.
+    trait Dot {
+        unsafe fn dot(acc: __m256i, w: __m256i, x: __m256i) -> __m256i;
+    }
+
+    struct Vex;
+    impl Dot for Vex {
+        #[inline(always)]
+        unsafe fn dot(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+            // SAFETY: the caller's: this CPU has AVX-VNNI.
+            unsafe { _mm256_dpbusd_avx_epi32(acc, w, x) }
+        }
+    }
+
+    struct Evex;
+    impl Dot for Evex {
+        #[inline(always)]
+        unsafe fn dot(acc: __m256i, w: __m256i, x: __m256i) -> __m256i {
+            // SAFETY: the caller's: this CPU has AVX-512VL and VNNI.
+            unsafe { _mm256_dpbusd_epi32(acc, w, x) }
+        }
+    }
+
+    /// Up to 6 rows of `x` times all of W into `out` (count × N), with AVX-VNNI.
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub(super) unsafe fn tile_avx_vnni(op: &LinearI8, x: &[i8], count: usize, out: &mut [i32]) {
+        // SAFETY: the caller's; the bodies check their own bounds.
+        unsafe { rows::<Vex>(op, x, count, out) }
+    }
+
+    /// As [`tile_avx_vnni`], with AVX-512VL's encoding.
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
+    pub(super) unsafe fn tile_evex(op: &LinearI8, x: &[i8], count: usize, out: &mut [i32]) {
+        // SAFETY: the caller's; the bodies check their own bounds.
+        unsafe { rows::<Evex>(op, x, count, out) }
+    }
+
+    #[inline(always)]
+    unsafe fn rows<D: Dot>(op: &LinearI8, x: &[i8], count: usize, out: &mut [i32]) {
+        // SAFETY: the caller's.
+        unsafe {
+            match count {
+                6 => body::<D, 6>(op, x, out),
+                5 => body::<D, 5>(op, x, out),
+                4 => body::<D, 4>(op, x, out),
+                3 => body::<D, 3>(op, x, out),
+                2 => body::<D, 2>(op, x, out),
+                _ => body::<D, 1>(op, x, out),
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn body<D: Dot, const R: usize>(op: &LinearI8, x: &[i8], out: &mut [i32]) {
+        const STRIP: usize = 16;
+        let (k, n) = (op.k, op.n);
+        assert!(x.len() >= R * k && out.len() >= R * n);
+        let groups = k / 4;
+        let packed = op.packed.as_ptr();
+        // 128 · Σ x of each row, for taking the +128 of the weights back.
+        let mut shift = [0i32; R];
+        for (r, shift) in shift.iter_mut().enumerate() {
+            *shift = 128 * x[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum::<i32>();
+        }
+        // SAFETY: this CPU has what D's instruction needs (the caller's); every read below is
+        // inside x (R rows of K, in groups of 4 bytes) or `packed` (panels × groups × 256 bytes,
+        // a strip being 64 of each group's 256), and every write inside `out` (R rows of N, the
+        // columns past N masked off).
+        unsafe {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            for first in (0..n).step_by(STRIP) {
+                let (p, strip) = (first / PANEL, first % PANEL / STRIP);
+                let mut acc = [[_mm256_setzero_si256(); 2]; R];
+                let mut w = packed.add(p * groups * PANEL * 4 + strip * STRIP * 4);
+                for g in 0..groups {
+                    let w0 = _mm256_loadu_si256(w.cast());
+                    let w1 = _mm256_loadu_si256(w.add(32).cast());
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xr = _mm256_set1_epi32(x.as_ptr().add(r * k + 4 * g).cast::<i32>().read_unaligned());
+                        acc[0] = D::dot(acc[0], w0, xr);
+                        acc[1] = D::dot(acc[1], w1, xr);
+                    }
+                    w = w.add(PANEL * 4);
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    let s = _mm256_set1_epi32(shift[r]);
+                    for (v, &a) in acc.iter().enumerate() {
+                        let col = first + v * 8;
+                        if col >= n {
+                            break;
+                        }
+                        let dst = out.as_mut_ptr().add(r * n + col);
+                        let sums = _mm256_sub_epi32(a, s);
+                        if n - col >= 8 {
+                            _mm256_storeu_si256(dst.cast(), sums);
+                        } else {
+                            let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((n - col) as i32), lane);
+                            _mm256_maskstore_epi32(dst, mask, sums);
+                        }
                     }
                 }
             }
@@ -553,7 +726,7 @@ impl Op for LinearI8 {
             Epilogue::Dequantize { .. } => ", then dequantised",
             Epilogue::DequantizeGeluQuantize { .. } => ", then dequantised, GELU, quantised",
         };
-        Ok(vec![format!("[{}, {}] int8 weights{epilogue} with {}", self.k, self.n, Path::of(Kernel::Auto).name())])
+        Ok(vec![format!("[{}, {}] int8 weights{epilogue} with {}", self.k, self.n, Kernel::Auto.name())])
     }
 
     op_as_typed_op!();
