@@ -193,7 +193,8 @@ fn live_encoder(options: EncoderOptions) -> Result<Encoder> {
 /// op runs (src/ops/linear.rs, a kernel for each) and tract's own too. Without them tract's
 /// AVX2 int8 kernel widens every byte and was measured about 40x slower than the fp32
 /// model on an AMD EPYC with AVX2 only (BENCHMARKS.md), so there the fp32 model is the live
-/// one. On ARM the int8 model stays the live one (tract's NEON int8 kernels).
+/// one. On ARM the int8 model stays the live one (the project's SDOT or SMULL kernels on
+/// aarch64, tract's NEON ones on armv7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LiveModel {
     /// `tinyusfm-int8.onnx`.
@@ -221,6 +222,7 @@ impl LiveModel {
         match (self, cfg!(target_arch = "x86_64")) {
             (LiveModel::Int8, true) => "the CPU has VNNI integer dot products",
             (LiveModel::Fp32, true) => "the CPU has no VNNI: tract's int8 kernels are slower than fp32 here",
+            _ if cfg!(target_arch = "aarch64") => "NEON integer products (the project's SDOT or SMULL kernels)",
             _ => "tract's NEON int8 kernels",
         }
     }

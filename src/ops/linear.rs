@@ -21,9 +21,10 @@
 //! intrinsics Rust has not stabilised) tract's products stay. Plain AVX2 has no exact byte
 //! product that beats its fp32 FMA: `vpmaddubsw` saturates its 16-bit pair sums (up to
 //! 255·127·2, over 2^15), and widening to `vpmaddwd` does 16 multiply-adds an instruction,
-//! as many as an fp32 FMA, so the shipped default there is the fp32 model (src/defaults.rs). On x86-64 the VNNI kernel is
-//! measured against tract's (BENCHMARKS.md); on ARM boards `usq bench --tract-ops-only`
-//! measures the difference.
+//! as many as an fp32 FMA, so the shipped default there is the fp32 model (src/defaults.rs).
+//! On x86-64 the VNNI kernels are measured against tract's (BENCHMARKS.md, and `cargo bench
+//! --bench encoder -- linear_i8` for each kernel alone); on ARM boards `usq bench
+//! --tract-ops-only` measures the difference.
 
 use super::gelu::DequantizeGeluQuantizeI8;
 use super::workers::{Disjoint, Workers};
