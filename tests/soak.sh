@@ -10,10 +10,12 @@
 # firmware_loop the allocation pool's bytes in use, peak and fallbacks. Prints the table, then
 # fails when, once warm (the second quarter of the run against the last), memory grows by more
 # than $SLACK_MIB MiB (default 16), the pool's peak or in-use bytes grow by more than 1 MiB, the
-# median cost of one encoder run (the engine's run_ms, read every second) drifts up by more than 25 % + 1 ms, an
-# interval has no results, or a frame failed / the pool fell back to malloc. The frame latency
-# is printed, not judged: the budget plans one run a frame or two as the runs' cost and jitter
-# allow, so on a fast host its p50 moves between about one run and two by design. CI runs it
+# median cost of one encoder run (the engine's run_ms, read every second) rises by more than
+# $DRIFT_PCT % + 1 ms (default 60: on this shared 2-vCPU host the minute medians of an idle
+# 30-minute run ranged 12.6-19.3 ms, up to 1.53x, with no drift), an interval has no results,
+# or a frame failed / the pool fell back to malloc. The frame latency is printed, not judged:
+# the budget plans one run a frame or two as the runs' cost and jitter allow, so on a fast
+# host its p50 moves between about one run and two by design. CI runs it
 # for 2 minutes; docs/reliability.md has the 30-minute run.
 #
 # Needs target/release/usq and target/release/deps/libusq_ffi.{a,so}, as `cargo test --release`
@@ -21,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 SECONDS [FRAMES_DIR]" >&2; exit 2; }
-total=$1 EVERY=${EVERY:-60} SLACK_MIB=${SLACK_MIB:-16} FPS=${FPS:-30}
+total=$1 EVERY=${EVERY:-60} SLACK_MIB=${SLACK_MIB:-16} FPS=${FPS:-30} DRIFT_PCT=${DRIFT_PCT:-60}
 USQ=${USQ:-target/release/usq}
 # deps/: cargo test builds the C library there and does not always copy it up (ffi/tests).
 LIBDIR=${USQ_LIBDIR:-target/release/deps}
@@ -40,7 +42,7 @@ judge() {
   echo "soak: $1, one row per ${EVERY} s:"
   awk '{ printf "soak:  "; for (i = 1; i <= NF; i++) printf " %15s", $i; print "" }' "$2"
   [ "$(($(wc -l <"$2") - 1))" -ge 4 ] || { echo "soak: FAIL: $1: fewer than 4 samples" >&2; return 1; }
-  awk -v name="$1" -v slack="$SLACK_MIB" '
+  awk -v name="$1" -v slack="$SLACK_MIB" -v drift="$DRIFT_PCT" '
     NR == 1 { next }
     { n++; t[n] = $1; rss[n] = $2; scored[n] = $3; p50[n] = $4; failed[n] = $6; inuse[n] = $7; peak[n] = $8; fb[n] = $9; run[n] = $10 }
     function maxof(a, lo, hi,   m, i) { m = a[lo]; for (i = lo; i <= hi; i++) if (a[i] + 0 > m + 0) m = a[i]; return m }
@@ -59,7 +61,7 @@ judge() {
       printf "soak: %s: median p50 latency %.2f ms (second quarter), %.2f ms (last quarter)\n", name, median(p50, lo2, hi2), median(p50, lo4, n)
       m2 = median(run, lo2, hi2); m4 = median(run, lo4, n)
       printf "soak: %s: median encoder run %.2f ms (second quarter), %.2f ms (last quarter)\n", name, m2, m4
-      if (m4 > 1.25 * m2 + 1) { printf "soak: FAIL: %s: the encoder run got slower\n", name; bad = 1 }
+      if (m4 > (1 + drift / 100) * m2 + 1) { printf "soak: FAIL: %s: the encoder run got slower\n", name; bad = 1 }
       for (i = 2; i <= n; i++) if (scored[i] <= scored[i - 1]) { printf "soak: FAIL: %s: no results between %s s and %s s\n", name, t[i - 1], t[i]; bad = 1 }
       if (failed[n] != "-" && failed[n] > 0) { printf "soak: FAIL: %s: %d frames failed\n", name, failed[n]; bad = 1 }
       if (peak[n] != "-") {
@@ -116,27 +118,29 @@ fw_ok=0; judge firmware_loop "$work/fw.table" || fw_ok=1
 
 # 2. usq live --input, its counters from the live view's /stats.json.
 echo "soak: usq live --input at $FPS fps for $total s"
-"$USQ" live --input "$frames" --fps "$FPS" --seconds "$((total + 5))" --json --serve 127.0.0.1:0 \
+"$USQ" live --input "$frames" --fps "$FPS" --seconds "$((total + 15))" --json --serve 127.0.0.1:0 \
   >"$work/live.out" 2>"$work/live.err" &
 usq=$!; pids+=("$usq")
 for _ in $(seq 150); do grep -q "serving the live view on" "$work/live.err" && break; sleep 0.2; done
 url=$(grep -o 'http://[0-9.:]*/' "$work/live.err" | head -1)
 [ -n "$url" ] || { cat "$work/live.err" >&2; echo "soak: FAIL: usq did not start" >&2; exit 1; }
 echo "$header" >"$work/live.table"
-t=0
+get() { echo "$json" | grep -o "\"$1\":[0-9.eE+-]*" | cut -d: -f2; }
+t=0 start=$SECONDS
 while [ "$t" -lt "$total" ]; do
   # run_ms read every second, its median per interval (one reading is a moving average of the
-  # last few runs, as noisy as they are).
+  # last few runs, as noisy as they are). Intervals end by the clock: a count of one-second
+  # sleeps drifts by the reads' own time (30 s over half an hour, past usq's end).
+  t=$((t + EVERY))
   : >"$work/live.runs"
-  for _ in $(seq "$EVERY"); do
+  while [ $((SECONDS - start)) -lt "$t" ]; do
     sleep 1
-    json=$(curl -s --max-time 5 "${url}stats.json")
-    get() { echo "$json" | grep -o "\"$1\":[0-9.eE+-]*" | cut -d: -f2; }
+    json=$(curl -s --max-time 5 "${url}stats.json") || continue
     get run_ms >>"$work/live.runs"
   done
-  t=$((t + EVERY))
   kill -0 "$usq" 2>/dev/null || { tail -20 "$work/live.err" >&2; echo "soak: FAIL: usq ended early" >&2; exit 1; }
   m=$(rss "$usq")
+  json=$(curl -s --max-time 5 "${url}stats.json")
   printf '%s %s %s %.2f %.2f %s - - - %.2f\n' "$t" "$m" "$(get frames_scored)" "$(get latency_p50_ms)" "$(get latency_p99_ms)" \
     "$(get frames_failed)" "$(median_of "$work/live.runs")" >>"$work/live.table"
 done
