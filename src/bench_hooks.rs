@@ -11,27 +11,20 @@ impl Int8Linear {
         Int8Linear(LinearI8::new(weights, k, n).expect("int8 linear weights"))
     }
 
-    /// The kernels this CPU runs, by name: the one the op picks, then the ones it runs
-    /// only when asked (the 256-bit VNNI body beside the 512-bit one).
+    /// The kernels this CPU runs, by name: the one the op picks, then the ones it runs only
+    /// when asked (the 256-bit VNNI body beside the 512-bit one, the ARMv8.0 kernel beside the
+    /// dot product).
     pub fn kernels() -> Vec<&'static str> {
-        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-        let mut names = vec![Kernel::Auto.name()];
-        #[cfg(target_arch = "x86_64")]
-        if !names.contains(&Kernel::Ymm.name()) && Kernel::Ymm.name() != Kernel::Portable.name() {
-            names.push(Kernel::Ymm.name());
-        }
-        names
+        Self::choices().map(Kernel::name).collect()
     }
 
     /// `out = x · W` on this thread with the kernel of that name ([`Self::kernels`]).
     pub fn run(&self, kernel: &str, x: &[i8], out: &mut [i32]) {
-        #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-        let mut choice = Kernel::Auto;
-        #[cfg(target_arch = "x86_64")]
-        if kernel == Kernel::Ymm.name() {
-            choice = Kernel::Ymm;
-        }
-        assert_eq!(choice.name(), kernel, "no such kernel here");
+        let choice = Self::choices().find(|k| k.name() == kernel).expect("no such kernel here");
         self.0.run(choice, x, out, &Workers::Current)
+    }
+
+    fn choices() -> impl Iterator<Item = Kernel> {
+        std::iter::once(Kernel::Auto).chain(Kernel::on_request())
     }
 }

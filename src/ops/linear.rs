@@ -135,6 +135,28 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         Path::of(self).name()
     }
+
+    /// The kernels this CPU has that run only when asked for (tests, benches): the ARMv8.0
+    /// kernel beside the dot product, the 256-bit VNNI body beside the 512-bit one.
+    #[cfg(target_arch = "x86_64")]
+    pub fn on_request() -> Vec<Kernel> {
+        match [Kernel::Auto.name(), Kernel::Portable.name()].contains(&Kernel::Ymm.name()) {
+            true => vec![],
+            false => vec![Kernel::Ymm],
+        }
+    }
+
+    /// As on x86-64: the ARMv8.0 kernel.
+    #[cfg(target_arch = "aarch64")]
+    pub fn on_request() -> Vec<Kernel> {
+        vec![Kernel::NeonV80]
+    }
+
+    /// As on x86-64: none here.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    pub fn on_request() -> Vec<Kernel> {
+        vec![]
+    }
 }
 
 /// The kernel that runs, and the rows of its tiles.
@@ -361,6 +383,14 @@ fn portable(op: &LinearI8, x: &[i8], out: &mut [i32]) {
     }
 }
 
+/// `128 · Σ x` of each of the R rows of `x` (K long): what the x86 kernels take back from
+/// their sums for the weights' `+ 128` (inlined into each kernel, so vectorised for its CPU).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn shifts<const R: usize>(x: &[i8], k: usize) -> [i32; R] {
+    std::array::from_fn(|r| 128 * x[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum::<i32>())
+}
+
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use super::*;
@@ -394,27 +424,11 @@ mod vnni {
         assert!(x.len() >= R * k && out.len() >= R * n);
         let groups = k / 4;
         let packed = op.packed.as_ptr();
+        let shift = shifts::<R>(x, k);
         // SAFETY: this CPU has AVX-512F/BW and VNNI (the caller's); every read below is inside
         // x (R rows of K, in groups of 4 bytes) or `packed` (panels × groups × 256 bytes), and
         // every write inside `out` (R rows of N, the last panel's columns masked to N).
         unsafe {
-            // Σ x of each row, for taking the +128 of the weights back.
-            let ones = _mm512_set1_epi8(1);
-            let mut shift = [0i32; R];
-            for (r, shift) in shift.iter_mut().enumerate() {
-                let row = x.as_ptr().add(r * k);
-                let mut sum = _mm512_setzero_si512();
-                let mut c = 0;
-                while c + 64 <= k {
-                    sum = _mm512_dpbusd_epi32(sum, ones, _mm512_loadu_si512(row.add(c).cast()));
-                    c += 64;
-                }
-                let mut total = _mm512_reduce_add_epi32(sum);
-                for &v in &x[r * k + c..(r + 1) * k] {
-                    total += v as i32;
-                }
-                *shift = 128 * total;
-            }
             for p in 0..n.div_ceil(PANEL) {
                 let mut acc = [[_mm512_setzero_si512(); 4]; R];
                 let mut w = packed.add(p * groups * PANEL * 4);
@@ -532,11 +546,7 @@ mod ymm {
         assert!(x.len() >= R * k && out.len() >= R * n);
         let groups = k / 4;
         let packed = op.packed.as_ptr();
-        // 128 · Σ x of each row, for taking the +128 of the weights back.
-        let mut shift = [0i32; R];
-        for (r, shift) in shift.iter_mut().enumerate() {
-            *shift = 128 * x[r * k..(r + 1) * k].iter().map(|&v| v as i32).sum::<i32>();
-        }
+        let shift = shifts::<R>(x, k);
         // SAFETY: this CPU has what D's instruction needs (the caller's); every read below is
         // inside x (R rows of K, in groups of 4 bytes) or `packed` (panels × groups × 256 bytes,
         // a strip being 64 of each group's 256), and every write inside `out` (R rows of N, the

@@ -400,18 +400,9 @@ fn linear_reference(x: &[i8], w: &[i8], k: usize, n: usize) -> Vec<i64> {
         .collect()
 }
 
-/// `first`, then the kernels that run only when asked for, where the CPU has them: the ARMv8.0
-/// kernel beside the dot product, the 256-bit VNNI body beside the 512-bit one.
+/// `first`, then the kernels that run only when asked for ([`linear::Kernel::on_request`]).
 fn linear_kernels<const N: usize>(first: [linear::Kernel; N]) -> Vec<linear::Kernel> {
-    #[cfg_attr(not(any(target_arch = "aarch64", target_arch = "x86_64")), allow(unused_mut))]
-    let mut kernels = first.to_vec();
-    #[cfg(target_arch = "aarch64")]
-    kernels.push(linear::Kernel::NeonV80);
-    #[cfg(target_arch = "x86_64")]
-    if linear::Kernel::Ymm.name() != linear::Kernel::Portable.name() {
-        kernels.push(linear::Kernel::Ymm);
-    }
-    kernels
+    first.into_iter().chain(linear::Kernel::on_request()).collect()
 }
 
 #[test]
