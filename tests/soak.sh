@@ -92,13 +92,13 @@ echo "$header" >"$work/fw.table"
 # and the tick that closes an interval of $EVERY s makes its row, memory read as it appears.
 seen=0 next_row=$EVERY
 : >"$work/fw.runs"
+field() { echo "$tick" | grep -o " $1=[^ ]*" | cut -d= -f2; }
 while kill -0 "$fw" 2>/dev/null; do
   sleep 1
-  ticks=$(grep -c '^tick ' "$work/fw.out" || true)
-  while [ "$seen" -lt "$ticks" ]; do
+  # The ticks not seen yet, from one read of the output (it grows by 30 result lines a second).
+  grep '^tick ' "$work/fw.out" | tail -n +$((seen + 1)) >"$work/fw.new" || true
+  while IFS= read -r tick; do
     seen=$((seen + 1))
-    tick=$(grep '^tick ' "$work/fw.out" | sed -n "${seen}p")
-    field() { echo "$tick" | grep -o " $1=[^ ]*" | cut -d= -f2; }
     field run_ms >>"$work/fw.runs"
     [ "$(field t_s | cut -d. -f1)" -ge "$next_row" ] || continue
     next_row=$((next_row + EVERY))
@@ -110,7 +110,7 @@ while kill -0 "$fw" 2>/dev/null; do
       print v["t_s"], m, v["scored"], v["p50_ms"], v["p99_ms"], v["failed"], v["pool_in_use_mb"], v["pool_peak_mb"], v["pool_fallbacks"], run
     }' >>"$work/fw.table"
     : >"$work/fw.runs"
-  done
+  done <"$work/fw.new"
 done
 wait "$fw" || { tail -20 "$work/fw.err" "$work/fw.out" >&2; echo "soak: FAIL: firmware_loop exited with an error" >&2; exit 1; }
 grep '^stats ' "$work/fw.out" | sed 's/^/soak: firmware_loop /'
