@@ -18,13 +18,15 @@
 # host its p50 moves between about one run and two by design. CI runs it
 # for 2 minutes; docs/reliability.md has the 30-minute run.
 #
+# PARTS picks which of the two to run (default "firmware_loop live").
+#
 # Needs target/release/usq and target/release/deps/libusq_ffi.{a,so}, as `cargo test --release`
 # (or `cargo build --release --workspace`) leaves them, a C compiler, pkg-config and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -ge 1 ] || { echo "usage: $0 SECONDS [FRAMES_DIR]" >&2; exit 2; }
 total=$1 EVERY=${EVERY:-60} SLACK_MIB=${SLACK_MIB:-16} FPS=${FPS:-30} DRIFT_PCT=${DRIFT_PCT:-60}
-USQ=${USQ:-target/release/usq}
+USQ=${USQ:-target/release/usq} PARTS=${PARTS:-firmware_loop live}
 # deps/: cargo test builds the C library there and does not always copy it up (ffi/tests).
 LIBDIR=${USQ_LIBDIR:-target/release/deps}
 source .ci/apt-ensure.sh
@@ -78,7 +80,9 @@ median_of() { sort -g "$1" | awk '{ v[NR] = $1 } END { printf "%.2f\n", NR % 2 ?
 
 header="t_s rss_mib scored p50_ms p99_ms failed pool_in_use_mib pool_peak_mib pool_fallbacks run_ms"
 
+fw_ok=0 live_ok=0
 # 1. firmware_loop against the static library, as firmware links it (pkg-config usq-static).
+if [[ " $PARTS " == *" firmware_loop "* ]]; then
 bash ffi/install.sh "$work/prefix" "$LIBDIR" >/dev/null
 # shellcheck disable=SC2046
 cc -std=c11 -O2 -pthread -o "$work/firmware_loop" ffi/firmware_loop.c \
@@ -114,9 +118,11 @@ while kill -0 "$fw" 2>/dev/null; do
 done
 wait "$fw" || { tail -20 "$work/fw.err" "$work/fw.out" >&2; echo "soak: FAIL: firmware_loop exited with an error" >&2; exit 1; }
 grep '^stats ' "$work/fw.out" | sed 's/^/soak: firmware_loop /'
-fw_ok=0; judge firmware_loop "$work/fw.table" || fw_ok=1
+judge firmware_loop "$work/fw.table" || fw_ok=1
+fi
 
 # 2. usq live --input, its counters from the live view's /stats.json.
+if [[ " $PARTS " == *" live "* ]]; then
 echo "soak: usq live --input at $FPS fps for $total s"
 "$USQ" live --input "$frames" --fps "$FPS" --seconds "$((total + 15))" --json --serve 127.0.0.1:0 \
   >"$work/live.out" 2>"$work/live.err" &
@@ -148,7 +154,8 @@ wait "$usq" || { tail -20 "$work/live.err" >&2; echo "soak: FAIL: usq live exite
 grep -v '^usq live: serving' "$work/live.err" | tail -3 | sed 's/^/soak: usq live /'
 results=$(grep -c '"frame_id"' "$work/live.out" || true)
 echo "soak: usq live: $results JSON results on stdout"
-live_ok=0; judge "usq live" "$work/live.table" || live_ok=1
+judge "usq live" "$work/live.table" || live_ok=1
+fi
 
 [ "$fw_ok" -eq 0 ] && [ "$live_ok" -eq 0 ] || { echo "soak: FAIL" >&2; exit 1; }
 echo "soak: PASS"
