@@ -4,6 +4,8 @@
 //! live view shows of its source (lost, skipped frames, stalls) as it happens.
 
 pub mod format;
+#[cfg(feature = "v4l2")]
+mod source_change;
 pub mod status;
 #[cfg(feature = "v4l2")]
 pub mod v4l2;

@@ -36,7 +36,8 @@ pub struct SourceStatus {
     pub stalls: u64,
     /// The longest of them, in seconds.
     pub longest_stall_s: f64,
-    /// Times the frames changed size within a stream.
+    /// Times the frames changed size within a stream, or the source its format (announced
+    /// by the driver).
     pub resizes: u64,
     /// Times the device was lost.
     pub losses: u64,
@@ -102,6 +103,15 @@ impl SharedSource {
         });
     }
 
+    /// The driver announced a new source format and the device was negotiated again: as it
+    /// described itself `from` and as it does now, `to` (counted with the size changes).
+    pub fn source_changed(&self, from: &str, to: &str) {
+        self.with(|s, _| {
+            s.resizes += 1;
+            s.last_fault = Some(format!("source changed: {from} -> {to}"));
+        });
+    }
+
     /// The device was lost, for `why`.
     pub fn lost(&self, why: &str) {
         self.with(|s, since| {
@@ -143,11 +153,16 @@ mod tests {
         src.stalled(Duration::from_millis(3100));
         src.resized((800, 540), (640, 480));
         assert_eq!(src.get().last_fault.unwrap(), "frame size changed: 800x540 -> 640x480");
+        src.source_changed("/dev/video0 (card) YUYV 640x480", "/dev/video0 (card) YUYV 1280x720");
+        assert_eq!(
+            src.get().last_fault.unwrap(),
+            "source changed: /dev/video0 (card) YUYV 640x480 -> /dev/video0 (card) YUYV 1280x720"
+        );
         src.lost("/dev/video0: no frame for 5.0 s");
         let s = src.get();
         assert_eq!(
             (s.state, s.skipped, s.stalls, s.resizes, s.losses, s.reconnects),
-            (SourceState::Lost, 1, 1, 1, 1, 0)
+            (SourceState::Lost, 1, 1, 2, 1, 0)
         );
         assert_eq!(s.longest_stall_s, 3.1);
         assert!(s.lost_for_s.is_some_and(|t| t >= 0.0));

@@ -19,6 +19,9 @@
 //!   what it now sends.
 //! - MJPEG frames of another size than negotiated (the source switched resolution, the card
 //!   kept its format): taken at their own size, and the change is reported.
+//! - A source-change event (V4L2_EVENT_SOURCE_CHANGE, from drivers that can tell: HDMI and
+//!   SDI bridges): the stream ends with [`StopReason::SourceChanged`], and supervision opens
+//!   the device again at once and negotiates what it now sends (not a loss).
 //!
 //! [`Camera::stream_supervised`] adds the policy for losing the device: with
 //! [`OnLoss::Reconnect`] it reopens the device (same path, same request: the format and size
@@ -27,6 +30,7 @@
 //! is the stream's error, as with [`Camera::stream`].
 
 use super::format::{CaptureFormat, CapturedFrame, frame_from_buffer};
+use super::source_change;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::imaging::pixel::FrameLayout;
 use std::io;
@@ -85,6 +89,9 @@ pub enum StopReason {
     Requested,
     /// The callback asked to stop.
     Consumer,
+    /// The driver announced that its source changed resolution or format: the negotiated
+    /// format no longer holds, and the device is to be opened again.
+    SourceChanged,
 }
 
 /// Counters of one stream.
@@ -102,7 +109,8 @@ pub struct CaptureStats {
     pub stalls: u64,
     /// The longest gap between two frames of one stream.
     pub longest_gap: Duration,
-    /// Times the frames changed size within a stream (MJPEG frames of another size).
+    /// Times the frames changed size within a stream (MJPEG frames of another size), or the
+    /// driver announced a new source format and the device was negotiated again.
     pub resizes: u64,
     /// Times the device was lost.
     pub losses: u64,
@@ -138,6 +146,14 @@ pub enum CaptureEvent<'a> {
         from: (usize, usize),
         /// The size of the frames from now on.
         to: (usize, usize),
+    },
+    /// The driver announced a new source format, and the device was opened and negotiated
+    /// again: as it described itself before and as it does now ([`Camera::describe`]).
+    SourceChanged {
+        /// The device before the change.
+        from: &'a str,
+        /// The device now.
+        to: &'a str,
     },
     /// The device was lost; reopening follows with [`OnLoss::Reconnect`].
     Lost(&'a Error),
@@ -310,8 +326,9 @@ impl Camera {
                 return Ok(StopReason::Requested);
             }
             let (index, meta) = match stream.dequeue(poll_ms) {
-                Ok(Some(x)) => x,
-                Ok(None) => {
+                Ok(Dequeued::Frame(index, meta)) => (index, meta),
+                Ok(Dequeued::SourceChanged) => return Ok(StopReason::SourceChanged),
+                Ok(Dequeued::Nothing) => {
                     stats.retries += 1;
                     let silent = last_frame.unwrap_or(started).elapsed();
                     if silent >= options.no_frame_timeout {
@@ -375,8 +392,10 @@ impl Camera {
 
 impl Camera {
     /// As [`Camera::stream`], with `on_loss` deciding what a lost device means. The request
-    /// is what reopening asks for; `on_event` hears of each loss and each return. Errors of
-    /// `on_frame` end the stream whatever the policy: they are not the device's.
+    /// is what reopening asks for; `on_event` hears of each loss and each return, and of each
+    /// source change the driver announced (the device is then opened again at once, whatever
+    /// `on_loss` says: a change is not a loss). Errors of `on_frame` end the stream whatever
+    /// the policy: they are not the device's.
     #[allow(clippy::too_many_arguments)] // the stream's parts, each used once
     pub fn stream_supervised(
         self,
@@ -393,10 +412,24 @@ impl Camera {
         let on_event = std::cell::RefCell::new(on_event);
         let event = |e: CaptureEvent<'_>| (on_event.borrow_mut())(e);
         let path = self.path.clone();
-        let mut cam = self;
+        let mut opened = Some(self);
         // The loss dates from the last frame before it: that is when the picture stopped.
         let (mut lost_at, mut last_frame): (Option<Instant>, Option<Instant>) = (None, None);
         loop {
+            // The device as it is open, or opened again until it opens or the stop flag is set.
+            let cam = match opened.take() {
+                Some(cam) => cam,
+                None => loop {
+                    if stop.load(Ordering::SeqCst) {
+                        stats.time_lost += lost_at.map_or(Duration::ZERO, |t| t.elapsed());
+                        return Ok(StopReason::Requested);
+                    }
+                    match Camera::open(&path, request) {
+                        Ok(c) => break c,
+                        Err(_) => std::thread::sleep(options.reopen_interval),
+                    }
+                },
+            };
             let (mut consumer_error, mut back) = (None, None);
             let description = cam.describe();
             let ended = cam.stream(
@@ -424,33 +457,66 @@ impl Camera {
             if let Some(e) = consumer_error {
                 return Err(e);
             }
-            match ended {
-                Ok(reason) => return Ok(reason),
-                // Reopened but still silent or failing: the same loss goes on.
-                Err(_) if lost_at.is_some() => {}
-                Err(e) => {
-                    stats.losses += 1;
-                    event(CaptureEvent::Lost(&e));
-                    if on_loss == OnLoss::Exit {
-                        return Err(e);
+            let e = match ended {
+                Ok(StopReason::SourceChanged) => {
+                    // Close it (its buffers hold the old format), then open it again and
+                    // negotiate what the source sends now.
+                    drop(cam);
+                    match reopen_after_change(&path, request, options, stop) {
+                        Ok(Some(c)) => {
+                            stats.resizes += 1;
+                            event(CaptureEvent::SourceChanged { from: &description, to: &c.describe() });
+                            opened = Some(c);
+                            continue;
+                        }
+                        Ok(None) => return Ok(StopReason::Requested),
+                        // It did not open again: lost, as any device that fails.
+                        Err(e) => e,
                     }
-                    lost_at = Some(last_frame.unwrap_or_else(Instant::now));
                 }
-            }
-            // Close the lost device (its buffers and handle), then open it again until it
-            // opens or the stop flag is set.
-            drop(cam);
-            cam = loop {
-                if stop.load(Ordering::SeqCst) {
-                    stats.time_lost += lost_at.map_or(Duration::ZERO, |t| t.elapsed());
-                    return Ok(StopReason::Requested);
-                }
-                match Camera::open(&path, request) {
-                    Ok(c) => break c,
-                    Err(_) => std::thread::sleep(options.reopen_interval),
-                }
+                Ok(reason) => return Ok(reason),
+                Err(e) => e,
             };
+            // Reopened but still silent or failing: the same loss goes on.
+            if lost_at.is_none() {
+                stats.losses += 1;
+                event(CaptureEvent::Lost(&e));
+                if on_loss == OnLoss::Exit {
+                    return Err(e);
+                }
+                lost_at = Some(last_frame.unwrap_or_else(Instant::now));
+            }
+            // The lost device (its buffers and handle) is closed here, before it is reopened.
         }
+    }
+}
+
+/// Opens `path` again after its driver announced a source change: at once, and again every
+/// reopen interval while the source is still switching (a bridge without a signal lock
+/// refuses the format), for at most the no-frame timeout; `None` if the stop flag is set.
+fn reopen_after_change(
+    path: &Path,
+    request: &CaptureRequest,
+    options: &StreamOptions,
+    stop: &AtomicBool,
+) -> Result<Option<Camera>> {
+    let since = Instant::now();
+    loop {
+        match Camera::open(path, request) {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if since.elapsed() >= options.no_frame_timeout => {
+                return Err(e.context(format!(
+                    "{}: the source changed, and the device did not open again within {:.1} s",
+                    path.display(),
+                    since.elapsed().as_secs_f64()
+                )));
+            }
+            Err(_) => {}
+        }
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        std::thread::sleep(options.reopen_interval);
     }
 }
 
@@ -459,6 +525,18 @@ struct MappedStream {
     handle: Arc<Handle>,
     buffers: Vec<(*mut u8, usize)>,
     streaming: bool,
+    /// The driver sends source-change events (most do not).
+    source_events: bool,
+}
+
+/// What a wait on the stream found.
+enum Dequeued {
+    /// A filled buffer: its index and the driver's description.
+    Frame(usize, v4l2_buffer),
+    /// Nothing yet.
+    Nothing,
+    /// The driver announced that its source changed resolution or format.
+    SourceChanged,
 }
 
 fn capture_buffer(index: u32) -> v4l2_buffer {
@@ -482,7 +560,7 @@ impl MappedStream {
         if req.count == 0 {
             return Err(io::Error::new(io::ErrorKind::OutOfMemory, "the driver granted no buffers"));
         }
-        let mut stream = MappedStream { handle, buffers: Vec::new(), streaming: false };
+        let mut stream = MappedStream { handle, buffers: Vec::new(), streaming: false, source_events: false };
         for index in 0..req.count {
             let mut b = capture_buffer(index);
             // SAFETY: as above; on error `stream`'s Drop releases what was mapped so far.
@@ -514,6 +592,8 @@ impl MappedStream {
         for i in 0..self.buffers.len() {
             self.queue(i)?;
         }
+        // Before STREAMON, so that no change between the two goes unheard.
+        self.source_events = source_change::subscribe(self.handle.fd());
         let mut kind = v4l::buffer::Type::VideoCapture as u32;
         // SAFETY: STREAMON reads the buffer type.
         unsafe { v4l::v4l2::ioctl(self.handle.fd(), vidioc::VIDIOC_STREAMON, &mut kind as *mut _ as *mut _)? };
@@ -521,26 +601,40 @@ impl MappedStream {
         Ok(())
     }
 
-    /// Waits up to `timeout_ms` for a filled buffer: its index and description, or `None`
-    /// when there is none yet.
-    fn dequeue(&mut self, timeout_ms: i32) -> io::Result<Option<(usize, v4l2_buffer)>> {
-        match self.handle.poll(libc::POLLIN, timeout_ms) {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
-            Err(e) => return Err(e),
+    /// Waits up to `timeout_ms` for a filled buffer or a source-change event.
+    fn dequeue(&mut self, timeout_ms: i32) -> io::Result<Dequeued> {
+        let fd = self.handle.fd();
+        let events = libc::POLLIN | if self.source_events { libc::POLLPRI } else { 0 };
+        let mut p = libc::pollfd { fd, events, revents: 0 };
+        // SAFETY: one pollfd, alive for the call.
+        match unsafe { libc::poll(&mut p, 1, timeout_ms) } {
+            0 => return Ok(Dequeued::Nothing),
+            -1 => {
+                let e = io::Error::last_os_error();
+                return if e.kind() == io::ErrorKind::Interrupted { Ok(Dequeued::Nothing) } else { Err(e) };
+            }
+            _ => {}
         }
+        if p.revents & libc::POLLPRI != 0 {
+            if source_change::take(fd)? {
+                return Ok(Dequeued::SourceChanged);
+            }
+            if p.revents & !libc::POLLPRI == 0 {
+                return Ok(Dequeued::Nothing);
+            }
+        }
+        // A buffer, or an error (POLLERR) that DQBUF names.
         let mut b = capture_buffer(0);
         // SAFETY: as above.
-        match unsafe { v4l::v4l2::ioctl(self.handle.fd(), vidioc::VIDIOC_DQBUF, &mut b as *mut _ as *mut _) } {
-            Ok(()) if (b.index as usize) < self.buffers.len() => Ok(Some((b.index as usize, b))),
+        match unsafe { v4l::v4l2::ioctl(fd, vidioc::VIDIOC_DQBUF, &mut b as *mut _ as *mut _) } {
+            Ok(()) if (b.index as usize) < self.buffers.len() => Ok(Dequeued::Frame(b.index as usize, b)),
             Ok(()) => {
                 Err(io::Error::other(format!("the driver returned buffer {} of {}", b.index, self.buffers.len())))
             }
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
                 // Ready without a buffer: do not spin on a poll that keeps saying ready.
                 std::thread::sleep(Duration::from_millis(1));
-                Ok(None)
+                Ok(Dequeued::Nothing)
             }
             Err(e) => Err(e),
         }

@@ -24,6 +24,14 @@
 #             640x480, the format and the negotiated size unchanged, as a card does when its
 #             source switches resolution): every frame scored at its own size, each change
 #             reported, nothing skipped;
+#   source    the driver announces a source change (V4L2_EVENT_SOURCE_CHANGE, as an HDMI bridge
+#             does when its input switches resolution), and the source now sends YUYV 640x480
+#             (was GRAY8 at the frames' size), with --on-capture-loss exit: usq opens the device
+#             again at once and negotiates the new format, reports the change, counts no loss
+#             and scores the new frames. PipeWire's layer sends no events: the shim plays the
+#             driver's part (syscall_shim.c), and the camera is replaced by one of the new
+#             format, as its layer cannot renegotiate under a client. Then a source that does not
+#             come back after its change: lost after 5 s, and with exit usq stops with a clear error;
 #   garbage   an MJPEG stream of nothing but truncated frames, with --on-capture-loss exit: usq
 #             calls the source lost after 5 s without a usable frame (as a silent one) and stops
 #             with a clear error (with reconnect it would reopen and negotiate again);
@@ -174,7 +182,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 run_usq() { # run_usq TAG ARGS...: usq live on the camera, output in $WORK/TAG.{jsonl,log}
   local tag=$1
   shift
-  LD_PRELOAD="$WORK/shim.so $PW_V4L2" timeout -k 5 $((RUN_SECONDS + 30)) \
+  USQ_SHIM_SOURCE_CHANGE=${SOURCE_CHANGE_FILE:-} LD_PRELOAD="$WORK/shim.so $PW_V4L2" timeout -k 5 $((RUN_SECONDS + 30)) \
     "$USQ" live --device /dev/video0 --json --budget-ms "$BUDGET_MS" "$@" >"$WORK/$tag.jsonl" 2>"$WORK/$tag.log"
 }
 
@@ -324,6 +332,52 @@ phase_resize() {
   say "resize: $SIZE <-> 640x480 within one stream: $changes changes counted, $scored results, none skipped; the live view 3 s in: $live"
 }
 
+phase_source() {
+  # Source change: the event, then the camera of the new format.
+  SOURCE_CHANGE_FILE=$WORK/source-change
+  publish GRAY8
+  start_usq source --seconds $((RUN_SECONDS + 8)) --serve 127.0.0.1:0 --on-capture-loss exit
+  grep -q "source-change events subscribed" "$WORK/source.log" || fail "source: usq did not subscribe to source-change events"
+  unpublish
+  changed=$(now_ms) before=$(wc -l <"$WORK/source.jsonl")
+  touch "$SOURCE_CHANGE_FILE"
+  # The new camera once usq has closed the old stream: PipeWire's layer crashes a client that
+  # unmaps its buffers right after a camera appeared or vanished (docs/reliability.md).
+  wait_for 5 grep -q "source-change event sent" "$WORK/source.log" || fail "source: the event was never taken"
+  sleep 0.5
+  publish YUY2 640x480
+  wait_for 10 grep -q "source changed; negotiated again" "$WORK/source.log" || fail "source: the change was not reported within 10 s"
+  took_s=$(awk -v a="$changed" -v b="$(now_ms)" 'BEGIN { printf "%.1f", (b - a) / 1e3 }')
+  sleep 2
+  live=$(source_status source)
+  echo "$live" | grep -q '"last_fault":"source changed: ' || fail "source: the live view does not show the change: $live"
+  echo "$live" | grep -q '"losses":0,' || fail "source: the live view counts a loss: $live"
+  finish_usq source
+  SOURCE_CHANGE_FILE=
+  grep -q "source-change event sent" "$WORK/source.log" || fail "source: the event was never taken"
+  grep -q "negotiated again: .*GREY $SIZE -> .*YUYV 640x480" "$WORK/source.log" || fail "source: not negotiated again from GREY $SIZE to YUYV 640x480"
+  grep -q "capture lost" "$WORK/source.log" && fail "source: the change was taken for a loss"
+  grep -q "frame size changed 1 times" "$WORK/source.log" || fail "source: the change was not counted"
+  after=$(($(wc -l <"$WORK/source.jsonl") - before))
+  awk -v s="$took_s" 'BEGIN { exit !(s <= 5) }' || fail "source: negotiated again $took_s s after the event (over 5 s)"
+  [ "$after" -ge $((FPS * 2)) ] || fail "source: $after results after the change"
+  say "source: negotiated again $took_s s after the event (the 0.5 s wait and the new camera's start included), no loss; $after results since"
+  say "source: the live view 2 s later: $live"
+  # And a source that does not come back after its change: with --on-capture-loss exit, a loss
+  # after the no-frame timeout, with a clear error.
+  SOURCE_CHANGE_FILE=$WORK/source-change
+  publish GRAY8
+  start_usq source-gone --seconds 60 --on-capture-loss exit
+  unpublish
+  t0=$SECONDS
+  touch "$SOURCE_CHANGE_FILE"
+  wait "$USQ_PID"
+  rc=$?
+  SOURCE_CHANGE_FILE=
+  expect_stopped source-gone $rc "the source changed, and the device did not open again within 5\.[0-9] s"
+  say "source: a source that did not come back: usq stopped $((SECONDS - t0)) s after the event, exit $rc"
+}
+
 phase_garbage() {
   # Garbage: nothing but truncated MJPEG frames, with --on-capture-loss exit.
   encode_jpegs "$WORK/gjpeg" 0 $((n - 1))
@@ -379,7 +433,7 @@ phase_unplug() {
 }
 
 # PHASES: which of them to run (default all, in this order).
-for phase in ${PHASES:-formats stall corrupt resize garbage reconnect unplug}; do
+for phase in ${PHASES:-formats stall corrupt resize source garbage reconnect unplug}; do
   "phase_$phase"
 done
 say "PASS"

@@ -335,6 +335,10 @@ fn open_device(dev: &std::path::Path, a: &Args, source: SharedSource) -> usq::Re
                 source.resized(from, to);
                 eprintln!("usq live: the capture's frames changed size: {}x{} -> {}x{}", from.0, from.1, to.0, to.1)
             }
+            CaptureEvent::SourceChanged { from, to } => {
+                source.source_changed(from, to);
+                eprintln!("usq live: the capture's source changed; negotiated again: {from} -> {to}")
+            }
             CaptureEvent::Lost(e) => {
                 source.lost(&e.to_string());
                 if on_loss == OnLoss::Reconnect {
