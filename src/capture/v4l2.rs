@@ -415,14 +415,12 @@ impl Camera {
             // The device as it is open, or opened again until it opens or the stop flag is set.
             let cam = match opened.take() {
                 Some(cam) => cam,
-                None => loop {
-                    if stop.load(Ordering::SeqCst) {
+                None => match reopen(&path, request, options, stop, None) {
+                    Ok(Some(cam)) => cam,
+                    // Without a deadline only the stop flag ends the wait.
+                    _ => {
                         stats.time_lost += lost_at.map_or(Duration::ZERO, |t| t.elapsed());
                         return Ok(StopReason::Requested);
-                    }
-                    match Camera::open(&path, request) {
-                        Ok(c) => break c,
-                        Err(_) => std::thread::sleep(options.reopen_interval),
                     }
                 },
             };
@@ -458,7 +456,9 @@ impl Camera {
                     // Close it (its buffers hold the old format), then open it again and
                     // negotiate what the source sends now.
                     drop(cam);
-                    match reopen_after_change(&path, request, options, stop) {
+                    // A source still switching (a bridge without a signal lock refuses the
+                    // format) gets the no-frame timeout.
+                    match reopen(&path, request, options, stop, Some(options.no_frame_timeout)) {
                         Ok(Some(c)) => {
                             stats.resizes += 1;
                             event(CaptureEvent::SourceChanged { from: &description, to: &c.describe() });
@@ -487,31 +487,30 @@ impl Camera {
     }
 }
 
-/// Opens `path` again after its driver announced a source change: at once, and again every
-/// reopen interval while the source is still switching (a bridge without a signal lock
-/// refuses the format), for at most the no-frame timeout; `None` if the stop flag is set.
-fn reopen_after_change(
+/// Opens `path` again, trying every reopen interval until it opens, the stop flag is set
+/// (`None`) or `within` has passed (the last error, with context).
+fn reopen(
     path: &Path,
     request: &CaptureRequest,
     options: &StreamOptions,
     stop: &AtomicBool,
+    within: Option<Duration>,
 ) -> Result<Option<Camera>> {
     let since = Instant::now();
     loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         match Camera::open(path, request) {
             Ok(c) => return Ok(Some(c)),
-            Err(e) if since.elapsed() >= options.no_frame_timeout => {
+            Err(e) if within.is_some_and(|w| since.elapsed() >= w) => {
                 return Err(e.context(format!(
                     "{}: the source changed, and the device did not open again within {:.1} s",
                     path.display(),
                     since.elapsed().as_secs_f64()
                 )));
             }
-            Err(_) => {}
+            Err(_) => std::thread::sleep(options.reopen_interval),
         }
-        if stop.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        std::thread::sleep(options.reopen_interval);
     }
 }
