@@ -153,3 +153,34 @@ fn simd_kernels_for_this_cpu_and_int8_close_to_fp32() {
         assert!(cos > 0.98, "int8 descriptor cosine {cos}");
     }
 }
+
+/// The fuzz targets' stand-in encoder (`tests/fixtures/tiny_contract.onnx`, written by
+/// `usq_tools.export.tiny_contract`) must stay a contract model: if it stopped loading, the
+/// C API fuzz target would test nothing but its own set-up. Its graph is simple enough to check
+/// by the relations between its outputs: block2 = tanh(x), block10 = x tanh(x), and the cls
+/// token is the mean of the patch tokens.
+#[test]
+fn the_tiny_contract_fixture_is_a_contract_model() {
+    let mut enc = Encoder::from_path(at("tests/fixtures/tiny_contract.onnx"), 2).unwrap();
+    assert!(enc.info().weights.starts_with("tiny-contract-fixture"), "{:?}", enc.info());
+    let ramp: Vec<f32> = (0..224 * 224).map(|i| ((i % 224) + (i / 224)) as f32 * 0.5).collect();
+    let flat = vec![200.0f32; 224 * 224];
+    let out = enc.run(&[&ramp, &flat]).unwrap();
+    let (t, dim) = (usq::contract::TOKENS_WITH_CLS, usq::contract::EMBED_DIM);
+    for f in &out {
+        let [b2, _, _, b10] = f.layer_slices();
+        assert!(f.layers.iter().all(|l| l.len() == t * dim && l.iter().all(|v| v.is_finite())));
+        for (i, (&y2, &y10)) in b2.iter().zip(b10).enumerate() {
+            let x = y2.clamp(-0.999_999, 0.999_999).atanh();
+            if y2.abs() < 0.99 {
+                assert!((x * y2 - y10).abs() < 1e-3, "token {} channel {}: {y2} {y10}", i / dim, i % dim);
+            }
+        }
+        for c in 0..dim {
+            let x = |tok: usize| b2[tok * dim + c].clamp(-0.999_999, 0.999_999).atanh();
+            let mean = (1..t).map(x).sum::<f32>() / (t - 1) as f32;
+            assert!((x(0) - mean).abs() < 1e-2 || b2[c].abs() > 0.99, "channel {c}: cls {} mean {mean}", x(0));
+        }
+    }
+    assert_ne!(out[0], out[1], "different images give different features");
+}
