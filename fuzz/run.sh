@@ -17,8 +17,11 @@
 #
 # QUIET=Q (seconds) stops a target early once its edge coverage (libFuzzer's `cov:`) has not
 # grown for Q seconds: the long runs of docs/reliability.md ("until it stops finding new
-# coverage") use a large SECONDS and QUIET. Each target then prints a `plateau:` line: its
-# final coverage, when it last grew and how long the run was.
+# coverage") use a large SECONDS and QUIET. Q counts the fuzzer's own CPU seconds (user +
+# system, all its threads, from /proc), not the clock's: on a shared machine a starved fuzzer
+# finds nothing because it does not run, which is not a plateau. Each target then prints a
+# `plateau:` line: its final coverage, when it last grew (wall and fuzzer CPU) and how long the
+# run was.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
@@ -34,6 +37,12 @@ cp ../tests/fixtures/*.png ../tests/fixtures/*.jpg ../tests/fixtures/*.tif "$scr
 # the 3 KB contract fixture, a whole valid model the mutator walks a thousand times faster.
 cp ../models/tinyusfm-int8.onnx ../tests/fixtures/tiny_contract.onnx "$scratch/seeds/onnx_model/"
 found=""
+# CPU seconds the running fuzz binary of target $1 has used; 0 before it has started.
+cpu_s() {
+  local p
+  p=$(pgrep -f "release/$1 " | head -1) || { echo 0; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{ print int(($14 + $15) / hz) }' "/proc/$p/stat" 2>/dev/null || echo 0
+}
 for t in $targets; do
   echo "== $t: $seconds s"
   max_len=1048576
@@ -44,12 +53,14 @@ for t in $targets; do
     -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len="$max_len" \
     -timeout=60 -print_final_stats=1 >"$log" 2>&1 &
   pid=$!
-  began=$(date +%s) grew=$(date +%s) cov=0
+  began=$(date +%s) grew=$(date +%s) cov=0 cpu=0 cpu_grew=0
   while kill -0 "$pid" 2>/dev/null; do
     sleep 5
+    c=$(cpu_s "$t")
+    [ "$c" -gt "$cpu" ] && cpu=$c
     now=$(grep -aoE "cov: [0-9]+" "$log" | tail -1 | cut -d' ' -f2 || true)
-    if [ -n "$now" ] && [ "$now" -gt "$cov" ]; then cov=$now grew=$(date +%s); fi
-    if [ -n "${QUIET:-}" ] && [ $(( $(date +%s) - grew )) -ge "$QUIET" ]; then
+    if [ -n "$now" ] && [ "$now" -gt "$cov" ]; then cov=$now grew=$(date +%s) cpu_grew=$cpu; fi
+    if [ -n "${QUIET:-}" ] && [ $(( cpu - cpu_grew )) -ge "$QUIET" ]; then
       # libFuzzer prints its final statistics on SIGINT.
       pkill -INT -f "release/$t " || true
       wait "$pid" || true
@@ -59,7 +70,8 @@ for t in $targets; do
   wait "$pid" 2>/dev/null || true
   grep -aE "^(stat::|Done|==|SUMMARY|.*ERROR)" "$log" || true
   end=$(date +%s)
-  echo "plateau: $t cov $cov, last grew at $(( grew - began )) s of $(( end - began )) s"
+  echo "plateau: $t cov $cov, last grew at $(( grew - began )) s of $(( end - began )) s" \
+    "(fuzzer CPU: at $cpu_grew s of $cpu s)"
   slow=$(find "artifacts/$t" -name 'slow-unit-*' 2>/dev/null | wc -l)
   [ "$slow" -eq 0 ] || echo "$t: $slow slow inputs (over 10 s) in fuzz/artifacts/$t"
   if [ -n "$(find "artifacts/$t" -type f ! -name 'slow-unit-*' 2>/dev/null)" ]; then
