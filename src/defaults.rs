@@ -194,7 +194,7 @@ fn live_encoder(options: EncoderOptions) -> Result<Encoder> {
 /// AVX2 int8 kernel widens every byte and was measured about 40x slower than the fp32
 /// model on an AMD EPYC with AVX2 only (BENCHMARKS.md), so there the fp32 model is the live
 /// one. On ARM the int8 model stays the live one (the project's SDOT or SMULL kernels on
-/// aarch64, tract's NEON ones on armv7).
+/// aarch64, its SMULL kernel on armv7 with NEON, tract's kernels on armv7 without).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LiveModel {
     /// `tinyusfm-int8.onnx`.
@@ -223,7 +223,7 @@ impl LiveModel {
             (LiveModel::Int8, true) => "the CPU has VNNI integer dot products",
             (LiveModel::Fp32, true) => "the CPU has no VNNI: tract's int8 kernels are slower than fp32 here",
             _ if cfg!(target_arch = "aarch64") => "NEON integer products (the project's SDOT or SMULL kernels)",
-            _ => "tract's NEON int8 kernels",
+            _ => "NEON integer products (the project's SMULL kernel; tract's kernels without NEON)",
         }
     }
 

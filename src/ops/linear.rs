@@ -13,12 +13,15 @@
 //!   instruction on 256-bit vectors, the panel taken in four strips of 16 columns;
 //! - aarch64 with the dot product extension (ARMv8.2+): `sdot` (signed × signed);
 //! - other aarch64 (ARMv8.0): `smull` and `sadalp` (products to 16 bits, pairs added into
-//!   32), and a pairwise add at the end.
+//!   32), and a pairwise add at the end;
+//! - armv7 with NEON: the same `vmull.s8` / `vpadal.s16` in inline assembly (Rust has not
+//!   stabilised the 32-bit ARM NEON intrinsics, nor its vector types, so one `asm!` block runs a
+//!   row through a whole panel), one row at a time, where the auxiliary vector says NEON.
 //!
 //! Integer sums are exact, so every kernel gives tract's result bit for bit (src/ops/tests.rs;
-//! the aarch64 kernels under qemu, cross/test.sh). The op is swapped in only where one of these
-//! kernels exists ([`LinearI8::available`]); elsewhere (x86-64 without VNNI, armv7, whose NEON
-//! intrinsics Rust has not stabilised) tract's products stay. Plain AVX2 has no exact byte
+//! the ARM kernels under qemu, cross/test.sh). The op is swapped in only where one of these
+//! kernels exists ([`LinearI8::available`]); elsewhere (x86-64 without VNNI, armv7 without
+//! NEON) tract's products stay. Plain AVX2 has no exact byte
 //! product that beats its fp32 FMA: `vpmaddubsw` saturates its 16-bit pair sums (up to
 //! 255·127·2, over 2^15), and widening to `vpmaddwd` does 16 multiply-adds an instruction,
 //! as many as an fp32 FMA, so the shipped default there is the fp32 model (src/defaults.rs).
@@ -33,14 +36,14 @@ use tract_onnx::tract_core::internal::*;
 
 /// Columns per panel of packed weights: four vectors (of 16 columns with AVX-512, of 4 with
 /// NEON).
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
 const PANEL: usize = 64;
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
 const PANEL: usize = 16;
 /// What the packed weights add to each weight: VNNI's weight operand is unsigned.
-#[cfg(not(target_arch = "aarch64"))]
+#[cfg(not(any(target_arch = "aarch64", target_arch = "arm")))]
 const SHIFT: i16 = 128;
-#[cfg(target_arch = "aarch64")]
+#[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
 const SHIFT: i16 = 0;
 
 #[derive(Debug, Clone)]
@@ -51,8 +54,8 @@ pub struct LinearI8 {
     weights: Arc<Vec<i8>>,
     /// `w + SHIFT` as bytes, by panel of PANEL columns (N padded with zero weights), then by
     /// group of four rows of K, then PANEL columns × 4 bytes: one vector operand per quarter of
-    /// the panel. (Unread where only the portable kernel exists: armv7 and others.)
-    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+    /// the panel. (Unread where only the portable kernel exists.)
+    #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "arm")), allow(dead_code))]
     packed: Arc<Vec<u8>>,
     /// What becomes of each block of rows' sums before they are stored.
     epilogue: Epilogue,
@@ -175,6 +178,9 @@ enum Path {
     Dot,
     #[cfg(target_arch = "aarch64")]
     NeonV80,
+    /// armv7 with NEON.
+    #[cfg(target_arch = "arm")]
+    Armv7Neon,
 }
 
 impl Path {
@@ -204,6 +210,10 @@ impl Path {
                 }
                 #[cfg(target_arch = "aarch64")]
                 return if std::arch::is_aarch64_feature_detected!("dotprod") { Path::Dot } else { Path::NeonV80 };
+                #[cfg(target_arch = "arm")]
+                if armv7::neon() {
+                    return Path::Armv7Neon;
+                }
                 #[allow(unreachable_code)]
                 Path::Portable
             }
@@ -224,6 +234,8 @@ impl Path {
             Path::Dot => "usq_arm64_sdot_i8_6x16",
             #[cfg(target_arch = "aarch64")]
             Path::NeonV80 => "usq_arm64_smull_i8_3x16",
+            #[cfg(target_arch = "arm")]
+            Path::Armv7Neon => "usq_armv7neon_smull_i8_1x16",
         }
     }
 
@@ -239,6 +251,9 @@ impl Path {
             Path::Dot => 6, // 6 × 4 vectors of 32
             #[cfg(target_arch = "aarch64")]
             Path::NeonV80 => 3, // 3 × 4 × 2 halves
+            // 4 × 2 halves of one row take 8 of the 16 q registers; the weights 4, the products 2.
+            #[cfg(target_arch = "arm")]
+            Path::Armv7Neon => 1,
         }
     }
 }
@@ -329,6 +344,8 @@ impl LinearI8 {
                     Path::Dot => unsafe { neon::tile_dot(self, x, count, acc) },
                     #[cfg(target_arch = "aarch64")]
                     Path::NeonV80 => unsafe { neon::tile_v80(self, x, count, acc) },
+                    #[cfg(target_arch = "arm")]
+                    Path::Armv7Neon => unsafe { armv7::tile(self, x, count, acc) },
                     Path::Portable => portable(self, x, acc),
                 }
                 match (&self.epilogue, &out) {
@@ -722,6 +739,106 @@ mod neon {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(target_arch = "arm")]
+mod armv7 {
+    use super::*;
+
+    /// Whether the CPU has NEON, from the kernel's auxiliary vector (`HWCAP_NEON`): the
+    /// armv7 target does not assume it, and std's detection macro for 32-bit ARM is unstable.
+    pub fn neon() -> bool {
+        const HWCAP_NEON: libc::c_ulong = 1 << 12;
+        static NEON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        // SAFETY: getauxval has no preconditions.
+        *NEON.get_or_init(|| unsafe { libc::getauxval(libc::AT_HWCAP) } & HWCAP_NEON != 0)
+    }
+
+    /// `count` (1) row of `x` times all of W into `out` (N long).
+    ///
+    /// # Safety
+    /// The CPU has NEON ([`neon`]).
+    pub(super) unsafe fn tile(op: &LinearI8, x: &[i8], count: usize, out: &mut [i32]) {
+        let (k, n) = (op.k, op.n);
+        assert!(count == 1 && x.len() >= k && out.len() >= n && k >= 4);
+        let groups = k / 4;
+        let mut sums = [0i32; PANEL];
+        for p in 0..n.div_ceil(PANEL) {
+            // SAFETY: the panel holds `groups` × 64 bytes; x holds K = 4 × groups bytes; `sums`
+            // holds the 16 values stored; NEON: the caller's.
+            unsafe { row_panel(op.packed.as_ptr().add(p * groups * PANEL * 4), x.as_ptr(), groups, sums.as_mut_ptr()) };
+            let col = p * PANEL;
+            let len = (n - col).min(PANEL);
+            out[col..col + len].copy_from_slice(&sums[..len]);
+        }
+    }
+
+    /// The 16 column sums of one panel for one row: per group of four bytes of K, the four
+    /// bytes of x broadcast (`vld1.32 {d0[]}`), times the panel's 64 weight bytes with
+    /// `vmull.s8` (|products| ≤ 2^14, exact in 16 bits), pairs added into 32-bit lanes with
+    /// `vpadal.s16` (q8-q15: columns 0-1 and 2-3 of each vector of four columns); at the end a
+    /// pairwise add gives the four column sums of each vector, as the aarch64 ARMv8.0 kernel.
+    ///
+    /// # Safety
+    /// NEON; `w` has `groups` × 64 bytes, `x` 4 × `groups` (any alignment), `out` 16 values;
+    /// `groups` ≥ 1.
+    unsafe fn row_panel(w: *const u8, x: *const i8, groups: usize, out: *mut i32) {
+        // d8-d15 are callee-saved (AAPCS), so the block saves them; d16-d31 exist only with
+        // NEON, which the compiler (armv7 without it) never allocates, and are caller-saved.
+        unsafe {
+            std::arch::asm!(
+                ".fpu neon",
+                "vpush {{d8-d15}}",
+                "vmov.i32 q8, #0",
+                "vmov.i32 q9, #0",
+                "vmov.i32 q10, #0",
+                "vmov.i32 q11, #0",
+                "vmov.i32 q12, #0",
+                "vmov.i32 q13, #0",
+                "vmov.i32 q14, #0",
+                "vmov.i32 q15, #0",
+                "2:",
+                "vld1.32 {{d0[]}}, [{x}]!",
+                "vld1.8 {{d2-d5}}, [{w}]!",
+                "vld1.8 {{d6-d9}}, [{w}]!",
+                "vmull.s8 q5, d2, d0",
+                "vmull.s8 q6, d3, d0",
+                "vpadal.s16 q8, q5",
+                "vpadal.s16 q9, q6",
+                "vmull.s8 q5, d4, d0",
+                "vmull.s8 q6, d5, d0",
+                "vpadal.s16 q10, q5",
+                "vpadal.s16 q11, q6",
+                "vmull.s8 q5, d6, d0",
+                "vmull.s8 q6, d7, d0",
+                "vpadal.s16 q12, q5",
+                "vpadal.s16 q13, q6",
+                "vmull.s8 q5, d8, d0",
+                "vmull.s8 q6, d9, d0",
+                "vpadal.s16 q14, q5",
+                "vpadal.s16 q15, q6",
+                "subs {g}, {g}, #1",
+                "bne 2b",
+                "vpadd.i32 d0, d16, d17",
+                "vpadd.i32 d1, d18, d19",
+                "vpadd.i32 d2, d20, d21",
+                "vpadd.i32 d3, d22, d23",
+                "vpadd.i32 d4, d24, d25",
+                "vpadd.i32 d5, d26, d27",
+                "vpadd.i32 d6, d28, d29",
+                "vpadd.i32 d7, d30, d31",
+                "vst1.32 {{d0-d3}}, [{o}]!",
+                "vst1.32 {{d4-d7}}, [{o}]",
+                "vpop {{d8-d15}}",
+                x = inout(reg) x => _,
+                w = inout(reg) w => _,
+                g = inout(reg) groups => _,
+                o = inout(reg) out => _,
+                out("d0") _, out("d1") _, out("d2") _, out("d3") _,
+                out("d4") _, out("d5") _, out("d6") _, out("d7") _,
+            );
         }
     }
 }
