@@ -157,6 +157,8 @@ impl Encoder {
             .map_err(|e| model_err(e).context(format!("optimising the graph for batch {batch}")))?;
         if project_ops {
             crate::ops::rewrite(&mut typed).map_err(|e| model_err(e).context("swapping in the project's ops"))?;
+            crate::ops::normalize_layers(&mut typed)
+                .map_err(|e| model_err(e).context("swapping in the project's LayerNorm op"))?;
         }
         for (i, name) in OUTPUT_NAMES.iter().enumerate() {
             let fact = typed.output_fact(output_index[i]).map_err(model_err)?;

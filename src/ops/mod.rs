@@ -13,12 +13,15 @@
 //!   from fc1's accumulators to fc2's int8 input;
 //! - [`attention::Attention`]: multi-head self-attention from the qkv projection to the merged
 //!   heads, replacing tract's per-head products, scale, softmax and axis moves;
+//! - [`layer_norm::Normalize`]: LayerNorm's normalisation (row sum, mean, centring, tract's
+//!   RmsNorm: four passes over the stream) in one, row by row;
 //! - [`linear::LinearI8`] and [`linear_f32::LinearF32`]: the linear layers (int8 and fp32),
 //!   replacing tract's activation packing and matrix products where the CPU has the op's
 //!   kernel (VNNI or the ARM dot product / NEON for int8, AVX-512 for fp32).
 //!
 //! The attention and linear ops are swapped in before tract optimises ([`fuse_attention`],
-//! [`fuse_linear`]), the others after ([`rewrite`]). [`workers::Workers`] splits the attention's
+//! [`fuse_linear`]), the others after ([`rewrite`]: bit-identical to tract's; then
+//! [`normalize_layers`]: to float rounding). [`workers::Workers`] splits the attention's
 //! heads and the linear ops' row blocks over tract's executor when the encoder has threads.
 //!
 //! Tried and left out (measured, BENCHMARKS.md): a vectorised softmax for the 197-long
@@ -29,6 +32,7 @@ pub(crate) mod attention;
 pub(crate) mod cast;
 pub(crate) mod dequantize;
 pub(crate) mod gelu;
+pub(crate) mod layer_norm;
 pub(crate) mod linear;
 pub(crate) mod linear_f32;
 pub(crate) mod quantize;
@@ -164,6 +168,52 @@ fn fold_into_producer(
         folded += 1;
     }
     Ok(folded)
+}
+
+/// tract's lowering of LayerNormalization's normalisation over the last axis, each op the only
+/// consumer of the one before: `Reduce<Sum>(x)` -> `OptBinByScalar(Mul)` by a scalar constant
+/// -> `OptBinByScalar(Sub)` from x -> `RmsNorm`: the RmsNorm becomes one
+/// [`layer_norm::Normalize`] reading x, and the three ops before it are dropped. Apart from
+/// [`rewrite`], whose ops are bit-identical to tract's: this one agrees to float rounding.
+pub fn normalize_layers(model: &mut TypedModel) -> TractResult<usize> {
+    let fused = fuse_layer_norm(model)?;
+    model.compact()?;
+    Ok(fused)
+}
+
+fn fuse_layer_norm(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::binary::OptBinByScalar;
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let Some(rms) = node.op_as::<RmsNorm>() else { continue };
+        let fact = model.outlet_fact(node.inputs[0])?;
+        if fact.datum_type != DatumType::F32 || fact.rank() == 0 || rms.axis != fact.rank() - 1 {
+            continue;
+        }
+        let Ok(eps) = rms.eps.cast_to_scalar::<f32>() else { continue };
+        // The producer of `outlet`, when `outlet` feeds nothing else and its op is `binop` by a scalar.
+        let by_scalar = |outlet: OutletId, binop: &str| {
+            let n = model.node(outlet.node);
+            let op = n.op_as::<OptBinByScalar>()?;
+            (op.binop.name() == binop && n.inputs.len() == 2 && model.outlet_successors(outlet).len() == 1).then_some(n)
+        };
+        let Some(sub) = by_scalar(node.inputs[0], "Sub") else { continue };
+        let (x, mean) = (sub.inputs[0], sub.inputs[1]);
+        let Some(mul) = by_scalar(mean, "Mul") else { continue };
+        let Some(recip) = scalar_f32(model, mul.inputs[1])? else { continue };
+        let sum = model.node(mul.inputs[0].node);
+        let is_row_sum =
+            sum.op_as::<Reduce>().is_some_and(|r| matches!(r.reducer, Reducer::Sum) && r.axes.as_slice() == [rms.axis]);
+        if !is_row_sum || sum.inputs[0] != x || model.outlet_successors(mul.inputs[0]).len() != 1 {
+            continue;
+        }
+        let name = format!("{}.usq_layer_norm", node.name);
+        swap_in(model, x, name, layer_norm::Normalize { recip, eps }, id.into())?;
+        fused += 1;
+    }
+    Ok(fused)
 }
 
 /// A [`linear_f32::LinearF32`] feeding only tract's `GeluExact`: the GELU becomes the linear

@@ -87,7 +87,12 @@ fn quantize_matches_the_float_ops_and_cast_it_replaces() {
 /// The int8 model through tract, optimised, with or without the rewrite that runs after
 /// optimisation (casts, fused quantisation); all four outputs.
 fn int8_outputs(rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
-    let mut model = tract_onnx::onnx().model_for_path(repo().join("models/tinyusfm-int8.onnx")).unwrap();
+    rewritten_outputs("models/tinyusfm-int8.onnx", rewrite, input)
+}
+
+/// As [`int8_outputs`], for any contract model.
+fn rewritten_outputs(model: &str, rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
+    let mut model = tract_onnx::onnx().model_for_path(repo().join(model)).unwrap();
     model.set_input_fact(0, f32::fact([1, 1, 224, 224]).into()).unwrap();
     let mut typed = model.into_typed().unwrap();
     if rewrite {
@@ -127,6 +132,34 @@ fn int8_encoder_is_identical_with_and_without_the_linear_cast_and_quantise_ops()
     let linear = ours_ops.iter().filter(|n| *n == "UsqLinearI8").count();
     assert_eq!(linear, if LinearI8::available() { 44 } else { 0 }, "{ours_ops:?}");
     assert!(!tract_ops.iter().any(|n| n.starts_with("Usq")));
+}
+
+/// Rows of every length the op may see, against the ops tract lowers LayerNorm to (its
+/// Reduce, the scalar product and subtraction, its RmsNorm): the same values to float
+/// rounding (another summation order), within 1e-5 of outputs of unit variance.
+#[test]
+fn layer_norm_rows_match_tracts_ops() {
+    use crate::ops::layer_norm::Normalize;
+    use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
+    let mut rng = fastrand::Rng::with_seed(11);
+    for columns in [1usize, 3, 4, 5, 17, 33, 192, 200] {
+        let rows = 7;
+        let x: Vec<f32> = (0..rows * columns).map(|_| (rng.f32() - 0.3) * 8.0).collect();
+        let (recip, eps) = (1.0 / columns as f32, 1e-6f32);
+        let op = Normalize { recip, eps };
+        let mut ours = vec![0f32; x.len()];
+        op.run(&x, columns, &mut ours).unwrap();
+        let input = Tensor::from_shape(&[rows, columns], &x).unwrap();
+        let sum = eval::<f32>(&Reduce::new(tvec!(1), Reducer::Sum), input.clone());
+        let centred: Vec<f32> = x.iter().enumerate().map(|(i, &v)| v - sum[i / columns] * recip).collect();
+        let rms = RmsNorm { axis: 1, eps: rctensor0(eps) };
+        let expected = eval::<f32>(&rms, Tensor::from_shape(&[rows, columns], &centred).unwrap());
+        let worst = ours.iter().zip(&expected).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-5, "rows of {columns}: max |diff| {worst}");
+        // Evaluated as an op, on a tensor, the same.
+        let out = eval::<f32>(&op, input);
+        assert_eq!(ours, out);
+    }
 }
 
 /// softmax(scale·Q·Kᵀ)·V per head in f64, straight from the definition.
@@ -264,6 +297,8 @@ fn encoders_with_the_attention_op_match_tracts_ops() {
             }
             let ops: Vec<String> = ours.profile(1).unwrap().into_iter().map(|(n, _)| n).collect();
             assert!(ops.iter().any(|n| n == "UsqAttention"), "{model}: {ops:?}");
+            assert!(ops.iter().any(|n| n == "UsqLayerNorm"), "{model}: {ops:?}");
+            assert!(!ops.iter().any(|n| n == "RmsNorm"), "{model}: LayerNorm left to tract: {ops:?}");
             assert!(!ops.iter().any(|n| n == "Softmax"), "{model}: attention left unfused: {ops:?}");
             // And the linear layers, where this CPU has the project's kernel for them.
             let (linear, available) = if model.contains("int8") {
