@@ -66,19 +66,29 @@ def fold_preprocessing(w3, b3):
 
 # The producer names (usq-export_seeded here, usq-convert_tinyusfm in convert) are the former scripts'
 # names, kept so that rebuilt models are byte-identical to the shipped ones.
+class GraphBuilder:
+    """The nodes and initialisers of an ONNX graph being built (also usq_tools.export.tiny_contract)."""
+
+    def __init__(self):
+        self.nodes, self.inits = [], []
+
+    def const(self, name, arr):
+        """An initialiser; returns its name."""
+        self.inits.append(nh.from_array(np.asarray(arr), name))
+        return name
+
+    def node(self, op, ins, out, **kw):
+        """A node with one output, named after it; returns the output's name."""
+        self.nodes.append(h.make_node(op, ins, [out], name=out, **kw))
+        return out
+
+
 def build_model(p, metadata=METADATA, graph_name="tinyusfm_seeded", producer="usq-export_seeded"):
     """The contract graph from unfolded weights p (keys as make_params returns: pe_w [192,3,16,16],
     pe_b, cls, pos, b{i}_{ln1,ln2}_{g,b}, b{i}_{qkv,proj,fc1,fc2}_{w [in,out],b}, i = 0..10).
     Reused by usq_tools.export.convert for converted and trained weights."""
-    nodes, inits = [], []
-
-    def const(name, arr):
-        inits.append(nh.from_array(np.asarray(arr), name))
-        return name
-
-    def node(op, ins, out, **kw):
-        nodes.append(h.make_node(op, ins, [out], name=out, **kw))
-        return out
+    g = GraphBuilder()
+    nodes, inits, const, node = g.nodes, g.inits, g.const, g.node
 
     w1, b1 = fold_preprocessing(p["pe_w"], p["pe_b"])
     x = node("Conv", ["image", const("patch_w", w1), const("patch_b", b1)], "patch",

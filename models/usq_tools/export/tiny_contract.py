@@ -20,10 +20,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto as TP
 from onnx import helper as h
-from onnx import numpy_helper as nh
 
 from ..paths import ROOT
 from .contract import D, IMG, OUT_BLOCKS, PATCH, T
+from .seeded import GraphBuilder
 
 SEED = 20261207
 OUT_PATH = os.path.join(ROOT, "tests", "fixtures", "tiny_contract.onnx")
@@ -36,15 +36,8 @@ METADATA = {
 
 def build_model(seed=SEED):
     rng = np.random.default_rng(seed)
-    nodes, inits = [], []
-
-    def const(name, arr):
-        inits.append(nh.from_array(np.asarray(arr), name))
-        return name
-
-    def node(op, ins, out, **kw):
-        nodes.append(h.make_node(op, ins, [out], name=out, **kw))
-        return out
+    g = GraphBuilder()
+    nodes, inits, const, node = g.nodes, g.inits, g.const, g.node
 
     x = node("AveragePool", ["image"], "patch_mean", kernel_shape=[PATCH, PATCH], strides=[PATCH, PATCH])
     # gray 0..255 to about -1..1, then 192 different affine channels
