@@ -33,3 +33,9 @@ pub const META_VERSION: &str = "usq.version";
 pub const META_WEIGHTS: &str = "usq.weights";
 /// The contract version this build reads.
 pub const CONTRACT_VERSION: &str = "1";
+
+/// The most elements any tensor of a model may have: the shapes its constants spell out are
+/// checked against it before tract reads the graph (`model_shapes`). 2^28 f32 values are 1 GiB,
+/// 18 times the largest tensor of the contract ViT at batch 32 (tract's attention scores,
+/// 32 x 12 x 197 x 197).
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 28;

@@ -342,6 +342,7 @@ fn check_contract(proto: &pb::ModelProto) -> Result<(ModelInfo, [usize; 4])> {
     let Some(graph) = proto.graph.as_ref() else {
         return err("not an ONNX model: no graph".into());
     };
+    crate::model_shapes::check(graph).map_err(|e| e.context("the model breaks the usq model contract"))?;
     let initialisers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&pb::ValueInfoProto> =
         graph.input.iter().filter(|i| !initialisers.contains(i.name.as_str())).collect();

@@ -37,6 +37,7 @@ pub mod fitting;
 pub mod imaging;
 pub mod manifold;
 pub mod metrics;
+mod model_shapes;
 pub(crate) mod ops;
 pub mod pool;
 pub mod quality;

@@ -184,3 +184,21 @@ fn the_tiny_contract_fixture_is_a_contract_model() {
     }
     assert_ne!(out[0], out[1], "different images give different features");
 }
+
+/// A shape constant that claims a tensor of 7e19 elements (the fuzz target `onnx_model` found
+/// this one: the cls token's shape `[1, 192]` mutated to `[384307168202282325, 192]`, which tract
+/// evaluated while typing the graph, asking for 4 TB and panicking) is refused before tract
+/// reads the graph, by name; so is one that claims a few gigabytes, which tract would have filled.
+#[test]
+fn shape_constants_past_the_limit_are_refused_before_tract_reads_the_graph() {
+    for (rows, claim) in [(384_307_168_202_282_325i64, "3.8e17 rows"), (3_000_000, "3e6 rows: 2.3 GB of f32")] {
+        let mut p = seeded_proto();
+        let t = graph(&mut p).initializer.iter_mut().find(|t| t.name == "shp_cls_tail").expect("the cls shape");
+        t.raw_data = [rows, 192].iter().flat_map(|v| v.to_le_bytes()).collect();
+        t.int64_data.clear();
+        refused(&p, "the shape constant 'shp_cls_tail'");
+        let e = load(&p).unwrap_err().to_string();
+        assert!(e.contains("268435456"), "{claim}: {e}");
+    }
+    // The seeded model's own shapes ([1, 192], [0, 197, 3, 12, 16], ...) pass: it loads (above).
+}
