@@ -129,7 +129,14 @@ impl Encoder {
         Encoder::build(bytes, options, false)
     }
 
+    /// [`Encoder::build_unguarded`], with a panic inside tract (a malformed graph the contract
+    /// check did not foresee) an error for this model rather than the end of the process.
     fn build(bytes: &[u8], options: EncoderOptions, project_ops: bool) -> Result<Encoder> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Encoder::build_unguarded(bytes, options, project_ops)))
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Model, "tract panicked while reading this model")))
+    }
+
+    fn build_unguarded(bytes: &[u8], options: EncoderOptions, project_ops: bool) -> Result<Encoder> {
         options.check()?;
         let EncoderOptions { batch, threads } = options;
         let run_options = run_options(threads)?;
@@ -365,6 +372,17 @@ fn check_contract(proto: &pb::ModelProto) -> Result<(ModelInfo, [usize; 4])> {
     let missing: Vec<&str> = OUTPUT_NAMES.iter().copied().filter(|n| !outputs.contains(n)).collect();
     if !missing.is_empty() || outputs.len() != OUTPUT_NAMES.len() {
         return err(format!("outputs must be exactly {OUTPUT_NAMES:?}, found {outputs:?} (missing {missing:?})"));
+    }
+    // tract looks each output up by name among what the graph makes, and panics where nothing does.
+    let made: std::collections::HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name.as_str())
+        .chain(initialisers.iter().copied())
+        .chain(graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)))
+        .collect();
+    if let Some(orphan) = outputs.iter().find(|o| !made.contains(**o)) {
+        return err(format!("output '{orphan}' is not made by any node of the graph"));
     }
     let output_index = std::array::from_fn(|k| outputs.iter().position(|o| *o == OUTPUT_NAMES[k]).unwrap());
     let layers = LAYER_BLOCKS.map(|b| b.to_string()).join(",");

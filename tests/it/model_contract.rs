@@ -202,3 +202,15 @@ fn shape_constants_past_the_limit_are_refused_before_tract_reads_the_graph() {
     }
     // The seeded model's own shapes ([1, 192], [0, 197, 3, 12, 16], ...) pass: it loads (above).
 }
+
+/// A graph output that no node makes (the fuzz target `onnx_model` found it: the tiny contract
+/// model with a node's output renamed, on which tract-onnx panicked looking the output up) is
+/// refused by the contract check, by name.
+#[test]
+fn an_output_no_node_makes_is_refused() {
+    let bytes = std::fs::read(at("tests/fixtures/tiny_contract.onnx")).unwrap();
+    let mut p = pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    let node = graph(&mut p).node.iter_mut().find(|n| n.output.iter().any(|o| o == "block4")).unwrap();
+    node.output = vec!["block4_renamed".into()];
+    refused(&p, "output 'block4' is not made by any node of the graph");
+}
