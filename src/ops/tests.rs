@@ -87,12 +87,7 @@ fn quantize_matches_the_float_ops_and_cast_it_replaces() {
 /// The int8 model through tract, optimised, with or without the rewrite that runs after
 /// optimisation (casts, fused quantisation); all four outputs.
 fn int8_outputs(rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
-    rewritten_outputs("models/tinyusfm-int8.onnx", rewrite, input)
-}
-
-/// As [`int8_outputs`], for any contract model.
-fn rewritten_outputs(model: &str, rewrite: bool, input: &[f32]) -> (Vec<Vec<f32>>, Vec<String>) {
-    let mut model = tract_onnx::onnx().model_for_path(repo().join(model)).unwrap();
+    let mut model = tract_onnx::onnx().model_for_path(repo().join("models/tinyusfm-int8.onnx")).unwrap();
     model.set_input_fact(0, f32::fact([1, 1, 224, 224]).into()).unwrap();
     let mut typed = model.into_typed().unwrap();
     if rewrite {
