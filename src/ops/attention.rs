@@ -31,19 +31,13 @@ pub struct Attention {
     pub scale: f32,
 }
 
-impl PartialEq for Attention {
-    fn eq(&self, other: &Self) -> bool {
-        (self.heads, self.head_dim, self.scale.to_bits()) == (other.heads, other.head_dim, other.scale.to_bits())
+impl Attention {
+    fn key(&self) -> (usize, usize, u32) {
+        (self.heads, self.head_dim, self.scale.to_bits())
     }
 }
 
-impl Eq for Attention {}
-
-impl std::hash::Hash for Attention {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.heads, self.head_dim, self.scale.to_bits()).hash(state)
-    }
-}
+eq_hash_by_key!(Attention, key);
 
 impl Op for Attention {
     fn name(&self) -> StaticName {

@@ -24,20 +24,7 @@ impl Normalize {
     }
 }
 
-// Equality and hashing by bit pattern, as tract needs of an op.
-impl PartialEq for Normalize {
-    fn eq(&self, other: &Self) -> bool {
-        self.bits() == other.bits()
-    }
-}
-
-impl Eq for Normalize {}
-
-impl std::hash::Hash for Normalize {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.bits().hash(state)
-    }
-}
+eq_hash_by_key!(Normalize, bits);
 
 impl Op for Normalize {
     fn name(&self) -> StaticName {

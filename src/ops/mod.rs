@@ -28,6 +28,26 @@
 //! attention rows (tract's fast kernel wants multiples of 4) was no faster than tract's
 //! per-row fallback here: the rows are memory-bound.
 
+/// `PartialEq`, `Eq` and `Hash` for an op by one method's key (its constants, floats as bit
+/// patterns): tract compares and hashes ops, and f32 has neither.
+macro_rules! eq_hash_by_key {
+    ($op:ty, $key:ident) => {
+        impl PartialEq for $op {
+            fn eq(&self, other: &Self) -> bool {
+                self.$key() == other.$key()
+            }
+        }
+
+        impl Eq for $op {}
+
+        impl std::hash::Hash for $op {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.$key().hash(state)
+            }
+        }
+    };
+}
+
 pub(crate) mod attention;
 pub(crate) mod cast;
 pub(crate) mod dequantize;

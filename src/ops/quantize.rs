@@ -23,20 +23,7 @@ impl QuantizeI8 {
     }
 }
 
-// Equality and hashing by bit pattern, as tract needs of an op.
-impl PartialEq for QuantizeI8 {
-    fn eq(&self, other: &Self) -> bool {
-        self.bits() == other.bits()
-    }
-}
-
-impl Eq for QuantizeI8 {}
-
-impl std::hash::Hash for QuantizeI8 {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.bits().hash(state)
-    }
-}
+eq_hash_by_key!(QuantizeI8, bits);
 
 impl Op for QuantizeI8 {
     fn name(&self) -> StaticName {
