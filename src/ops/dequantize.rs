@@ -70,3 +70,31 @@ fn rows(acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [f32]) {
 unsafe fn rows_avx2(acc: &[i32], scale: &[f32], bias: &[f32], dst: &mut [f32]) {
     rows(acc, scale, bias, dst)
 }
+
+/// [`rows_of`], then the residual stream added: `dst = ((acc as f32) * scale + bias) + residual`,
+/// each step rounded as tract's dequantisation and its own Add round them (an f32 sum is the
+/// same either way round), so the result is tract's bit for bit.
+pub(super) fn rows_plus_residual(acc: &[i32], scale: &[f32], bias: &[f32], residual: &[f32], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { rows_plus_residual_avx2(acc, scale, bias, residual, dst) };
+    }
+    rows_plus(acc, scale, bias, residual, dst)
+}
+
+#[inline(always)]
+fn rows_plus(acc: &[i32], scale: &[f32], bias: &[f32], residual: &[f32], dst: &mut [f32]) {
+    let n = scale.len();
+    for ((a, r), d) in acc.chunks_exact(n).zip(residual.chunks_exact(n)).zip(dst.chunks_exact_mut(n)) {
+        for ((((d, &a), &r), &s), &b) in d.iter_mut().zip(a).zip(r).zip(scale).zip(bias) {
+            *d = (a as f32 * s + b) + r;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rows_plus_residual_avx2(acc: &[i32], scale: &[f32], bias: &[f32], residual: &[f32], dst: &mut [f32]) {
+    rows_plus(acc, scale, bias, residual, dst)
+}

@@ -69,6 +69,9 @@ pub enum Epilogue {
     None,
     /// [`super::dequantize::DequantizeI32`]: `sum · scale + bias` per column, f32 out.
     Dequantize { scale: Arc<Vec<f32>>, bias: Arc<Vec<f32>> },
+    /// That, then the residual stream the block adds it to (the op's second input, of the
+    /// output's shape): tract's Add after the attention's and the MLP's output projections.
+    DequantizeResidual { scale: Arc<Vec<f32>>, bias: Arc<Vec<f32>> },
     /// [`super::gelu::DequantizeGeluQuantizeI8`]: that, GELU and fc2's quantisation, i8 out.
     DequantizeGeluQuantize { scale: Arc<Vec<f32>>, bias: Arc<Vec<f32>>, gelu: DequantizeGeluQuantizeI8 },
 }
@@ -77,9 +80,14 @@ impl Epilogue {
     fn datum_type(&self) -> DatumType {
         match self {
             Epilogue::None => DatumType::I32,
-            Epilogue::Dequantize { .. } => DatumType::F32,
+            Epilogue::Dequantize { .. } | Epilogue::DequantizeResidual { .. } => DatumType::F32,
             Epilogue::DequantizeGeluQuantize { .. } => DatumType::I8,
         }
+    }
+
+    /// The op's inputs: the activations, and the residual stream when it adds one.
+    fn inputs(&self) -> usize {
+        if matches!(self, Epilogue::DequantizeResidual { .. }) { 2 } else { 1 }
     }
 
     /// A comparable, hashable form: the variant, its constants' bits.
@@ -90,6 +98,7 @@ impl Epilogue {
         match self {
             Epilogue::None => (0, vec![]),
             Epilogue::Dequantize { scale, bias } => (1, bits(&[scale, bias])),
+            Epilogue::DequantizeResidual { scale, bias } => (3, bits(&[scale, bias])),
             Epilogue::DequantizeGeluQuantize { scale, bias, gelu } => {
                 let q = gelu.0;
                 (2, bits(&[scale, bias, &[q.mul, q.add, q.sub, q.lo, q.hi]]))
@@ -278,7 +287,10 @@ impl LinearI8 {
 
     /// The same op with `epilogue` run on its sums: scale and bias one value or one per column.
     pub fn with_epilogue(&self, epilogue: Epilogue) -> TractResult<LinearI8> {
-        if let Epilogue::Dequantize { scale, bias } | Epilogue::DequantizeGeluQuantize { scale, bias, .. } = &epilogue {
+        if let Epilogue::Dequantize { scale, bias }
+        | Epilogue::DequantizeResidual { scale, bias }
+        | Epilogue::DequantizeGeluQuantize { scale, bias, .. } = &epilogue
+        {
             ensure!(
                 scale.len() == self.n && bias.len() == self.n,
                 "UsqLinearI8: epilogue operands for {} columns",
@@ -306,14 +318,19 @@ impl LinearI8 {
     #[cfg_attr(not(test), allow(dead_code))]
     pub fn run(&self, kernel: Kernel, x: &[i8], out: &mut [i32], workers: &Workers) {
         assert!(matches!(self.epilogue, Epilogue::None), "UsqLinearI8::run stores the sums themselves");
-        self.run_into(kernel, x, Output::I32(Disjoint::new(out)), workers)
+        self.run_into(kernel, x, None, Output::I32(Disjoint::new(out)), workers)
     }
 
-    /// As [`LinearI8::run`], through the epilogue into `out` of its type.
-    pub fn run_into(&self, kernel: Kernel, x: &[i8], out: Output<'_>, workers: &Workers) {
+    /// As [`LinearI8::run`], through the epilogue into `out` of its type; `residual` (as long
+    /// as `out`) is what [`Epilogue::DequantizeResidual`] adds, and only it.
+    pub fn run_into(&self, kernel: Kernel, x: &[i8], residual: Option<&[f32]>, out: Output<'_>, workers: &Workers) {
         let rows = x.len() / self.k;
         assert!(x.len() == rows * self.k && out.len() == rows * self.n);
         assert!(out.datum_type() == self.epilogue.datum_type(), "UsqLinearI8: output type");
+        assert!(
+            residual.map(|r| r.len()) == (self.epilogue.inputs() == 2).then_some(out.len()),
+            "UsqLinearI8: residual stream"
+        );
         let path = Path::of(kernel);
         let tile = path.rows();
         let blocks = rows.div_ceil(tile);
@@ -351,6 +368,10 @@ impl LinearI8 {
                 match (&self.epilogue, &out) {
                     (Epilogue::Dequantize { scale, bias }, Output::F32(o)) => {
                         super::dequantize::rows_of(acc, scale, bias, o.range(start, len))
+                    }
+                    (Epilogue::DequantizeResidual { scale, bias }, Output::F32(o)) => {
+                        let residual = &residual.unwrap_or_default()[start..][..len];
+                        super::dequantize::rows_plus_residual(acc, scale, bias, residual, o.range(start, len))
                     }
                     (Epilogue::DequantizeGeluQuantize { scale, bias, gelu }, Output::I8(o)) => {
                         gelu.rows_of(acc, scale, bias, o.range(start, len))
@@ -852,6 +873,7 @@ impl Op for LinearI8 {
         let epilogue = match self.epilogue {
             Epilogue::None => "",
             Epilogue::Dequantize { .. } => ", then dequantised",
+            Epilogue::DequantizeResidual { .. } => ", then dequantised and added to the residual stream",
             Epilogue::DequantizeGeluQuantize { .. } => ", then dequantised, GELU, quantised",
         };
         Ok(vec![format!("[{}, {}] int8 weights{epilogue} with {}", self.k, self.n, Kernel::Auto.name())])
@@ -864,8 +886,20 @@ impl EvalOp for LinearI8 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let x = args_1!(inputs);
+        ensure!(inputs.len() == self.epilogue.inputs(), "UsqLinearI8: {} inputs", inputs.len());
+        let x = &inputs[0];
         let out_shape = super::linear_shape("UsqLinearI8", x.shape(), self.k, self.n)?;
+        let residual = match inputs.get(1) {
+            Some(r) => {
+                ensure!(r.shape() == &*out_shape, "UsqLinearI8: residual {:?}, output {out_shape:?}", r.shape());
+                Some(r.try_as_plain_ram()?)
+            }
+            None => None,
+        };
+        let residual = match &residual {
+            Some(r) => Some(r.as_slice::<f32>()?),
+            None => None,
+        };
         // SAFETY: `run_into` writes every element.
         let mut out = unsafe { Tensor::uninitialized_dt(self.epilogue.datum_type(), &out_shape)? };
         {
@@ -877,7 +911,7 @@ impl EvalOp for LinearI8 {
                 DatumType::F32 => Output::F32(Disjoint::new(dst.as_slice_mut::<f32>()?)),
                 _ => Output::I8(Disjoint::new(dst.as_slice_mut::<i8>()?)),
             };
-            self.run_into(Kernel::Auto, src, dst, &Workers::Current);
+            self.run_into(Kernel::Auto, src, residual, dst, &Workers::Current);
         }
         Ok(tvec!(out.into_tvalue()))
     }
@@ -887,7 +921,14 @@ impl TypedOp for LinearI8 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let fact = inputs[0];
         ensure!(fact.datum_type == DatumType::I8, "UsqLinearI8 wants i8 [.., K]");
+        ensure!(inputs.len() == self.epilogue.inputs(), "UsqLinearI8: {} inputs", inputs.len());
         let shape = super::linear_shape("UsqLinearI8", &fact.shape, self.k.to_dim(), self.n.to_dim())?;
+        if let Some(residual) = inputs.get(1) {
+            ensure!(
+                residual.datum_type == DatumType::F32 && *residual.shape == *shape,
+                "UsqLinearI8: residual stream {residual:?}, output {shape:?}"
+            );
+        }
         Ok(tvec!(self.epilogue.datum_type().fact(shape)))
     }
 

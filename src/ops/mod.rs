@@ -17,7 +17,9 @@
 //!   RmsNorm: four passes over the stream) in one, row by row;
 //! - [`linear::LinearI8`] and [`linear_f32::LinearF32`]: the linear layers (int8 and fp32),
 //!   replacing tract's activation packing and matrix products where the CPU has the op's
-//!   kernel (VNNI or the ARM dot product / NEON for int8, AVX-512 for fp32).
+//!   kernel (VNNI or the ARM dot product / NEON for int8, AVX-512 for fp32); the int8 one
+//!   also takes in the dequantisation, fc1's GELU and fc2's quantisation, and the block's
+//!   residual Add after its two output projections, as epilogues run on each block of rows.
 //!
 //! The attention and linear ops are swapped in before tract optimises ([`fuse_attention`],
 //! [`fuse_linear`]), the others after ([`rewrite`]: bit-identical to tract's; then
@@ -58,6 +60,7 @@ pub(crate) mod linear_f32;
 pub(crate) mod quantize;
 pub(crate) mod workers;
 
+use linear::Epilogue;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{args_3, bail, ensure};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -141,7 +144,9 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     }
     // Each fusion leaves the ops it bypasses without consumers; compacting drops them, so the
     // next pass sees only live successors.
-    for fuse in [fuse_quantize, fuse_dequantize, fuse_gelu, fuse_linear_epilogue, fuse_linear_gelu] {
+    for fuse in
+        [fuse_quantize, fuse_dequantize, fuse_gelu, fuse_linear_epilogue, fuse_linear_residual, fuse_linear_gelu]
+    {
         replaced += fuse(model)?;
         model.compact()?;
     }
@@ -280,6 +285,46 @@ fn fuse_linear_epilogue(model: &mut TypedModel) -> TractResult<usize> {
         };
         Ok(Some(Box::new(linear.with_epilogue(epilogue)?)))
     })
+}
+
+/// tract's Add of a [`linear::LinearI8`]'s dequantised output (its only use) and a tensor of
+/// the same shape (a block's residual stream): the Add becomes the linear op with
+/// [`linear::Epilogue::DequantizeResidual`], reading the linear op's input and the stream, so
+/// the sum is made while each block of rows is in cache instead of in a pass of its own.
+fn fuse_linear_residual(model: &mut TypedModel) -> TractResult<usize> {
+    use tract_onnx::tract_core::ops::binary::OptBinUnicast;
+    let mut fused = 0;
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let is_add = node.op_as::<OptBinUnicast>().is_some_and(|b| b.binop.name() == "Add")
+            || node.op_as::<TypedBinOp>().is_some_and(|b| b.0.name() == "Add");
+        if !is_add || node.inputs.len() != 2 {
+            continue;
+        }
+        let out_fact = model.outlet_fact(id.into())?.clone();
+        // Which input is the linear op's: the other is the stream, of the output's own shape.
+        let found = (0..2).find_map(|slot| {
+            let (y, stream) = (node.inputs[slot], node.inputs[1 - slot]);
+            let linear = model.node(y.node).op_as::<linear::LinearI8>()?;
+            let linear_in = *model.node(y.node).inputs.first()?;
+            let fact = model.outlet_fact(stream).ok()?;
+            let fits = fact.datum_type == DatumType::F32
+                && fact.shape == out_fact.shape
+                && out_fact.datum_type == DatumType::F32;
+            let Epilogue::Dequantize { scale, bias } = linear.epilogue() else { return None };
+            let alone = model.outlet_successors(y).len() == 1 && y != stream;
+            (fits && alone && model.outlet_fact(y).ok()?.shape == out_fact.shape).then(|| {
+                let epilogue = Epilogue::DequantizeResidual { scale: scale.clone(), bias: bias.clone() };
+                (linear.with_epilogue(epilogue), linear_in, stream)
+            })
+        });
+        let Some((op, linear_in, stream)) = found else { continue };
+        model.node_mut(id).op = Box::new(op?);
+        model.add_edge(linear_in, InletId::new(id, 0))?;
+        model.add_edge(stream, InletId::new(id, 1))?;
+        fused += 1;
+    }
+    Ok(fused)
 }
 
 /// [`dequantize::DequantizeI32`] -> tract's `GeluExact` -> [`quantize::QuantizeI8`], each the

@@ -126,6 +126,11 @@ fn int8_encoder_is_identical_with_and_without_the_linear_cast_and_quantise_ops()
     // output) runs as the project's op wherever the CPU has its kernel.
     let linear = ours_ops.iter().filter(|n| *n == "UsqLinearI8").count();
     assert_eq!(linear, if LinearI8::available() { 44 } else { 0 }, "{ours_ops:?}");
+    // Of them, each block's two output projections add the residual stream themselves: the
+    // Add left is the position embedding's.
+    let adds = |ops: &[String]| ops.iter().filter(|n| *n == "OptAddUnicast").count();
+    let fused_adds = if LinearI8::available() { 22 } else { 0 };
+    assert_eq!(adds(&tract_ops) - adds(&ours_ops), fused_adds, "{ours_ops:?}\n{tract_ops:?}");
     assert!(!tract_ops.iter().any(|n| n.starts_with("Usq")));
 }
 
@@ -507,6 +512,54 @@ fn linear_rows_on_several_threads_match_one() {
         op.run(linear::Kernel::Auto, &x, &mut many, &pool);
         assert!(many == one, "{threads} threads");
     }
+}
+
+/// The residual epilogue is the dequantising one's output plus the stream, bit for bit (what
+/// tract's Add after it made), on every kernel and on several threads; a stream of another
+/// shape, or none, is an error.
+#[test]
+fn linear_residual_epilogue_adds_the_stream_to_the_dequantised_sums() {
+    use crate::ops::workers::Disjoint;
+    use linear::{Epilogue, Output};
+    let mut rng = fastrand::Rng::with_seed(19);
+    let (rows, k, n) = (197, 768, 192);
+    let x: Vec<i8> = (0..rows * k).map(|_| rng.i8(..)).collect();
+    let w: Vec<i8> = (0..k * n).map(|_| rng.i8(..)).collect();
+    let stream: Vec<f32> = (0..rows * n).map(|_| rng.f32() * 8.0 - 4.0).collect();
+    let scale = std::sync::Arc::new((0..n).map(|_| rng.f32() * 1e-3).collect::<Vec<f32>>());
+    let bias = std::sync::Arc::new((0..n).map(|_| rng.f32() - 0.5).collect::<Vec<f32>>());
+    let op = LinearI8::new(&w, k, n).unwrap();
+    let plain = op.with_epilogue(Epilogue::Dequantize { scale: scale.clone(), bias: bias.clone() }).unwrap();
+    let fused = op.with_epilogue(Epilogue::DequantizeResidual { scale, bias }).unwrap();
+    let mut dequantised = vec![0f32; rows * n];
+    plain.run_into(linear::Kernel::Portable, &x, None, Output::F32(Disjoint::new(&mut dequantised)), &Workers::Current);
+    let expected: Vec<u32> = dequantised.iter().zip(&stream).map(|(d, r)| (d + r).to_bits()).collect();
+    let mut pools = vec![Workers::Current];
+    #[cfg(feature = "multithread")]
+    pools.push(Workers::Pool(std::sync::Arc::new(tract_linalg::multithread::Executor::multithread(3))));
+    for workers in &pools {
+        for kernel in linear_kernels([linear::Kernel::Auto, linear::Kernel::Portable]) {
+            let mut out = vec![f32::NAN; rows * n];
+            fused.run_into(kernel, &x, Some(&stream), Output::F32(Disjoint::new(&mut out)), workers);
+            let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+            assert!(got == expected, "{kernel:?}");
+        }
+    }
+    // Through eval: the stream is the second input, of the output's shape.
+    let x = Tensor::from_shape(&[1, rows, k], &x).unwrap();
+    let good = Tensor::from_shape(&[1, rows, n], &stream).unwrap();
+    let out = fused
+        .eval_out_of_plan(tvec!(x.clone().into_tvalue(), good.into_tvalue()))
+        .unwrap()
+        .expect("evaluated out of plan");
+    let got: Vec<u32> =
+        out[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().iter().map(|v| v.to_bits()).collect();
+    assert!(got == expected);
+    let short = Tensor::zero::<f32>(&[1, rows - 1, n]).unwrap();
+    let e = fused.eval_out_of_plan(tvec!(x.clone().into_tvalue(), short.into_tvalue())).unwrap_err();
+    assert!(format!("{e}").contains("residual"), "{e}");
+    let e = fused.eval_out_of_plan(tvec!(x.into_tvalue())).unwrap_err();
+    assert!(format!("{e}").contains("inputs"), "{e}");
 }
 
 /// `x · W + b` in f64 from the definition.
