@@ -39,9 +39,11 @@ pub fn compare(encoder: &mut Encoder, reference: &GrayFrame, image: &GrayFrame) 
     compare_on(std::slice::from_mut(encoder), reference, image)
 }
 
-/// As [`compare`], the two frames encoded at once when there are two encoders (forks of one
-/// model): the same features, as each frame still runs alone in batch slot 0.
+/// As [`compare`], the two frames encoded at once and the layers' terms split over two threads
+/// when there are two encoders (forks of one model): the same features, as each frame still
+/// runs alone in batch slot 0, and the same terms.
 pub fn compare_on(encoders: &mut [Encoder], reference: &GrayFrame, image: &GrayFrame) -> Result<CompareReport> {
+    let threads = encoders.len();
     let inputs = [preprocess::ulpips_input(reference), preprocess::ulpips_input(image)];
     // Each frame goes through batch slot 0 on its own: kernels may round differently across
     // slots, and identical frames must give exactly 0.
@@ -60,16 +62,22 @@ pub fn compare_on(encoders: &mut [Encoder], reference: &GrayFrame, image: &GrayF
             fa.into_iter().chain(fb).collect()
         }
     };
-    let layers: Vec<LayerReport> = LAYER_BLOCKS
-        .iter()
-        .enumerate()
-        .map(|(k, &block)| {
-            let r = ulpips::TokenGrid::from_encoder_output(&feats[0].layers[k]);
-            let i = ulpips::TokenGrid::from_encoder_output(&feats[1].layers[k]);
-            let t = ulpips::layer_terms(&r, &i);
-            LayerReport { block, structure: t.structure, gram: t.gram }
-        })
-        .collect();
+    let layer = |k: usize| {
+        let r = ulpips::TokenGrid::from_encoder_output(&feats[0].layers[k]);
+        let i = ulpips::TokenGrid::from_encoder_output(&feats[1].layers[k]);
+        let t = ulpips::layer_terms(&r, &i);
+        LayerReport { block: LAYER_BLOCKS[k], structure: t.structure, gram: t.gram }
+    };
+    let (n, half) = (LAYER_BLOCKS.len(), LAYER_BLOCKS.len() / 2);
+    let layers: Vec<LayerReport> = if threads > 1 {
+        // The layers' terms (token relations and Gram matrices: as long as an encoder run) are
+        // independent of each other: half of them on a second thread, each computed as on one.
+        let (a, b) =
+            on_two_threads(|| (0..half).map(layer).collect::<Vec<_>>(), || (half..n).map(layer).collect::<Vec<_>>())?;
+        a.into_iter().chain(b).collect()
+    } else {
+        (0..n).map(layer).collect()
+    };
     let terms: Vec<ulpips::LayerTerms> =
         layers.iter().map(|l| ulpips::LayerTerms { structure: l.structure, gram: l.gram }).collect();
     let score = ulpips::combine(&terms);
