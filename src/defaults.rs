@@ -223,7 +223,9 @@ impl LiveModel {
             (LiveModel::Int8, true) => "the CPU has VNNI integer dot products",
             (LiveModel::Fp32, true) => "the CPU has no VNNI: tract's int8 kernels are slower than fp32 here",
             _ if cfg!(target_arch = "aarch64") => "NEON integer products (the project's SDOT or SMULL kernels)",
-            _ => "NEON integer products (the project's SMULL kernel; tract's kernels without NEON)",
+            // armv7: the project's kernel only where the auxiliary vector says NEON.
+            _ if crate::ops::linear::LinearI8::available() => "NEON integer products (the project's SMULL kernel)",
+            _ => "no NEON: the int8 model on tract's own kernels",
         }
     }
 
