@@ -6,8 +6,11 @@
 //! ops). This op keeps each row in L1 and sums it in 16 lanes: the same maths in another
 //! summation order, so its values differ from tract's by float rounding (src/ops/tests.rs
 //! bounds it). The affine step (gamma, beta) that follows stays where it was (fused with the
-//! quantisation in the int8 model).
+//! quantisation in the int8 model), except where [`NormalizeQuantizeI8`] takes both in: in
+//! the int8 model each LayerNorm feeds only a linear layer's quantisation, so the row goes
+//! from f32 to the next layer's i8 input in one pass, without writing the normalised f32 out.
 
+use super::quantize::QuantizeI8;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
@@ -108,6 +111,105 @@ impl Normalize {
     unsafe fn rows_avx2(&self, src: &[f32], columns: usize, dst: &mut [f32]) {
         self.rows(src, columns, dst)
     }
+}
+
+/// [`Normalize`], then LayerNorm's affine step and the quantisation for the int8 linear layer
+/// that reads it ([`super::quantize::AffineQuantizeI8`]), row by row: i8 out, the same f32
+/// operations in the same order as the two ops apart (the centred value computed again where
+/// the separate op read it back), so its results are theirs bit for bit.
+#[derive(Debug, Clone)]
+pub struct NormalizeQuantizeI8 {
+    pub norm: Normalize,
+    pub quantize: QuantizeI8,
+    /// One value per column each.
+    pub gamma: Arc<Vec<f32>>,
+    pub beta: Arc<Vec<f32>>,
+}
+
+impl NormalizeQuantizeI8 {
+    fn key(&self) -> Vec<u32> {
+        let q = self.quantize;
+        let consts = [self.norm.recip, self.norm.eps, q.mul, q.add, q.sub, q.lo, q.hi];
+        consts.iter().chain(self.gamma.iter()).chain(self.beta.iter()).map(|v| v.to_bits()).collect()
+    }
+
+    /// `dst` = quantise(normalise(row) · gamma + beta) for each row of `src` (gamma's length).
+    pub fn run(&self, src: &[f32], dst: &mut [i8]) -> TractResult<()> {
+        let columns = self.gamma.len();
+        ensure!(
+            columns > 0 && self.beta.len() == columns && src.len() == dst.len() && src.len().is_multiple_of(columns),
+            "UsqLayerNormQuantizeI8: rows of {columns}"
+        );
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { self.rows_avx512(src, dst) };
+            return Ok(());
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { self.rows_avx2(src, dst) };
+            return Ok(());
+        }
+        self.rows(src, dst);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn rows(&self, src: &[f32], dst: &mut [i8]) {
+        let columns = self.gamma.len();
+        let inv_len = 1.0 / columns as f32;
+        for (x, q) in src.chunks_exact(columns).zip(dst.chunks_exact_mut(columns)) {
+            let mean = lane_sum(x, |v| v) * self.norm.recip;
+            let scale = 1.0 / (lane_sum(x, |v| (v - mean) * (v - mean)) * inv_len + self.norm.eps).sqrt();
+            for (((q, &x), &g), &b) in q.iter_mut().zip(x).zip(self.gamma.iter()).zip(self.beta.iter()) {
+                *q = self.quantize.value((x - mean) * scale * g + b);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows_avx512(&self, src: &[f32], dst: &mut [i8]) {
+        self.rows(src, dst)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn rows_avx2(&self, src: &[f32], dst: &mut [i8]) {
+        self.rows(src, dst)
+    }
+}
+
+eq_hash_by_key!(NormalizeQuantizeI8, key);
+
+impl Op for NormalizeQuantizeI8 {
+    fn name(&self) -> StaticName {
+        "UsqLayerNormQuantizeI8".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NormalizeQuantizeI8 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let columns = input.shape().last().copied();
+        ensure!(columns == Some(self.gamma.len()), "UsqLayerNormQuantizeI8: rows of {:?}", input.shape());
+        let mut failed = Ok(());
+        let out = super::map_elements(input, |src: &[f32], dst: &mut [i8]| failed = self.run(src, dst))?;
+        failed.map(|_| out)
+    }
+}
+
+impl TypedOp for NormalizeQuantizeI8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == DatumType::F32, "UsqLayerNormQuantizeI8 wants f32");
+        Ok(tvec!(DatumType::I8.fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
 }
 
 /// `Σ f(v)` over `row` in [`LANES`] partial sums, then added pairwise; the tail after the last

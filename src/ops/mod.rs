@@ -14,7 +14,9 @@
 //! - [`attention::Attention`]: multi-head self-attention from the qkv projection to the merged
 //!   heads, replacing tract's per-head products, scale, softmax and axis moves;
 //! - [`layer_norm::Normalize`]: LayerNorm's normalisation (row sum, mean, centring, tract's
-//!   RmsNorm: four passes over the stream) in one, row by row;
+//!   RmsNorm: four passes over the stream) in one, row by row, and
+//!   [`layer_norm::NormalizeQuantizeI8`] that with the affine step and the int8 quantisation
+//!   after it (the int8 linear layers' input, i8 straight from the stream);
 //! - [`linear::LinearI8`] and [`linear_f32::LinearF32`]: the linear layers (int8 and fp32),
 //!   replacing tract's activation packing and matrix products where the CPU has the op's
 //!   kernel (VNNI or the ARM dot product / NEON for int8, AVX-512 for fp32); the int8 one
@@ -203,7 +205,39 @@ fn fold_into_producer(
 pub fn normalize_layers(model: &mut TypedModel) -> TractResult<usize> {
     let fused = fuse_layer_norm(model)?;
     model.compact()?;
-    Ok(fused)
+    let quantized = fuse_layer_norm_quantize(model)?;
+    model.compact()?;
+    Ok(fused + quantized)
+}
+
+/// A [`layer_norm::Normalize`] feeding only a [`quantize::AffineQuantizeI8`] with constant
+/// gamma and beta (the int8 model's LayerNorm before a linear layer): both become one
+/// [`layer_norm::NormalizeQuantizeI8`], f32 rows in, i8 out.
+fn fuse_layer_norm_quantize(model: &mut TypedModel) -> TractResult<usize> {
+    fold_into_producer(model, "quantize", |model, node, producer| {
+        let Some(&quantize::AffineQuantizeI8(q)) = node.op_as::<quantize::AffineQuantizeI8>() else { return Ok(None) };
+        let Some(&norm) = producer.op_as::<layer_norm::Normalize>() else { return Ok(None) };
+        let Some(columns) = model.outlet_fact(node.inputs[0])?.shape.as_concrete().and_then(|s| s.last().copied())
+        else {
+            return Ok(None);
+        };
+        let konst = |slot: usize| -> TractResult<Option<Arc<Tensor>>> {
+            let k = model.outlet_fact(node.inputs[slot])?.konst.clone();
+            Ok(k.filter(|k| k.datum_type() == DatumType::F32))
+        };
+        let (Some(gamma), Some(beta)) = (konst(1)?, konst(2)?) else { return Ok(None) };
+        let (gamma, beta) = (gamma.try_as_plain_ram()?, beta.try_as_plain_ram()?);
+        let spread =
+            per_column("UsqLayerNormQuantizeI8", (columns, columns), columns, gamma.as_slice()?, beta.as_slice()?);
+        let Ok((gamma, beta)) = spread else { return Ok(None) };
+        let op = layer_norm::NormalizeQuantizeI8 {
+            norm,
+            quantize: q,
+            gamma: Arc::new(gamma.to_vec()),
+            beta: Arc::new(beta.to_vec()),
+        };
+        Ok(Some(Box::new(op)))
+    })
 }
 
 fn fuse_layer_norm(model: &mut TypedModel) -> TractResult<usize> {

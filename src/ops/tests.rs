@@ -268,6 +268,45 @@ fn attention_kernels_keep_nan() {
     }
 }
 
+/// The LayerNorm with the affine step and quantisation inside gives the two ops apart
+/// ([`Normalize`], then [`AffineQuantizeI8`]) bit for bit, on rows of every length; rows of
+/// another length than gamma's are an error.
+#[test]
+fn layer_norm_quantize_is_the_two_ops_apart() {
+    use crate::ops::layer_norm::{Normalize, NormalizeQuantizeI8};
+    use crate::ops::quantize::AffineQuantizeI8;
+    let mut rng = fastrand::Rng::with_seed(12);
+    // The int8 model's form: x / step, rounded by adding and taking back 1.5 * 2^23, clamped.
+    let q = QuantizeI8 { mul: 1.0 / 0.031, add: 12_582_912.0, sub: 12_582_912.0, lo: -128.0, hi: 127.0 };
+    for columns in [1usize, 3, 16, 17, 33, 192, 200] {
+        let rows = 9;
+        let x: Vec<f32> = (0..rows * columns).map(|_| (rng.f32() - 0.3) * 8.0).collect();
+        let gamma: Vec<f32> = (0..columns).map(|_| rng.f32() * 2.0).collect();
+        let beta: Vec<f32> = (0..columns).map(|_| rng.f32() - 0.5).collect();
+        let norm = Normalize { recip: 1.0 / columns as f32, eps: 1e-6 };
+        let mut normalised = vec![0f32; x.len()];
+        norm.run(&x, columns, &mut normalised).unwrap();
+        let mut apart = vec![0i8; x.len()];
+        AffineQuantizeI8(q).run(&normalised, &gamma, &beta, columns, &mut apart).unwrap();
+        let fused = NormalizeQuantizeI8 {
+            norm,
+            quantize: q,
+            gamma: std::sync::Arc::new(gamma.clone()),
+            beta: std::sync::Arc::new(beta.clone()),
+        };
+        let mut together = vec![0i8; x.len()];
+        fused.run(&x, &mut together).unwrap();
+        assert_eq!(together, apart, "rows of {columns}");
+        assert!(apart.iter().any(|&v| v != 0), "rows of {columns}: all zero");
+        let out = eval::<i8>(&fused, Tensor::from_shape(&[rows, columns], &x).unwrap());
+        assert_eq!(out, apart, "rows of {columns}, as an op");
+        if columns > 1 {
+            let other = Tensor::zero::<f32>(&[2, columns - 1]).unwrap();
+            assert!(fused.eval_out_of_plan(tvec!(other.into_tvalue())).is_err(), "rows of {}", columns - 1);
+        }
+    }
+}
+
 /// The fp32 and int8 encoders with all the project's ops (attention fused before tract
 /// optimises) against tract's own ops, batch 1 and 3: the same features to float rounding.
 #[test]
@@ -297,7 +336,10 @@ fn encoders_with_the_attention_op_match_tracts_ops() {
             }
             let ops: Vec<String> = ours.profile(1).unwrap().into_iter().map(|(n, _)| n).collect();
             assert!(ops.iter().any(|n| n == "UsqAttention"), "{model}: {ops:?}");
-            assert!(ops.iter().any(|n| n == "UsqLayerNorm"), "{model}: {ops:?}");
+            // int8: every LayerNorm feeds a linear layer's quantisation, and takes it in.
+            let norm = if model.contains("int8") { "UsqLayerNormQuantizeI8" } else { "UsqLayerNorm" };
+            assert!(ops.iter().any(|n| n == norm), "{model}: {ops:?}");
+            assert!(!ops.iter().any(|n| n == "UsqAffineQuantizeI8"), "{model}: {ops:?}");
             assert!(!ops.iter().any(|n| n == "RmsNorm"), "{model}: LayerNorm left to tract: {ops:?}");
             assert!(!ops.iter().any(|n| n == "Softmax"), "{model}: attention left unfused: {ops:?}");
             // And the linear layers, where this CPU has the project's kernel for them.
