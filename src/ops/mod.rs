@@ -200,8 +200,10 @@ fn fold_into_producer(
 /// tract's lowering of LayerNormalization's normalisation over the last axis, each op the only
 /// consumer of the one before: `Reduce<Sum>(x)` -> `OptBinByScalar(Mul)` by a scalar constant
 /// -> `OptBinByScalar(Sub)` from x -> `RmsNorm`: the RmsNorm becomes one
-/// [`layer_norm::Normalize`] reading x, and the three ops before it are dropped. Apart from
-/// [`rewrite`], whose ops are bit-identical to tract's: this one agrees to float rounding.
+/// [`layer_norm::Normalize`] reading x, and the three ops before it are dropped; where that
+/// feeds only an int8 quantisation with gamma and beta ([`quantize::AffineQuantizeI8`], made by
+/// [`rewrite`], which runs first), both become one [`layer_norm::NormalizeQuantizeI8`]. Apart
+/// from [`rewrite`], whose ops are bit-identical to tract's: this one agrees to float rounding.
 pub fn normalize_layers(model: &mut TypedModel) -> TractResult<usize> {
     let fused = fuse_layer_norm(model)?;
     model.compact()?;
