@@ -223,22 +223,8 @@ fn fuse_layer_norm_quantize(model: &mut TypedModel) -> TractResult<usize> {
         else {
             return Ok(None);
         };
-        let konst = |slot: usize| -> TractResult<Option<Arc<Tensor>>> {
-            let k = model.outlet_fact(node.inputs[slot])?.konst.clone();
-            Ok(k.filter(|k| k.datum_type() == DatumType::F32))
-        };
-        let (Some(gamma), Some(beta)) = (konst(1)?, konst(2)?) else { return Ok(None) };
-        let (gamma, beta) = (gamma.try_as_plain_ram()?, beta.try_as_plain_ram()?);
-        let spread =
-            per_column("UsqLayerNormQuantizeI8", (columns, columns), columns, gamma.as_slice()?, beta.as_slice()?);
-        let Ok((gamma, beta)) = spread else { return Ok(None) };
-        let op = layer_norm::NormalizeQuantizeI8 {
-            norm,
-            quantize: q,
-            gamma: Arc::new(gamma.to_vec()),
-            beta: Arc::new(beta.to_vec()),
-        };
-        Ok(Some(Box::new(op)))
+        let Some((gamma, beta)) = constant_columns(model, node, columns)? else { return Ok(None) };
+        Ok(Some(Box::new(layer_norm::NormalizeQuantizeI8 { norm, quantize: q, gamma, beta })))
     })
 }
 
@@ -277,6 +263,26 @@ fn fuse_layer_norm(model: &mut TypedModel) -> TractResult<usize> {
     Ok(fused)
 }
 
+/// One f32 value per column, shared by the ops that hold it.
+type Columns = Arc<Vec<f32>>;
+
+/// A node's inputs 1 and 2 (scale and bias, gamma and beta) when both are f32 constants of one
+/// value or of one per column, spread to `columns` values each; None otherwise (the node then
+/// stays apart, and fails in its own op, with its message).
+fn constant_columns(model: &TypedModel, node: &TypedNode, columns: usize) -> TractResult<Option<(Columns, Columns)>> {
+    let konst = |slot: usize| -> TractResult<Option<Arc<Tensor>>> {
+        let k = model.outlet_fact(node.inputs[slot])?.konst.clone();
+        Ok(k.filter(|k| k.datum_type() == DatumType::F32))
+    };
+    let (Some(a), Some(b)) = (konst(1)?, konst(2)?) else { return Ok(None) };
+    let (a, b) = (a.try_as_plain_ram()?, b.try_as_plain_ram()?);
+    let Ok((a, b)) = per_column(node.op.name().as_ref(), (columns, columns), columns, a.as_slice()?, b.as_slice()?)
+    else {
+        return Ok(None);
+    };
+    Ok(Some((Arc::new(a.to_vec()), Arc::new(b.to_vec()))))
+}
+
 /// A [`linear_f32::LinearF32`] feeding only tract's `GeluExact`: the GELU becomes the linear
 /// op's own, run on each block of rows while it is in cache.
 fn fuse_linear_gelu(model: &mut TypedModel) -> TractResult<usize> {
@@ -303,18 +309,7 @@ fn fuse_linear_epilogue(model: &mut TypedModel) -> TractResult<usize> {
         if !matches!(linear.epilogue(), linear::Epilogue::None) {
             return Ok(None);
         }
-        let konst = |slot: usize| -> TractResult<Option<Arc<Tensor>>> {
-            let k = model.outlet_fact(node.inputs[slot])?.konst.clone();
-            Ok(k.filter(|k| k.datum_type() == DatumType::F32))
-        };
-        let (Some(scale), Some(bias)) = (konst(1)?, konst(2)?) else { return Ok(None) };
-        let (scale, bias) = (scale.try_as_plain_ram()?, bias.try_as_plain_ram()?);
-        let n = linear.columns();
-        // One value or one per column, spread to one per column; anything else stays apart
-        // (and fails in its own op, with its message).
-        let spread = per_column("UsqLinearI8 epilogue", (n, n), n, scale.as_slice()?, bias.as_slice()?);
-        let Ok((scale, bias)) = spread else { return Ok(None) };
-        let (scale, bias) = (Arc::new(scale.to_vec()), Arc::new(bias.to_vec()));
+        let Some((scale, bias)) = constant_columns(model, node, linear.columns())? else { return Ok(None) };
         let epilogue = match gelu {
             Some(gelu) => linear::Epilogue::DequantizeGeluQuantize { scale, bias, gelu },
             None => linear::Epilogue::Dequantize { scale, bias },
