@@ -889,17 +889,11 @@ impl EvalOp for LinearI8 {
         ensure!(inputs.len() == self.epilogue.inputs(), "UsqLinearI8: {} inputs", inputs.len());
         let x = &inputs[0];
         let out_shape = super::linear_shape("UsqLinearI8", x.shape(), self.k, self.n)?;
-        let residual = match inputs.get(1) {
-            Some(r) => {
-                ensure!(r.shape() == &*out_shape, "UsqLinearI8: residual {:?}, output {out_shape:?}", r.shape());
-                Some(r.try_as_plain_ram()?)
-            }
-            None => None,
-        };
-        let residual = match &residual {
-            Some(r) => Some(r.as_slice::<f32>()?),
-            None => None,
-        };
+        if let Some(r) = inputs.get(1) {
+            ensure!(r.shape() == &*out_shape, "UsqLinearI8: residual {:?}, output {out_shape:?}", r.shape());
+        }
+        let residual = inputs.get(1).map(|r| r.try_as_plain_ram()).transpose()?;
+        let residual = residual.as_ref().map(|r| r.as_slice::<f32>()).transpose()?;
         // SAFETY: `run_into` writes every element.
         let mut out = unsafe { Tensor::uninitialized_dt(self.epilogue.datum_type(), &out_shape)? };
         {
