@@ -2,11 +2,15 @@
 shipped encoder sees in clean frames, and learn to move off it, in one direction and by a
 measured amount, when the acquisition degrades.
 
-    git show 212032d:models/tinyusfm.onnx > /tmp/usq-mim-v2.onnx        # the starting weights (usq-mim-v2)
-    models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-mim-v2.onnx                 # CPU, ~45 min
-    models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-mim-v2.onnx --device cuda   # on a GPU
+    # usq-qa-v1 (stage 2), from usq-mim-v2
+    git show 212032d:models/tinyusfm.onnx > /tmp/usq-mim-v2.onnx
+    models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-mim-v2.onnx --steps 500    # CPU, ~45 min
     models/.venv/bin/python -m usq_tools.export.convert models/runs/quality/encoder.part0.pth \
         models/runs/quality/encoder.part1.pth --out /tmp/qa.onnx --label usq-qa-v1
+    # usq-qa-v2 (stage 3, shipped), from usq-qa-v1 (add --device cuda on a GPU)
+    git show f85a311:models/tinyusfm.onnx > /tmp/usq-qa-v1.onnx
+    models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-qa-v1.onnx --steps 600 \
+        --seed 20261207 --severity-weight 0 --margin-weight 1 --out models/runs/quality-v2      # CPU, ~35 min
 
 Why this objective: NRQ is the log-likelihood of a patch's descriptor (per output layer the mean
 of its tokens, concatenated, L2-normalised) under a Gaussian mixture fitted on clean frames.
@@ -20,7 +24,15 @@ too), so NRQ cannot fall with severity unless the features themselves mark degra
   direction u (learned) and a fixed gain K: K (u . z) + b regresses the degradation's severity
   s in [0, 1] (0 for clean). A fixed K means severity 1 must move z by about 1/K along u on the
   unit sphere, a shift a clean-fitted density cannot absorb, rather than a tiny one a large head
-  weight would amplify.
+  weight would amplify;
+- with --margin-weight (usq-qa-v2 candidates), a margin under NRQ's own density: NRQ's manifold
+  (PCA + diagonal Gaussian mixture) fitted once on the teacher's descriptors of --bank clean
+  inputs; each degraded descriptor's log-likelihood must fall below its clean source's (the
+  teacher's) by severity x twice the clean spread, while each clean descriptor is held on the
+  teacher's. A single direction can be absorbed by the mixture where clean patches already spread
+  along it (dark anechoic patches do); the margin asks what NRQ asks. (Tried first and dropped,
+  2026-12-07: the nearest clean neighbour in a bank instead of the density, with the student's
+  recent descriptors or the teacher's, did not learn in 80 steps, and the first bank drifted.)
 
 Degradations are usq_tools.train.degrade (training-only code and parameters; five of the
 evaluation's nine families have no counterpart there at all).
@@ -96,6 +108,58 @@ def descriptor(layers):
     return F.normalize(torch.cat([l[:, 1:].mean(1) for l in layers], dim=1), dim=1)
 
 
+class CleanDensity:
+    """NRQ's manifold, differentiable: PCA to `dim` axes and a diagonal Gaussian mixture of `k`
+    components (as `usq fit-nrq` fits it: 128 axes, 8 components, variance floor 1e-4), fitted by
+    EM on the teacher's descriptors of `size` clean inputs; fixed for the run (distillation and
+    the hold keep the student's clean descriptors on the teacher's)."""
+
+    @torch.no_grad()
+    def __init__(self, teacher, sampler, size, batch, dev, dim=128, k=8, iters=100, reg=1e-4):
+        z = torch.cat([descriptor(teacher(to_input(torch.from_numpy(sampler.batch(batch)[0][:batch]).to(dev))))
+                       for _ in range(-(-size // batch))])[:size]
+        self.mean = z.mean(0)
+        self.axes = torch.linalg.svd(z - self.mean, full_matrices=False)[2][:dim].T
+        y = (z - self.mean) @ self.axes
+        pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:k]
+        self.mu, self.var = y[pick].clone(), y.var(0).expand(k, -1).clone()
+        self.logw = torch.full((k,), -float(np.log(k)), device=y.device)
+        for _ in range(iters):
+            r = self.joint(y).softmax(1)
+            nk = r.sum(0) + 1e-10
+            self.mu = (r.T @ y) / nk[:, None]
+            self.var = ((r.T @ y ** 2) / nk[:, None] - self.mu ** 2).clamp_min(0) + reg
+            self.logw = (nk / len(y)).log()
+        ll = self.loglik(z)
+        self.median, self.spread = float(ll.median()), float(ll.std())
+        # how far apart clean descriptors lie: the hold's unit
+        self.spacing = float(torch.cdist(z[:4 * batch], z[4 * batch:]).min(dim=1).values.median())
+
+    def joint(self, y):
+        """log(w_k N(y | mu_k, var_k)) per row and component."""
+        d = ((y[:, None, :] - self.mu) ** 2 / self.var).sum(2)
+        return self.logw - 0.5 * (d + torch.log(2 * np.pi * self.var).sum(1))
+
+    def loglik(self, z):
+        return torch.logsumexp(self.joint((z - self.mean) @ self.axes), dim=1)
+
+
+def margin_loss(density, z, z_teacher, sev, n):
+    """Hinge: each degraded descriptor's (rows n..) log-likelihood under the clean density below
+    the teacher's clean source's (row i - n) by severity x twice the clean spread, in units of
+    that margin; plus the clean descriptors held on the teacher's (squared distance in units of
+    the clean spacing). Also the student's two mean log-likelihoods, for the log. Measured against
+    the student's own clean source instead, with a weaker hold, both ran off together (clean
+    log-likelihood 436 -> -4346 in 30 steps)."""
+    ll = density.loglik(z)
+    with torch.no_grad():
+        ll_ref = density.loglik(z_teacher)
+    margin = 2 * density.spread
+    hinge = F.relu(ll[n:] - ll_ref + sev[n:] * margin).mean() / margin
+    hold = ((z[:n] - z_teacher) ** 2).sum(1).mean() / density.spacing ** 2
+    return hinge + hold, ll[:n].mean().item(), ll[n:].mean().item()
+
+
 def to_input(gray):
     g = (gray / 255.0 - 0.5) / 0.5
     return g[:, None].expand(-1, 3, -1, -1)
@@ -116,6 +180,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--severity-weight", type=float, default=1.0)
     ap.add_argument("--distill-weight", type=float, default=1.0)
+    ap.add_argument("--margin-weight", type=float, default=0.0,
+                    help="weight of the clean-manifold margin (0, usq-qa-v1's recipe: off)")
+    ap.add_argument("--bank", type=int, default=2048, help="clean descriptors the margin's density is fitted on")
     ap.add_argument("--n-sim", type=int, default=240)
     ap.add_argument("--p", default="0.5,0.25,0.25", help="draw probabilities of HC18, lung, simulated")
     ap.add_argument("--p-whole", type=float, default=0.25)
@@ -148,9 +215,15 @@ def main():
 
     log = open(os.path.join(a.out, "loss.csv"), "w", newline="")
     w = csv.writer(log)
-    w.writerow(["step", "loss", "distill", "severity", "sev_rmse_clean", "sev_rmse_degraded", "lr", "elapsed_s"])
+    w.writerow(["step", "loss", "distill", "severity", "sev_rmse_clean", "sev_rmse_degraded", "lr", "elapsed_s",
+                "margin", "loglik_clean", "loglik_degraded"])
+    density = None
+    if a.margin_weight > 0:
+        density = CleanDensity(teacher, sampler, a.bank, a.batch, dev)
+        print(f"clean density on {a.bank} teacher descriptors: log-likelihood median {density.median:.1f}, "
+              f"spread {density.spread:.1f}", flush=True)
     t_train, done = time.time(), 0
-    acc = np.zeros(5)
+    acc = np.zeros(8)
     n_acc = 0
 
     def save():
@@ -160,6 +233,7 @@ def main():
         info = dict(vars(a), steps_done=done, train_seconds=round(time.time() - t_train, 1),
                     total_seconds=round(time.time() - t_start, 1), torch=torch.__version__,
                     threads=torch.get_num_threads(), hc18_frames=len(hc18), lung_frames=len(lung),
+                    clean_loglik=density and {"median": density.median, "spread": density.spread},
                     sim_organs={o: organs.count(o) for o in sorted(set(organs))}, families=list(FAMILIES),
                     checkpoint=[os.path.basename(p) for p in paths])
         with open(os.path.join(a.out, "run.json"), "w") as f:
@@ -180,21 +254,27 @@ def main():
         err = (pred - sev) ** 2
         severity = err.mean()
         loss = a.distill_weight * distill + a.severity_weight * severity
+        margin, ll_c, ll_d = torch.zeros(()), 0.0, 0.0
+        if density is not None:
+            margin, ll_c, ll_d = margin_loss(density, descriptor(s_layers), descriptor(t_layers), sev, a.batch)
+            loss = loss + a.margin_weight * margin
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(student.parameters()) + [direction, bias], 1.0)
         opt.step()
         done = step + 1
         acc += [loss.item(), distill.item(), severity.item(), err[:a.batch].mean().sqrt().item(),
-                err[a.batch:].mean().sqrt().item()]
+                err[a.batch:].mean().sqrt().item(), margin.item(), ll_c, ll_d]
         n_acc += 1
         if done % a.log_every == 0 or done == a.steps:
             m = acc / n_acc
             el = time.time() - t_train
-            w.writerow([done] + [f"{v:.5f}" for v in m] + [f"{lr_at(step):.3e}", f"{el:.1f}"])
+            w.writerow([done] + [f"{v:.5f}" for v in m[:5]] + [f"{lr_at(step):.3e}", f"{el:.1f}"]
+                       + [f"{v:.5f}" for v in m[5:]])
             log.flush()
             print(f"step {done:4d}/{a.steps} loss {m[0]:.4f} distill {m[1]:.4f} severity {m[2]:.4f} "
-                  f"(rmse clean {m[3]:.3f}, degraded {m[4]:.3f}) lr {lr_at(step):.2e} {el:.0f}s", flush=True)
+                  f"(rmse clean {m[3]:.3f}, degraded {m[4]:.3f}) margin {m[5]:.4f} "
+                  f"(loglik clean {m[6]:.1f}, degraded {m[7]:.1f}) lr {lr_at(step):.2e} {el:.0f}s", flush=True)
             acc[:], n_acc = 0, 0
         if done % a.save_every == 0:
             save()
