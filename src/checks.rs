@@ -51,11 +51,13 @@ pub const SATURATED_MARGIN_SHARE: f64 = 0.01;
 /// log-likelihood this far (nats) below the lowest 0.5 % of their medians: an organ no manifold
 /// describes. Far, because a degraded frame of the right organ also falls below them. 15 rather
 /// than the first choice of 10: at 10, 9 % of the clean lung frames of the validation sources
-/// (scanners the manifold never saw) read as another organ; at 15, 0.7 %.
+/// (scanners the manifold never saw) read as another organ; at 15, 0.7 % (usq-qa-v1's manifolds;
+/// with usq-qa-v2's, 10.4 % and 2.2 %: `python -m usq_tools.select_checks --split validation`).
 pub const ORGAN_FAR_NATS: f64 = 15.0;
 /// `organ_mismatch` between organs: another organ's margin inside its clean range and this far
 /// (nats) above the frame's own. 1 rather than 0: on the clean training frames of the lung
-/// sources, 2.3 % fit the broader fetal-head manifold better than their own at 0, 0.8 % at 1.
+/// sources, 2.3 % fit the broader fetal-head manifold better than their own at 0, 0.8 % at 1
+/// (usq-qa-v1's manifolds; with usq-qa-v2's, 0.8 % at both).
 pub const ORGAN_BETTER_NATS: f64 = 1.0;
 /// `frozen`: mean absolute change from the previous frame (gray levels) at or below this. Not a
 /// clean-frame statistic: fit-nrq sees still images, not clips. A frozen digital image repeats
