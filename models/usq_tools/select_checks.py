@@ -11,12 +11,13 @@ ships): the echo level as the 90th percentile of the 16-px block means of the wh
 partial contact as the lateral halves' balance (75th percentile of each half's blocks, `halves`,
 before) or the widest run of block columns whose brightest block is under a quarter of the echo
 level (`dead width`), or only such a run that starts at either side of the image (`edge dead
-width`: a rib's shadow in the middle of a lung sector would not count). The edge run changed nothing
-(2026-12-07): every training frame with a run over 0.15 of the width has it at a side (68 of 256
-lung frames, 0 in the middle; validation 56 of 134), the widest in a clean source whose one side
-has no echo at all (Reg_pat3Image_135215, 0.261; Reg_pat2Image_134240 in validation, 0.391), which
-one frame cannot tell from an aperture that lost contact, so the shipped measure stays. Thresholds as src/checks.rs derives them: the clean training frames' 0.5 %
-(or 99.5 %) quantile moved by its margin. Prints per simulated fault and severity the share of
+width`: a rib's shadow in the middle of a lung sector would not count). The edge run changed
+nothing (2026-12-07): every training frame with a run over 0.15 of the width has it at a side (68
+of 256 lung frames, 0 in the middle; validation 56 of 134), the widest in a clean source whose one
+side has no echo at all (Reg_pat3Image_135215, 0.261; Reg_pat2Image_134240 in validation, 0.391),
+which one frame cannot tell from an aperture that lost contact, so the shipped measure stays.
+Thresholds as src/checks.rs derives them: the clean training frames' 0.5 % (or 99.5 %) quantile
+moved by its margin. Prints per simulated fault and severity the share of
 frames flagged, and the clean frames flagged.
 
 Organ rule: the margins of `usq score --json` (4 patches, as the evaluation) of the training

@@ -250,13 +250,14 @@ def main():
             t_layers = teacher(inp[:a.batch])
         s_layers = student(inp)
         distill = sum(((s[:a.batch] - t) ** 2).mean() / (t ** 2).mean() for s, t in zip(s_layers, t_layers)) / len(t_layers)
-        pred = GAIN * (descriptor(s_layers) @ F.normalize(direction, dim=0)) + bias
+        z = descriptor(s_layers)
+        pred = GAIN * (z @ F.normalize(direction, dim=0)) + bias
         err = (pred - sev) ** 2
         severity = err.mean()
         loss = a.distill_weight * distill + a.severity_weight * severity
         margin, ll_c, ll_d = torch.zeros(()), 0.0, 0.0
         if density is not None:
-            margin, ll_c, ll_d = margin_loss(density, descriptor(s_layers), descriptor(t_layers), sev, a.batch)
+            margin, ll_c, ll_d = margin_loss(density, z, descriptor(t_layers), sev, a.batch)
             loss = loss + a.margin_weight * margin
         opt.zero_grad(set_to_none=True)
         loss.backward()
