@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 60) with libFuzzer's memory limit (2 GiB
 # RSS, 6 GiB for onnx_model's corpus of whole models; 2 GiB for one allocation), so an
-# allocation a hostile header asks for is a finding. Needs the nightly toolchain and cargo-fuzz: rustup toolchain install nightly;
-# cargo install cargo-fuzz --locked.
+# allocation a hostile header asks for is a finding. Needs the nightly toolchain and
+# cargo-fuzz: rustup toolchain install nightly; cargo install cargo-fuzz --locked.
 #
 # Corpora: fuzz/corpus/<target>/ (committed: small seeds and what earlier runs kept; `cargo
 # test` replays every one of them through the same harness, tests/it/fuzz_corpus.rs), plus the
