@@ -176,8 +176,7 @@ pub fn decode_mjpeg(buffer: &[u8]) -> Result<GrayFrame> {
     if end < 2 || buffer[end - 2..end] != [0xFF, 0xD9] {
         crate::bail!(Image, "corrupt MJPEG frame: truncated (no JPEG end marker, {} bytes)", buffer.len());
     }
-    let reader = image::ImageReader::with_format(std::io::Cursor::new(buffer), image::ImageFormat::Jpeg);
-    let img = crate::imaging::frame::guard_decoder(|| reader.decode()).context("corrupt MJPEG frame")?;
+    let img = crate::imaging::frame::decode_bounded(buffer, image::ImageFormat::Jpeg).context("corrupt MJPEG frame")?;
     GrayFrame::from_image(img)
 }
 
@@ -256,5 +255,33 @@ mod tests {
         let (data, l) = frame_from_buffer(CaptureFormat::Mjpeg, layout, &other, &mut decoded).unwrap();
         assert_eq!((l.width, l.height, l.format, data.len()), (40, 24, PixelFormat::Gray8, 40 * 24));
         assert_eq!(l, CaptureFormat::Mjpeg.engine_layout(40, 24, 0).unwrap());
+    }
+
+    /// `jpeg` with the size its frame header (SOF0) declares rewritten.
+    fn jpeg_declaring(width: u16, height: u16) -> Vec<u8> {
+        let mut bytes = jpeg(16, 8);
+        let sof = bytes.windows(2).position(|m| m == [0xFF, 0xC0]).expect("a baseline JPEG");
+        bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+        bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn oversize_mjpeg_frames_are_refused_before_decoding() {
+        // Fuzzing's slow inputs declared 57472x258 and 9766x19750 in about 500 bytes; decoding
+        // one took 14 s. The header's size is checked against the stream limits first.
+        let layout = CaptureFormat::Mjpeg.engine_layout(640, 480, 0).unwrap();
+        let mut decoded = None;
+        for (w, h) in [(57472, 258), (9766, 19750), (16384, 4097)] {
+            let err = frame_from_buffer(CaptureFormat::Mjpeg, layout, &jpeg_declaring(w, h), &mut decoded).err().unwrap();
+            assert_eq!(err.kind(), crate::error::ErrorKind::WrongSize, "{w}x{h}: {err}");
+            assert!(err.to_string().contains("corrupt MJPEG frame"), "{err}");
+            assert!(err.to_string().contains("larger than usq reads"), "{err}");
+            assert_eq!(GrayFrame::decode(&jpeg_declaring(w, h)).unwrap_err().kind(), crate::error::ErrorKind::WrongSize);
+        }
+        // The same rewrite within the limits passes the check and reaches the decoder.
+        let small = jpeg_declaring(32, 8);
+        let within = frame_from_buffer(CaptureFormat::Mjpeg, layout, &small, &mut decoded);
+        assert!(!within.is_err_and(|e| e.kind() == crate::error::ErrorKind::WrongSize));
     }
 }

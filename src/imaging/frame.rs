@@ -74,16 +74,26 @@ impl GrayFrame {
         let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| Error::from_source(ErrorKind::Image, &e))?;
-        if reader.format().is_none() {
+        let Some(format) = reader.format() else {
             crate::bail!(Image, "not a recognised image format (PNG, JPEG, BMP or TIFF)");
-        }
-        GrayFrame::from_image(guard_decoder(|| reader.decode())?)
+        };
+        GrayFrame::from_image(decode_bounded(bytes, format)?)
     }
 
     /// Converts a decoded image to gray (OpenCV's colour weights, 16-bit scaled by the range).
     pub fn from_image(img: image::DynamicImage) -> Result<GrayFrame> {
         from_dynamic(img)
     }
+}
+
+/// Decodes `bytes` as `format` once the size its header declares passes [`check_frame_size`]:
+/// a JPEG of 500 bytes can declare 9766x19750 and keep a decoder busy for seconds (fuzzing
+/// found it), which a live gauge cannot afford.
+pub(crate) fn decode_bounded(bytes: &[u8], format: image::ImageFormat) -> Result<image::DynamicImage> {
+    let reader = |b| image::ImageReader::with_format(std::io::Cursor::new(b), format);
+    let (width, height) = guard_decoder(|| reader(bytes).into_dimensions())?;
+    check_frame_size(width as usize, height as usize)?;
+    guard_decoder(|| reader(bytes).decode())
 }
 
 /// Runs an image decoder that is not ours. One that panics on some input (zune-jpeg, under
