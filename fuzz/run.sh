@@ -21,7 +21,10 @@
 # system, all its threads, from /proc), not the clock's: on a shared machine a starved fuzzer
 # finds nothing because it does not run, which is not a plateau. Each target then prints a
 # `plateau:` line: its final coverage, when it last grew (wall and fuzzer CPU) and how long the
-# run was.
+# run was. `nice` orders processes only within one autogroup (one session): a fuzzer started
+# with setsid competes as an equal with other sessions whatever its nice value, and one whose
+# autogroup is niced (/proc/PID/autogroup) beside busy sessions can starve past libFuzzer's
+# wall-clock -timeout, a false `timeout-` finding: run such an input alone before believing it.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
@@ -74,7 +77,8 @@ for t in $targets; do
   wait "$pid" 2>/dev/null || true
   grep -aE "^(stat::|Done|==|SUMMARY|.*ERROR)" "$log" || true
   end=$(date +%s)
-  echo "plateau: $t cov $cov, last grew at $(( grew - began )) s of $(( end - began )) s" \
+  first=$(grep -aoE "INITED cov: [0-9]+" "$log" | head -1 | cut -d' ' -f3 || true)
+  echo "plateau: $t cov ${first:-?} -> $cov, last grew at $(( grew - began )) s of $(( end - began )) s" \
     "(fuzzer CPU: at $cpu_grew s of $cpu s)"
   slow=$(find "artifacts/$t" -name 'slow-unit-*' 2>/dev/null | wc -l)
   [ "$slow" -eq 0 ] || echo "$t: $slow slow inputs (over 10 s) in fuzz/artifacts/$t"
