@@ -183,6 +183,7 @@ pub fn decode_mjpeg(buffer: &[u8]) -> Result<GrayFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn jpeg(width: u32, height: u32) -> Vec<u8> {
         let img = image::GrayImage::from_fn(width, height, |x, y| image::Luma([((x * 7 + y * 3) % 256) as u8]));
@@ -273,15 +274,16 @@ mod tests {
         let layout = CaptureFormat::Mjpeg.engine_layout(640, 480, 0).unwrap();
         let mut decoded = None;
         for (w, h) in [(57472, 258), (9766, 19750), (16384, 4097)] {
-            let err = frame_from_buffer(CaptureFormat::Mjpeg, layout, &jpeg_declaring(w, h), &mut decoded).err().unwrap();
-            assert_eq!(err.kind(), crate::error::ErrorKind::WrongSize, "{w}x{h}: {err}");
+            let err =
+                frame_from_buffer(CaptureFormat::Mjpeg, layout, &jpeg_declaring(w, h), &mut decoded).err().unwrap();
+            assert_eq!(err.kind(), ErrorKind::WrongSize, "{w}x{h}: {err}");
             assert!(err.to_string().contains("corrupt MJPEG frame"), "{err}");
             assert!(err.to_string().contains("larger than usq reads"), "{err}");
-            assert_eq!(GrayFrame::decode(&jpeg_declaring(w, h)).unwrap_err().kind(), crate::error::ErrorKind::WrongSize);
+            assert_eq!(GrayFrame::decode(&jpeg_declaring(w, h)).unwrap_err().kind(), ErrorKind::WrongSize);
         }
         // The same rewrite within the limits passes the check and reaches the decoder.
         let small = jpeg_declaring(32, 8);
         let within = frame_from_buffer(CaptureFormat::Mjpeg, layout, &small, &mut decoded);
-        assert!(!within.is_err_and(|e| e.kind() == crate::error::ErrorKind::WrongSize));
+        assert!(!within.is_err_and(|e| e.kind() == ErrorKind::WrongSize));
     }
 }

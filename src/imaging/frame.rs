@@ -10,14 +10,14 @@
 use crate::error::{Context, Error, ErrorKind, Result};
 use std::path::Path;
 
-/// Largest frame side accepted from a stream source (y4m, raw, DICOM), in pixels: a 16K frame;
-/// scanner video outputs are at most 4K.
+/// Largest frame side accepted from a stream source (y4m, raw, DICOM, MJPEG) or an image file,
+/// in pixels: a 16K frame; scanner video outputs are at most 4K.
 pub const MAX_SIDE: usize = 16384;
-/// Largest frame accepted from a stream source, in pixels (a 64-megapixel plane).
+/// Largest frame accepted from a stream source or an image file, in pixels (a 64-megapixel plane).
 pub const MAX_PIXELS: usize = 1 << 26;
 
-/// Checks a frame size a stream's header declares before anything is allocated for it: both
-/// sides at least 1 and at most [`MAX_SIDE`], at most [`MAX_PIXELS`] in all.
+/// Checks a frame size a stream's or an image's header declares before anything is allocated
+/// for it: both sides at least 1 and at most [`MAX_SIDE`], at most [`MAX_PIXELS`] in all.
 pub fn check_frame_size(width: usize, height: usize) -> Result<()> {
     if width == 0 || height == 0 {
         crate::bail!(WrongSize, "frame size {width}x{height} is empty");
