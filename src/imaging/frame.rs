@@ -71,10 +71,7 @@ impl GrayFrame {
         if bytes.is_empty() {
             crate::bail!(Image, "file is empty");
         }
-        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| Error::from_source(ErrorKind::Image, &e))?;
-        let Some(format) = reader.format() else {
+        let Ok(format) = image::guess_format(bytes) else {
             crate::bail!(Image, "not a recognised image format (PNG, JPEG, BMP or TIFF)");
         };
         GrayFrame::from_image(decode_bounded(bytes, format)?)
