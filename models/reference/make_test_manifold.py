@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import usq_reference as ref
+from usq_reference.mixture import diag_gmm, pca
 from usq_reference.simulate_bmode import simulate, to_u8
 
 OUT = os.path.join(ref.ROOT, "tests", "fixtures", "manifold")
@@ -26,33 +27,6 @@ ORGANS = {
 }
 
 
-def pca(z, d):
-    mean = z.mean(axis=0)
-    _, _, vt = np.linalg.svd(z - mean, full_matrices=False)
-    comps = vt[:d]
-    # sign convention (as sklearn's svd_flip): largest-magnitude loading positive, so refits are stable
-    comps *= np.sign(comps[np.arange(d), np.abs(comps).argmax(axis=1)])[:, None]
-    return mean, comps
-
-
-def diag_gmm(x, k, seed):
-    """Diagonal-covariance EM, initialised from k distinct random points. Variances floored by REG."""
-    rng = np.random.default_rng(seed)
-    n, d = x.shape
-    means = x[rng.choice(n, k, replace=False)].copy()
-    cov = np.tile(x.var(axis=0) + REG, (k, 1))
-    w = np.full(k, 1.0 / k)
-    for _ in range(EM_ITERS):
-        logp = np.log(w) - 0.5 * ((((x[:, None] - means[None]) ** 2) / cov[None]).sum(-1)
-                                  + np.log(cov).sum(-1) + d * np.log(2 * np.pi))
-        resp = np.exp(logp - ref.logsumexp(logp, axis=1)[:, None])
-        nk = resp.sum(axis=0) + 1e-10
-        w = nk / n
-        means = resp.T @ x / nk[:, None]
-        cov = resp.T @ x ** 2 / nk[:, None] - means ** 2 + REG
-    return w, means, cov
-
-
 def main():
     enc = ref.Encoder()
     os.makedirs(OUT, exist_ok=True)
@@ -60,7 +34,7 @@ def main():
         z = np.concatenate([ref.patch_features(enc, to_u8(simulate(w, h, s, sector=sec)))[1]
                             for w, h, s, sec in images])
         mean, comps = pca(z, d)
-        w, means, cov = diag_gmm((z - mean) @ comps.T, K, seed)
+        w, means, cov = diag_gmm((z - mean) @ comps.T, K, seed, EM_ITERS, REG)
         m = dict(pca_mean=mean, pca_components=comps, gmm_weights=w, gmm_means=means, gmm_covariances=cov,
                  log_weights=np.log(w), log_det=np.log(cov).sum(axis=1))
         m[dim_key] = np.array(d, np.int64)

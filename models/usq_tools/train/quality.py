@@ -57,6 +57,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from usq_reference import resize_input as whole_frame
+from usq_reference.mixture import diag_gmm, pca
 
 from ..data import pocus_lung
 from ..data.hc18 import ANY_FRAME, FIT_BELOW, IMAGES, read_gray, subject_frames
@@ -111,27 +112,23 @@ def descriptor(layers):
 class CleanDensity:
     """NRQ's manifold, differentiable: PCA to `dim` axes and a diagonal Gaussian mixture of `k`
     components (as `usq fit-nrq` fits it: 128 axes, 8 components, variance floor 1e-4), fitted by
-    EM on the teacher's descriptors of `size` clean inputs; fixed for the run (distillation and
-    the hold keep the student's clean descriptors on the teacher's)."""
+    EM (usq_reference.mixture) on the teacher's descriptors of `size` clean inputs; fixed for the
+    run (distillation and the hold keep the student's clean descriptors on the teacher's). Also
+    `floor`, the clean log-likelihood at `floor_quantile`."""
 
     @torch.no_grad()
-    def __init__(self, teacher, sampler, size, batch, dev, dim=128, k=8, iters=100, reg=1e-4):
+    def __init__(self, teacher, sampler, size, batch, dev, dim=128, k=8, iters=100, reg=1e-4, floor_quantile=0.1):
         z = torch.cat([descriptor(teacher(to_input(torch.from_numpy(sampler.batch(batch)[0][:batch]).to(dev))))
                        for _ in range(-(-size // batch))])[:size]
-        self.mean = z.mean(0)
-        self.axes = torch.linalg.svd(z - self.mean, full_matrices=False)[2][:dim].T
-        y = (z - self.mean) @ self.axes
-        pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:k]
-        self.mu, self.var = y[pick].clone(), y.var(0).expand(k, -1).clone()
-        self.logw = torch.full((k,), -float(np.log(k)), device=y.device)
-        for _ in range(iters):
-            r = self.joint(y).softmax(1)
-            nk = r.sum(0) + 1e-10
-            self.mu = (r.T @ y) / nk[:, None]
-            self.var = ((r.T @ y ** 2) / nk[:, None] - self.mu ** 2).clamp_min(0) + reg
-            self.logw = (nk / len(y)).log()
+        zn = z.double().cpu().numpy()
+        mean, comps = pca(zn, dim)
+        w, mu, var = diag_gmm((zn - mean) @ comps.T, k, 0, iters, reg)
+        f32 = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float().to(dev)
+        self.mean, self.axes, self.mu, self.var, self.logw = f32(mean), f32(comps.T), f32(mu), f32(var), f32(np.log(w))
         ll = self.loglik(z)
         self.median, self.spread = float(ll.median()), float(ll.std())
+        # NRQ averages a frame's worst patches: the clean log-likelihood a degraded patch must get under
+        self.floor = float(ll.quantile(floor_quantile))
         # how far apart clean descriptors lie: the hold's unit
         self.spacing = float(torch.cdist(z[:4 * batch], z[4 * batch:]).min(dim=1).values.median())
 
@@ -144,18 +141,26 @@ class CleanDensity:
         return torch.logsumexp(self.joint((z - self.mean) @ self.axes), dim=1)
 
 
-def margin_loss(density, z, z_teacher, sev, n):
+def margin_loss(density, z, z_teacher, sev, n, to_floor=False):
     """Hinge: each degraded descriptor's (rows n..) log-likelihood under the clean density below
-    the teacher's clean source's (row i - n) by severity x twice the clean spread, in units of
-    that margin; plus the clean descriptors held on the teacher's (squared distance in units of
-    the clean spacing). Also the student's two mean log-likelihoods, for the log. Measured against
-    the student's own clean source instead, with a weaker hold, both ran off together (clean
-    log-likelihood 436 -> -4346 in 30 steps)."""
+    a target, in units of the margin (twice the clean spread); plus the clean descriptors held on
+    the teacher's (squared distance in units of the clean spacing). Also the student's two mean
+    log-likelihoods, for the log.
+
+    The target is the teacher's clean source's log-likelihood less severity x margin; with
+    to_floor, at severity 1 the target is the clean floor (density.floor, a low quantile of clean
+    patches) less the margin, linear in severity from the source's own value at 0. NRQ is the
+    mean of a frame's worst patches, so a degraded patch that falls by a margin from a typical
+    clean value can still sit above the clean frame's worst patches and leave NRQ where it was
+    (usq-qa-v2 on gain drift and shadow). Measured against the student's own clean source instead
+    of the teacher's, with a weaker hold, both ran off together (clean log-likelihood 436 -> -4346
+    in 30 steps)."""
     ll = density.loglik(z)
     with torch.no_grad():
         ll_ref = density.loglik(z_teacher)
     margin = 2 * density.spread
-    hinge = F.relu(ll[n:] - ll_ref + sev[n:] * margin).mean() / margin
+    drop = margin + (ll_ref - density.floor).clamp_min(0) if to_floor else margin
+    hinge = F.relu(ll[n:] - ll_ref + sev[n:] * drop).mean() / margin
     hold = ((z[:n] - z_teacher) ** 2).sum(1).mean() / density.spacing ** 2
     return hinge + hold, ll[:n].mean().item(), ll[n:].mean().item()
 
@@ -182,6 +187,10 @@ def main():
     ap.add_argument("--distill-weight", type=float, default=1.0)
     ap.add_argument("--margin-weight", type=float, default=0.0,
                     help="weight of the clean-manifold margin (0, usq-qa-v1's recipe: off)")
+    ap.add_argument("--to-floor", action="store_true",
+                    help="the margin's target at severity 1 is a low quantile of clean log-likelihoods "
+                         "(--floor-quantile), not the clean source's own value (usq-qa-v2: off)")
+    ap.add_argument("--floor-quantile", type=float, default=0.1)
     ap.add_argument("--bank", type=int, default=2048, help="clean descriptors the margin's density is fitted on")
     ap.add_argument("--n-sim", type=int, default=240)
     ap.add_argument("--p", default="0.5,0.25,0.25", help="draw probabilities of HC18, lung, simulated")
@@ -219,9 +228,9 @@ def main():
                 "margin", "loglik_clean", "loglik_degraded"])
     density = None
     if a.margin_weight > 0:
-        density = CleanDensity(teacher, sampler, a.bank, a.batch, dev)
+        density = CleanDensity(teacher, sampler, a.bank, a.batch, dev, floor_quantile=a.floor_quantile)
         print(f"clean density on {a.bank} teacher descriptors: log-likelihood median {density.median:.1f}, "
-              f"spread {density.spread:.1f}", flush=True)
+              f"spread {density.spread:.1f}, floor {density.floor:.1f} (quantile {a.floor_quantile})", flush=True)
     t_train, done = time.time(), 0
     acc = np.zeros(8)
     n_acc = 0
@@ -233,7 +242,8 @@ def main():
         info = dict(vars(a), steps_done=done, train_seconds=round(time.time() - t_train, 1),
                     total_seconds=round(time.time() - t_start, 1), torch=torch.__version__,
                     threads=torch.get_num_threads(), hc18_frames=len(hc18), lung_frames=len(lung),
-                    clean_loglik=density and {"median": density.median, "spread": density.spread},
+                    clean_loglik=density and {"median": density.median, "spread": density.spread,
+                                                             "floor": density.floor},
                     sim_organs={o: organs.count(o) for o in sorted(set(organs))}, families=list(FAMILIES),
                     checkpoint=[os.path.basename(p) for p in paths])
         with open(os.path.join(a.out, "run.json"), "w") as f:
@@ -257,7 +267,7 @@ def main():
         loss = a.distill_weight * distill + a.severity_weight * severity
         margin, ll_c, ll_d = torch.zeros(()), 0.0, 0.0
         if density is not None:
-            margin, ll_c, ll_d = margin_loss(density, z, descriptor(t_layers), sev, a.batch)
+            margin, ll_c, ll_d = margin_loss(density, z, descriptor(t_layers), sev, a.batch, a.to_floor)
             loss = loss + a.margin_weight * margin
         opt.zero_grad(set_to_none=True)
         loss.backward()
