@@ -46,7 +46,7 @@ WEIGHTED = ("fp32", "int8")
 # the report only reproduces which of usq's patches that is, so it uses the oracle's rule, which
 # tests/golden/golden.json's worst_k table pins to usq's, rather than a copy of it.
 nrq_worst_k = usq_reference.worst_k
-GRID_PATCHES = 28  # the NRQ patch grid of an 800x540 HC18 frame
+GRID_PATCHES = len(usq_reference.patch_grid(540, 800))  # the NRQ patch grid of an 800x540 HC18 frame (28)
 
 
 def nrq_patches_note(max_patches):
