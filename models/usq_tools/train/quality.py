@@ -11,6 +11,13 @@ measured amount, when the acquisition degrades.
     git show f85a311:models/tinyusfm.onnx > /tmp/usq-qa-v1.onnx
     models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-qa-v1.onnx --steps 600 \
         --seed 20261207 --severity-weight 0 --margin-weight 1 --out models/runs/quality-v2      # CPU, ~35 min
+    # candidates after usq-qa-v2 (models/MODEL_CARD.md), from usq-qa-v2 (the shipped model of 9f82983)
+    models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-qa-v2.onnx --steps 600 --seed 20261208 \
+        --severity-weight 0 --margin-weight 1 --to-floor --out models/runs/quality-v3           # CPU, ~36 min
+    models/.venv/bin/python -m usq_tools.export.convert models/runs/quality-v3/encoder.part0.pth \
+        models/runs/quality-v3/encoder.part1.pth --out /tmp/qa-v3.onnx --label usq-qa-v3-candidate
+    models/.venv/bin/python -m usq_tools.train.quality --init /tmp/qa-v3.onnx --steps 400 --seed 20261209 \
+        --severity-weight 0 --margin-weight 1 --to-floor --frame-weight 1 --out models/runs/quality-v4   # ~30 min
 
 Why this objective: NRQ is the log-likelihood of a patch's descriptor (per output layer the mean
 of its tokens, concatenated, L2-normalised) under a Gaussian mixture fitted on clean frames.
