@@ -11,6 +11,8 @@ measured amount, when the acquisition degrades.
     git show f85a311:models/tinyusfm.onnx > /tmp/usq-qa-v1.onnx
     models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-qa-v1.onnx --steps 600 \
         --seed 20261207 --severity-weight 0 --margin-weight 1 --out models/runs/quality-v2      # CPU, ~35 min
+    #   (v2 was trained with the density's EM in torch, other initial components than
+    #   usq_reference.mixture's since 2026-12-08: a rerun is close, not bit-identical)
     # candidates after usq-qa-v2 (models/MODEL_CARD.md), from usq-qa-v2 (the shipped model of 9f82983)
     models/.venv/bin/python -m usq_tools.train.quality --init /tmp/usq-qa-v2.onnx --steps 600 --seed 20261208 \
         --severity-weight 0 --margin-weight 1 --to-floor --out models/runs/quality-v3           # CPU, ~36 min
@@ -191,8 +193,8 @@ def frame_nrq_loss(density, z_clean_teacher, z_degraded, sev):
     """Hinge on NRQ itself: the mean log-likelihood of the worst 15 % of a degraded frame's
     patches below the teacher's NRQ of the clean frame by severity x margin (twice the clean
     spread), in units of that margin. The per-patch margin can be met by typical patches while the
-    frame's worst ones, which are all NRQ reads, get more typical: on validation frames usq-qa-v3's
-    worst clean patches lie at the bottom of the sector and rise as gain drift darkens them."""
+    frame's worst ones, which are all NRQ reads, get more typical: on validation frames the usq-qa-v3
+    candidate's worst clean patches lie at the bottom of the sector and rise as gain drift darkens them."""
     k = worst_k(len(z_degraded))
     with torch.no_grad():
         ref = density.loglik(z_clean_teacher).topk(k, largest=False).values.mean()
@@ -281,8 +283,7 @@ def main():
         info = dict(vars(a), steps_done=done, train_seconds=round(time.time() - t_train, 1),
                     total_seconds=round(time.time() - t_start, 1), torch=torch.__version__,
                     threads=torch.get_num_threads(), hc18_frames=len(hc18), lung_frames=len(lung),
-                    clean_loglik=density and {"median": density.median, "spread": density.spread,
-                                                             "floor": density.floor},
+                    clean_loglik=density and dict(median=density.median, spread=density.spread, floor=density.floor),
                     sim_organs={o: organs.count(o) for o in sorted(set(organs))}, families=list(FAMILIES),
                     checkpoint=[os.path.basename(p) for p in paths])
         with open(os.path.join(a.out, "run.json"), "w") as f:
