@@ -384,6 +384,17 @@ fn check_contract(proto: &pb::ModelProto) -> Result<(ModelInfo, [usize; 4])> {
     if let Some(orphan) = outputs.iter().find(|o| !made.contains(**o)) {
         return err(format!("output '{orphan}' is not made by any node of the graph"));
     }
+    // tract-hir indexes the input's shape with each entry of `perm` unchecked, and panics on an
+    // entry past the rank (found by fuzzing: [0, 6, 1]).
+    for n in graph.node.iter().filter(|n| n.op_type == "Transpose") {
+        if let Some(perm) = n.attribute.iter().find(|a| a.name == "perm") {
+            let mut sorted = perm.ints.clone();
+            sorted.sort_unstable();
+            if !sorted.iter().copied().eq(0..sorted.len() as i64) {
+                return err(format!("Transpose '{}' has perm {:?}, not a permutation of its axes", n.name, perm.ints));
+            }
+        }
+    }
     let output_index = std::array::from_fn(|k| outputs.iter().position(|o| *o == OUTPUT_NAMES[k]).unwrap());
     let layers = LAYER_BLOCKS.map(|b| b.to_string()).join(",");
     match metadata(proto, META_LAYERS) {

@@ -214,3 +214,16 @@ fn an_output_no_node_makes_is_refused() {
     node.output = vec!["block4_renamed".into()];
     refused(&p, "output 'block4' is not made by any node of the graph");
 }
+
+#[test]
+fn a_transpose_whose_perm_is_not_a_permutation_is_refused() {
+    // onnx_model found it: the tiny contract model's perm [0, 2, 1] mutated to [0, 6, 1]; tract
+    // indexed the shape with the 6 and panicked.
+    let bytes = std::fs::read(at("tests/fixtures/tiny_contract.onnx")).unwrap();
+    for perm in [vec![0, 6, 1], vec![0, 1, 1], vec![-1, 0, 1]] {
+        let mut p = pb::ModelProto::decode(bytes.as_slice()).unwrap();
+        let node = graph(&mut p).node.iter_mut().find(|n| n.op_type == "Transpose").unwrap();
+        node.attribute.iter_mut().find(|a| a.name == "perm").unwrap().ints = perm.clone();
+        refused(&p, &format!("has perm {perm:?}, not a permutation of its axes"));
+    }
+}
