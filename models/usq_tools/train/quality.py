@@ -90,12 +90,15 @@ class Sampler:
         """mim's random crop; None for a frame under 224 on a side (it is used whole)."""
         return None if min(g.shape) < 224 else random_crop(g, self.rng)
 
-    def pair(self):
-        """(clean, degraded, severity, family index) of one input."""
+    def draw(self):
+        """(frame, family index, severity) drawn for one degraded input."""
         g = self.sets[self.rng.choice(len(self.sets), p=self.probs)]
         g = g[self.rng.integers(len(g))]
-        fam = int(self.rng.integers(len(FAMILIES)))
-        s = float(self.rng.uniform(0.1, 1.0))
+        return g, int(self.rng.integers(len(FAMILIES))), float(self.rng.uniform(0.1, 1.0))
+
+    def pair(self):
+        """(clean, degraded, severity, family index) of one input."""
+        g, fam, s = self.draw()
         c = None if self.rng.random() < self.p_whole else self.crop(g)
         if c is None:   # the whole frame: degrade at native resolution, then the metric's resize
             gf = g.astype(np.float32)
@@ -110,11 +113,9 @@ class Sampler:
         """(clean patches, degraded patches, severity) of one whole frame degraded at native
         resolution: up to max_patches of NRQ's grid (drawn at random, the same positions in both),
         so a loss can aggregate them as NRQ does."""
-        g = self.sets[self.rng.choice(len(self.sets), p=self.probs)]
-        gf = pad_to_min(g[self.rng.integers(len(g))].astype(np.float32))
-        fam = FAMILIES[int(self.rng.integers(len(FAMILIES)))]
-        s = float(self.rng.uniform(0.1, 1.0))
-        deg = degrade(gf, fam, s, self.rng)
+        g, fam, s = self.draw()
+        gf = pad_to_min(g.astype(np.float32))
+        deg = degrade(gf, FAMILIES[fam], s, self.rng)
         grid = patch_grid(*gf.shape)
         pick = self.rng.permutation(len(grid))[:max_patches]
         cut = lambda im: np.stack([im[y:y + 224, x:x + 224] for x, y in (grid[i] for i in pick)])
@@ -165,6 +166,18 @@ class CleanDensity:
         return torch.logsumexp(self.joint((z - self.mean) @ self.axes), dim=1)
 
 
+def distill_loss(s_layers, t_layers):
+    """The student's residual streams of the first len(teacher) inputs against the teacher's: MSE
+    relative to the teacher's energy, averaged over the layers."""
+    n = len(t_layers[0])
+    return sum(((s[:n] - t) ** 2).mean() / (t ** 2).mean() for s, t in zip(s_layers, t_layers)) / len(t_layers)
+
+
+def hold_loss(density, z_clean, z_teacher):
+    """The student's clean descriptors on the teacher's: squared distance in units of the clean spacing."""
+    return ((z_clean - z_teacher) ** 2).sum(1).mean() / density.spacing ** 2
+
+
 def margin_loss(density, z, z_teacher, sev, n, to_floor=False):
     """Hinge: each degraded descriptor's (rows n..) log-likelihood under the clean density below
     a target, in units of the margin (twice the clean spread); plus the clean descriptors held on
@@ -185,8 +198,7 @@ def margin_loss(density, z, z_teacher, sev, n, to_floor=False):
     margin = 2 * density.spread
     drop = margin + (ll_ref - density.floor).clamp_min(0) if to_floor else margin
     hinge = F.relu(ll[n:] - ll_ref + sev[n:] * drop).mean() / margin
-    hold = ((z[:n] - z_teacher) ** 2).sum(1).mean() / density.spacing ** 2
-    return hinge + hold, ll[:n].mean().item(), ll[n:].mean().item()
+    return hinge + hold_loss(density, z[:n], z_teacher), ll[:n].mean().item(), ll[n:].mean().item()
 
 
 def frame_nrq_loss(density, z_clean_teacher, z_degraded, sev):
@@ -299,7 +311,7 @@ def main():
         with torch.no_grad():
             t_layers = teacher(inp[:a.batch])
         s_layers = student(inp)
-        distill = sum(((s[:a.batch] - t) ** 2).mean() / (t ** 2).mean() for s, t in zip(s_layers, t_layers)) / len(t_layers)
+        distill = distill_loss(s_layers, t_layers)
         z = descriptor(s_layers)
         pred = GAIN * (z @ F.normalize(direction, dim=0)) + bias
         err = (pred - sev) ** 2
@@ -316,14 +328,10 @@ def main():
             with torch.no_grad():
                 ft = teacher(fx[:len(fc)])
             fl = student(fx)
-            n_f = len(fc)
-            f_distill = sum(((s[:n_f] - t) ** 2).mean() / (t ** 2).mean() for s, t in zip(fl, ft)) / len(ft)
-            fz = descriptor(fl)
-            fzt = descriptor(ft)
-            f_hold = ((fz[:n_f] - fzt) ** 2).sum(1).mean() / density.spacing ** 2
-            f_hinge, drop = frame_nrq_loss(density, fzt, fz[n_f:], fs)
-            frame = f_hinge + f_hold
-            loss = loss + a.frame_weight * frame + a.distill_weight * f_distill
+            fz, fzt = descriptor(fl), descriptor(ft)
+            f_hinge, drop = frame_nrq_loss(density, fzt, fz[len(fc):], fs)
+            frame = f_hinge + hold_loss(density, fz[:len(fc)], fzt)
+            loss = loss + a.frame_weight * frame + a.distill_weight * distill_loss(fl, ft)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(student.parameters()) + [direction, bias], 1.0)
